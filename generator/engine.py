@@ -1,0 +1,219 @@
+"""ONNX Runtime inference: a loaded preset turns coordinates + conditioning into latents, and latents into audio.
+
+Plain numpy in and out, no torch. All randomness comes from explicit seeds: generator noise is drawn per half
+and decoder noise per decoder window from ``SeedSequence([seed, network, index])``, so the same seed, preset and
+conditioning reproduce the same samples bit for bit on the same machine, whatever the chunking.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from generator import spectral
+from generator.errors import ConditioningError, PresetError
+from generator.preset import Preset, load_preset
+
+logger = logging.getLogger(__name__)
+
+_NET_IDS = {"generator": 1, "decoder2": 2, "decoder1": 3}
+MAX_BATCH = 64
+
+
+def _session(path: Path, threads: int | None) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads or 0
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise PresetError(f"{path}: ONNX Runtime cannot load this model ({exc}); re-export the preset") from exc
+
+
+@dataclass
+class DecodeState:
+    """What carries over between streaming decode calls: the iSTFT tail and the next decoder window index."""
+
+    istft: spectral.StreamingIstft
+    next_window: int = 0
+
+
+class Engine:
+    """A preset loaded into ONNX Runtime sessions.
+
+    Shapes: coordinates (halves, half_len, coord_dim); latents (steps, 2 * latent_dim) with dims
+    [0, latent_dim) the left channel; audio float32 (2, samples) at 44.1 kHz, samples_per_latent per latent step.
+    """
+
+    def __init__(self, preset: Preset, threads: int | None = None):
+        self.preset = preset
+        self.config = preset.config
+        self.threads = threads
+        self.sessions = {
+            name: _session(preset.model_path(name), threads) for name in ("generator", "decoder2", "decoder1")
+        }
+        self._noise_len = {}
+        for name, sess in self.sessions.items():
+            shapes = {i.name: i.shape for i in sess.get_inputs()}
+            self._noise_len[name] = int(shapes["noise"][1]) if "noise" in shapes else 0
+        self._gen_inputs = {i.name for i in self.sessions["generator"].get_inputs()}
+
+    @classmethod
+    def load(cls, path: str | Path, threads: int | None = None, search: tuple[str | Path, ...] = ()) -> Engine:
+        return cls(load_preset(path, search=search), threads=threads)
+
+    # -- conditioning ---------------------------------------------------------------------------------------
+    def conditioning_inputs(
+        self, conditioning: Mapping[str, float | np.ndarray] | None, halves: int
+    ) -> dict[str, np.ndarray]:
+        """User conditioning values -> the generator's cond_scalar (halves, S) / cond_curve (halves, half, K).
+
+        Scalars take a float (all halves) or (halves,); curves a float, (halves * half_len,) or (halves, half_len).
+        Missing names take the preset default; NaN means "unconditioned". Unknown names are an error.
+        """
+        conditioning = dict(conditioning or {})
+        unknown = sorted(set(conditioning) - {c.name for c in self.preset.conditioning})
+        if unknown:
+            known = ", ".join(c.name for c in self.preset.conditioning) or "none"
+            raise ConditioningError(f"preset {self.preset.name!r} has no conditioning {unknown} (it has: {known})")
+        h = self.config.gan.half_len
+        feeds: dict[str, np.ndarray] = {}
+
+        def value(c, shape):
+            v = conditioning.get(c.name, c.default)
+            arr = np.asarray(v, dtype=np.float64)
+            if not np.all(np.isnan(arr)):
+                c.check(arr[~np.isnan(arr)])
+            try:
+                return np.broadcast_to(c.to_model(arr).reshape(shape if arr.size > 1 else ()), shape)
+            except ValueError as exc:
+                raise ConditioningError(f"{c.name}: expected {shape} values, got shape {arr.shape}") from exc
+
+        if self.preset.scalars:
+            feeds["cond_scalar"] = np.stack([value(c, (halves,)) for c in self.preset.scalars], axis=-1)
+        if self.preset.curves:
+            feeds["cond_curve"] = np.stack([value(c, (halves, h)) for c in self.preset.curves], axis=-1)
+        return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
+
+    # -- noise ------------------------------------------------------------------------------------------------
+    def noise(self, network: str, seed: int, first: int, count: int) -> np.ndarray:
+        """Standard-normal noise for items [first, first + count) of a network, (count, N) float32."""
+        n = self._noise_len[network]
+        out = np.empty((count, n), dtype=np.float32)
+        for j in range(count):
+            rng = np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, _NET_IDS[network], first + j]))
+            out[j] = rng.standard_normal(n, dtype=np.float32)
+        return out
+
+    # -- generator --------------------------------------------------------------------------------------------
+    def latents(
+        self,
+        coords: np.ndarray,
+        conditioning: Mapping[str, float | np.ndarray] | None = None,
+        noise: np.ndarray | None = None,
+        seed: int = 0,
+        first_half: int = 0,
+    ) -> np.ndarray:
+        """Coordinates (halves, half_len, coord_dim) -> latents (halves * half_len, 2 * latent_dim) float32.
+
+        noise: explicit (halves, N) generator noise, or None to draw it from (seed, first_half + i)."""
+        coords = np.ascontiguousarray(coords, dtype=np.float32)
+        g = self.config.gan
+        if coords.ndim != 3 or coords.shape[1:] != (g.half_len, g.coord_dim):
+            raise ValueError(f"coords must be (halves, {g.half_len}, {g.coord_dim}), got {coords.shape}")
+        halves = coords.shape[0]
+        if noise is None:
+            noise = self.noise("generator", seed, first_half, halves)
+        feeds = {"coords": coords, "noise": np.ascontiguousarray(noise, dtype=np.float32)}
+        feeds.update(self.conditioning_inputs(conditioning, halves))
+        feeds = {k: v for k, v in feeds.items() if k in self._gen_inputs}
+        out = []
+        for i in range(0, halves, MAX_BATCH):
+            part = {k: v[i : i + MAX_BATCH] for k, v in feeds.items()}
+            out.append(self.sessions["generator"].run(["latents"], part)[0])
+        return np.concatenate(out).reshape(halves * g.half_len, 2 * self.config.autoencoder.latent_dim)
+
+    # -- decoders ---------------------------------------------------------------------------------------------
+    def decode_spectra(
+        self, latents: np.ndarray, seed: int = 0, first_window: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Latents (T, 2 * dim), T a multiple of dec2_window -> (magnitude, phase), each (2, T * frames, bins).
+
+        Decoder windows are independent; window w of the piece gets noise from (seed, first_window + w)."""
+        ae = self.config.autoencoder
+        t = latents.shape[0]
+        if t % ae.dec2_window:
+            raise ValueError(f"latent steps ({t}) must be a multiple of the decoder window ({ae.dec2_window})")
+        windows = t // ae.dec2_window
+        dim = ae.latent_dim
+        # (2 channels x windows) items, channel-major
+        lat = np.ascontiguousarray(
+            np.asarray(latents, np.float32).reshape(windows, ae.dec2_window, 2, dim).transpose(2, 0, 1, 3)
+        ).reshape(2 * windows, ae.dec2_window, dim)
+        n2 = np.concatenate([self.noise("decoder2", seed, 2 * (first_window + w) + c, 1)
+                             for c in range(2) for w in range(windows)]) if self._noise_len["decoder2"] else None
+        n1 = np.concatenate([self.noise("decoder1", seed, 2 * (first_window + w) + c, 1)
+                             for c in range(2) for w in range(windows)]) if self._noise_len["decoder1"] else None
+        frames = self._run_batched("decoder2", {"latents": lat, "noise": n2}, ["frames"])[0]
+        mag, phase = self._run_batched("decoder1", {"frames": frames, "noise": n1}, ["magnitude", "phase"])
+        bins = mag.shape[-1]
+        return mag.reshape(2, windows * ae.dec1_window, bins), phase.reshape(2, windows * ae.dec1_window, bins)
+
+    def _run_batched(self, name: str, feeds: dict[str, np.ndarray | None], outputs: list[str]) -> list[np.ndarray]:
+        feeds = {k: v for k, v in feeds.items() if v is not None}
+        n = next(iter(feeds.values())).shape[0]
+        parts = [
+            self.sessions[name].run(outputs, {k: v[i : i + MAX_BATCH] for k, v in feeds.items()})
+            for i in range(0, n, MAX_BATCH)
+        ]
+        return [np.concatenate([p[j] for p in parts]) for j in range(len(outputs))]
+
+    def decode(self, latents: np.ndarray, seed: int = 0, state: DecodeState | None = None) -> np.ndarray:
+        """Latents (T, 2 * dim) -> stereo audio (2, T * samples_per_latent) float32 in [-1, 1].
+
+        With a `state`, decoding continues a stream (carrying the iSTFT tail and window index): the
+        concatenated outputs of successive calls equal one call on the concatenated latents. Without one,
+        the final iSTFT tail is dropped so the output is exactly T * samples_per_latent long."""
+        if state is None:
+            state = self.new_decode_state()
+        mag, phase = self.decode_spectra(latents, seed=seed, first_window=state.next_window)
+        state.next_window += latents.shape[0] // self.config.autoencoder.dec2_window
+        audio = state.istft.process(mag, phase)  # without a state the iSTFT tail is simply not kept
+        return np.clip(audio, -1.0, 1.0, out=audio)
+
+    def new_decode_state(self) -> DecodeState:
+        return DecodeState(istft=spectral.StreamingIstft(channels=2, cfg=self.config.audio))
+
+    def generate(
+        self,
+        seconds: float,
+        conditioning: Mapping[str, float | np.ndarray] | None = None,
+        seed: int = 0,
+        truncation: float | None = None,
+    ) -> np.ndarray:
+        """Convenience: `seconds` of stereo audio from the start of the seeded stream, (2, samples) float32."""
+        from generator.coords import CoordinateStream
+
+        if not np.isfinite(seconds) or seconds <= 0:
+            raise ConditioningError(f"seconds must be a positive number, got {seconds}")
+        cfg = self.config
+        samples = int(round(seconds * cfg.audio.sample_rate))
+        steps = -(-samples // cfg.samples_per_latent)
+        halves = -(-steps // cfg.gan.half_len)
+        stream = CoordinateStream(cfg.gan, seed=seed, truncation=truncation)
+        lat = self.latents(stream.halves(0, halves), conditioning, seed=seed)
+        steps_dec = -(-steps // cfg.autoencoder.dec2_window) * cfg.autoencoder.dec2_window
+        return self.decode(lat[:steps_dec], seed=seed)[:, :samples]
+
+
+def default_threads() -> int:
+    return max(1, min(2, os.cpu_count() or 1))

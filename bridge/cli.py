@@ -1,0 +1,103 @@
+"""`musika` command line: one parser per subcommand, registered from the module that implements it.
+
+Exit codes: 0 done, 1 bad input from the user, 2 usage error, 3 a device or port was unavailable at start.
+Library code raises MusikaError subclasses; only this module turns them into one-line messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from generator.errors import AudioOutputError, MusikaError
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_DEVICE = 0, 1, 2, 3
+
+# (module, extra needed when it cannot be imported)
+COMMAND_MODULES: tuple[tuple[str, str], ...] = (
+    ("bridge.commands.serve", ""),
+    ("bridge.commands.generate", ""),
+    ("bridge.commands.render", ""),
+    ("training.data.cli", "train"),
+    ("training.cli", "train"),
+    ("bridge.commands.bench", ""),
+    ("bridge.commands.presets", ""),
+    ("bridge.commands.doctor", ""),
+)
+
+logger = logging.getLogger("musika")
+
+
+class DeviceUnavailable(AudioOutputError):
+    """An audio device, JACK server, MIDI or network port could not be opened at start (exit code 3)."""
+
+
+def _placeholder(subparsers: argparse._SubParsersAction, module: str, extra: str, error: Exception) -> None:
+    name = module.rsplit(".", 1)[-1]
+    if name == "cli":
+        names = ["train", "export", "eval"] if module == "training.cli" else ["prepare"]
+    else:
+        names = [name]
+    for n in names:
+        p = subparsers.add_parser(n, help=f"(unavailable: {error})")
+
+        def fail(_args: argparse.Namespace, n: str = n) -> int:
+            hint = f"install the '{extra}' extra: pip install 'musika-bridge[{extra}]'" if extra else "reinstall"
+            print(f"musika {n}: not available in this installation ({error}); {hint}", file=sys.stderr)
+            return EXIT_USAGE
+
+        p.set_defaults(func=fail)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="musika",
+        description="Musika Bridge: fast, infinite, tempo-conditioned music generation for your DAW.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module, extra in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            _placeholder(subparsers, module, extra, exc)
+            continue
+        mod.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except DeviceUnavailable as exc:
+        print(f"musika {args.command}: {exc}", file=sys.stderr)
+        return EXIT_DEVICE
+    except MusikaError as exc:
+        print(f"musika {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"musika {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def add_common_formatter(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""`musika generate`: N seconds of music from a preset to an audio file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from pathlib import Path
+
+from generator.audio_file import check_writable, write_audio
+from generator.engine import Engine, default_threads
+from generator.errors import ConditioningError
+
+logger = logging.getLogger(__name__)
+
+
+def generate(
+    preset: str,
+    seconds: float,
+    out: Path,
+    bpm: float | None = None,
+    density: float | None = None,
+    seed: int = 0,
+    truncation: float | None = None,
+    threads: int | None = None,
+    bits: str = "24",
+) -> Path:
+    """Generate `seconds` of stereo 44.1 kHz audio and write it to `out` (atomically)."""
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > 24 * 3600:
+        raise ConditioningError(f"--seconds {seconds} is invalid; give a duration between 0 and 86400 seconds")
+    if truncation is not None and not (math.isfinite(truncation) and 0 < truncation <= 10):
+        raise ConditioningError(f"--truncation {truncation} is invalid; use a value in (0, 10], default 2.0")
+    check_writable(out)
+    engine = Engine.load(preset, threads=threads)
+    conditioning: dict[str, float] = {}
+    for name, value, flag in (("tempo", bpm, "--bpm"), ("density", density, "--density")):
+        if value is None:
+            continue
+        if not engine.preset.has_condition(name):
+            known = ", ".join(c.name for c in engine.preset.conditioning) or "no conditioning"
+            raise ConditioningError(f"{flag}: preset {engine.preset.name!r} is not conditioned on {name} ({known})")
+        engine.preset.condition(name).check(value)
+        conditioning[name] = value
+    start = time.perf_counter()
+    audio = engine.generate(seconds, conditioning, seed=seed, truncation=truncation)
+    elapsed = time.perf_counter() - start
+    write_audio(out, audio, engine.config.audio.sample_rate, bits=bits)
+    logger.info("wrote %s: %.1f s of audio in %.2f s (%.1fx real time)", out, seconds, elapsed, seconds / elapsed)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    generate(
+        preset=args.preset,
+        seconds=args.seconds,
+        out=Path(args.out),
+        bpm=args.bpm,
+        density=args.density,
+        seed=args.seed,
+        truncation=args.truncation,
+        threads=args.threads,
+        bits=args.bits,
+    )
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "generate",
+        help="generate N seconds of music to an audio file",
+        description="Generate stereo 44.1 kHz music from a preset and write it to a wav/flac/ogg file.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--preset", default="techno", help="preset name (see `musika presets`) or directory")
+    p.add_argument("--seconds", type=float, default=30.0, help="length of the output")
+    p.add_argument("--bpm", type=float, default=None, help="tempo for tempo-conditioned presets (default: preset's)")
+    p.add_argument("--density", type=float, default=None, help="note density (onsets/s) for density presets")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same audio")
+    p.add_argument("--truncation", type=float, default=None, help="variation: truncation bound (preset default 2.0)")
+    p.add_argument("--threads", type=int, default=default_threads(), help="ONNX Runtime threads")
+    p.add_argument("--bits", choices=["16", "24", "float"], default="24", help="sample format")
+    p.add_argument("--out", required=True, help="output file (.wav, .flac, .ogg)")
+    p.set_defaults(func=run)

@@ -1,0 +1,69 @@
+"""`musika presets`: list installed presets with their conditioning and metrics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from generator.errors import PresetError
+from generator.preset import list_preset_dirs, load_preset, preset_search_path
+
+
+def list_presets(search: tuple[str, ...] = (), verify: bool = False) -> list[dict]:
+    """One dict per preset found on the search path; broken presets are listed with their error."""
+    rows = []
+    seen = set()
+    for root in preset_search_path(search):
+        for d in list_preset_dirs(root):
+            if d.name in seen:
+                continue
+            seen.add(d.name)
+            try:
+                p = load_preset(d, verify=verify)
+            except PresetError as exc:
+                rows.append({"name": d.name, "path": str(d), "error": str(exc)})
+                continue
+            rows.append(
+                {
+                    "name": p.name,
+                    "path": str(d),
+                    "description": p.description,
+                    "conditioning": [f"{c.name} ({c.kind}, {c.min:g}-{c.max:g} {c.unit})" for c in p.conditioning],
+                    "metrics": dict(p.metrics),
+                }
+            )
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = list_presets(tuple(args.search), verify=args.verify)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no presets found on", ", ".join(map(str, preset_search_path(args.search))))
+        return 1
+    for r in rows:
+        if "error" in r:
+            print(f"{r['name']:<12} BROKEN: {r['error']}")
+            continue
+        cond = "; ".join(r["conditioning"]) or "unconditioned"
+        print(f"{r['name']:<12} {cond}")
+        if r["description"]:
+            print(f"{'':<12} {r['description']}")
+        for k, v in r["metrics"].items():
+            if isinstance(v, (int, float, str)):
+                print(f"{'':<12} {k}: {v}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "presets",
+        help="list presets with conditioning and metrics",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--search", action="append", default=[], help="extra folder to search for presets")
+    p.add_argument("--verify", action="store_true", help="check every model file's sha256")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)

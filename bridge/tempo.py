@@ -1,0 +1,236 @@
+"""MIDI clock tempo estimation (pure logic: tick timestamps in, tempo out; no clock is read here).
+
+MIDI Timing Clock (0xF8) arrives 24 times per quarter note (24 PPQN). Single intervals are jittery (a loopMIDI
+bus at 120 BPM reads 113-131 BPM tick to tick; JACK quantises arrivals to its period), so the estimator fits a
+least-squares line of tick *time* against tick *index*:
+
+- Each tick gets an index from its interval to the previous accepted tick, relative to the running median
+  interval: a tick that comes less than half an interval after the last one is a duplicate (dropped, index
+  unchanged); one that comes about k intervals later means k-1 ticks were lost (index advances by k). A pause of
+  more than ``gap_ratio`` intervals restarts the fit. So duplicated and lost ticks never skew the slope.
+- Two windows: a short one (``short_window`` ticks, one beat) and a long one that grows up to ``max_window``
+  ticks (two 4/4 bars by default). The long fit is reported.
+- Two-speed follower: when the short fit differs from the long one by more than ``step_threshold`` (relative,
+  raised automatically when timing jitter is large) for ``step_ticks`` consecutive ticks, the tempo stepped: the
+  long window is cut to those last ticks. A steady same-sign drift (a tempo ramp) for ``drift_ticks`` ticks cuts
+  the long window to two beats, so ramps are followed without the lag of a long window.
+- Confidence comes from the fit: the standard error of the BPM (from the robust residual spread) and how full
+  the window is.
+Tick timestamps are seconds (any monotonic clock), tempo is BPM of quarter notes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from statistics import median
+
+PPQN = 24
+
+
+@dataclass(frozen=True)
+class TempoState:
+    """The estimator's view after one tick.
+
+    bpm: reported (long-window) tempo, None until ``min_ticks`` ticks or when outside the sane range.
+    fast_bpm: the short-window (one beat) estimate. bpm_error: standard error of ``bpm`` in BPM.
+    confidence: 0..1 (1 = full window, negligible error). advanced: how many tick indices this tick moved
+    (0 = duplicate dropped, 1 = normal, k > 1 = k-1 ticks lost). step: the long window was cut at this tick
+    (tempo step or ramp). jitter_ms: robust spread of tick times around the fit. window: ticks in the long fit.
+    tick_time: de-jittered time of the latest tick (from the fit). note: "", "duplicate", "lost", "gap",
+    "restart", "out of range", "backwards".
+    """
+
+    bpm: float | None
+    fast_bpm: float | None
+    bpm_error: float
+    confidence: float
+    advanced: int
+    step: bool
+    jitter_ms: float
+    window: int
+    tick_time: float
+    note: str = ""
+
+
+def _fit(xs: list[int], ys: list[float]) -> tuple[float, float, float]:
+    """Least-squares line y = a + b x. Returns (slope b, fitted y at the last x, robust residual sd)."""
+    n = len(xs)
+    mx = sum(xs) / n
+    my = sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx <= 0:
+        return 0.0, ys[-1], 0.0
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    a = my - b * mx
+    if n < 4:
+        return b, a + b * xs[-1], 0.0
+    res = [abs(y - (a + b * x)) for x, y in zip(xs, ys)]
+    sigma = 1.4826 * median(res) * math.sqrt(n / (n - 2))
+    return b, a + b * xs[-1], sigma
+
+
+def _slope_se(sigma: float, n: int) -> float:
+    """Standard error of a least-squares slope over n equally spaced points with residual sd sigma."""
+    return sigma * math.sqrt(12.0 / (n * (n * n - 1))) if n > 2 else math.inf
+
+
+class ClockTempoEstimator:
+    """Tempo from MIDI clock tick times (seconds). Call :meth:`feed` once per 0xF8 with its timestamp."""
+
+    def __init__(
+        self,
+        short_window: int = PPQN,
+        max_window: int = 8 * PPQN,
+        step_threshold: float = 0.015,
+        step_ticks: int = 12,
+        drift_threshold: float = 0.004,
+        drift_ticks: int = PPQN,
+        min_ticks: int = 6,
+        min_bpm: float = 20.0,
+        max_bpm: float = 300.0,
+        gap_ratio: float = 4.5,
+    ):
+        if not 4 <= short_window <= max_window:
+            raise ValueError(f"short_window must be in 4..max_window ({max_window}), got {short_window}")
+        if not 2 <= step_ticks <= short_window:
+            raise ValueError(f"step_ticks must be in 2..short_window ({short_window}), got {step_ticks}")
+        if not 0 < min_bpm < max_bpm:
+            raise ValueError(f"need 0 < min_bpm < max_bpm, got {min_bpm}, {max_bpm}")
+        self.short_window, self.max_window = short_window, max_window
+        self.step_threshold, self.step_ticks = step_threshold, step_ticks
+        self.drift_threshold, self.drift_ticks = drift_threshold, drift_ticks
+        self.min_ticks, self.min_bpm, self.max_bpm, self.gap_ratio = min_ticks, min_bpm, max_bpm, gap_ratio
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (e.g. the clock source changed)."""
+        self._xs: deque[int] = deque(maxlen=self.max_window)
+        self._ys: deque[float] = deque(maxlen=self.max_window)
+        self._intervals: deque[float] = deque(maxlen=12)
+        self._recent: deque[int] = deque(maxlen=12)  # advanced per recent tick, to spot a > 2x tempo jump
+        self._long_n = 0
+        self._dev_count = self._drift_count = self._drift_sign = self._bad = 0
+        self.state = TempoState(None, None, math.inf, 0.0, 0, False, 0.0, 0, math.nan, "restart")
+
+    @property
+    def bpm(self) -> float | None:
+        return self.state.bpm
+
+    def feed(self, t: float) -> TempoState:
+        """Add the tick that arrived at time ``t`` (seconds); returns the updated :class:`TempoState`."""
+        if not self._ys:
+            return self._accept(t, 0, "restart")
+        last_t = self._ys[-1]
+        dt = t - last_t
+        if dt < 0:
+            self._bad += 1
+            if self._bad >= 4:  # the clock really went backwards (timestamps re-based): start over
+                self.reset()
+                return self._accept(t, 0, "restart")
+            return self._reject("backwards")
+        self._bad = 0
+        if len(self._intervals) < 3:
+            return self._accept(t, 1, "")
+        r = dt / median(self._intervals)
+        if r < 0.5:
+            self._recent.append(0)
+            if self._recent.count(0) >= 4:  # tempo more than doubled: the old grid no longer applies
+                self.reset()
+                return self._accept(t, 0, "restart")
+            return self._reject("duplicate")
+        if r >= self.gap_ratio:
+            self.reset()
+            return self._accept(t, 0, "gap")
+        advanced = 1 if r < 1.75 else round(r)
+        if advanced > 1 and sum(1 for a in self._recent if a > 1) >= 3:  # a big slowdown, not lost ticks
+            self.reset()
+            return self._accept(t, 0, "restart")
+        return self._accept(t, advanced, "lost" if advanced > 1 else "")
+
+    def _reject(self, note: str) -> TempoState:
+        s = self.state
+        self.state = TempoState(s.bpm, s.fast_bpm, s.bpm_error, s.confidence, 0, False, s.jitter_ms, s.window,
+                                s.tick_time, note)
+        return self.state
+
+    def _accept(self, t: float, advanced: int, note: str) -> TempoState:
+        if self._ys:
+            self._intervals.append((t - self._ys[-1]) / max(advanced, 1))
+            self._recent.append(advanced)
+            index = self._xs[-1] + advanced
+        else:
+            index = 0
+        self._xs.append(index)
+        self._ys.append(t)
+        self._long_n = min(self._long_n + 1, len(self._xs))
+        period = median(self._intervals) if self._intervals else 0.0
+        sane = period > 0 and self.min_bpm / 1.2 <= 60.0 / (PPQN * period) <= self.max_bpm * 1.2
+        if self._long_n < 3 or not sane:
+            self.state = TempoState(None, None, math.inf, 0.0, max(advanced, 1), False, 0.0, self._long_n, t,
+                                    note or ("" if sane or not self._intervals else "out of range"))
+            return self.state
+        xs, ys = list(self._xs)[-self._long_n:], list(self._ys)[-self._long_n:]
+        p_long, tick_time, sigma = _fit(xs, ys)
+        ns = min(self.short_window, self._long_n)
+        p_short = _fit(xs[-ns:], ys[-ns:])[0]
+        step = self._follow(p_short, p_long, sigma)
+        if step:  # the long window was cut: refit it (the short fit now covers the same ticks)
+            xs, ys = xs[-self._long_n:], ys[-self._long_n:]
+            p_long, tick_time, sigma = _fit(xs, ys)
+            p_short = p_long
+        n = self._long_n
+        bpm = 60.0 / (PPQN * p_long) if p_long > 0 else math.inf
+        fast = 60.0 / (PPQN * p_short) if p_short > 0 else None
+        err = bpm * _slope_se(sigma, n) / p_long if p_long > 0 else math.inf
+        ok = n >= self.min_ticks and self.min_bpm <= bpm <= self.max_bpm
+        conf = min(1.0, n / self.short_window) / (1.0 + (err / 0.25) ** 2) if ok else 0.0
+        self.state = TempoState(bpm if ok else None, fast, err, conf, max(advanced, 1), step, sigma * 1e3, n,
+                                tick_time, note)
+        return self.state
+
+    def _follow(self, p_short: float, p_long: float, sigma: float) -> bool:
+        """Two-speed follower: compare short and long fits; cut the long window on a step or a ramp."""
+        n, ns = self._long_n, self.short_window
+        if n <= ns or p_long <= 0:
+            return False
+        rel = (p_short - p_long) / p_long
+        sd_rel = _slope_se(sigma, ns) / p_long
+        sign = 1 if rel > 0 else -1
+        self._dev_count = self._dev_count + 1 if abs(rel) > max(self.step_threshold, 4 * sd_rel) else 0
+        if abs(rel) > max(self.drift_threshold, 3 * sd_rel) and sign == self._drift_sign:
+            self._drift_count += 1
+        else:
+            self._drift_count = 0
+        self._drift_sign = sign
+        if self._dev_count >= self.step_ticks:
+            self._long_n = self.step_ticks
+        elif self._drift_count >= self.drift_ticks:
+            self._long_n = min(n, 2 * self.short_window)
+        else:
+            return False
+        self._dev_count = self._drift_count = 0
+        return True
+
+
+class TempoHysteresis:
+    """Decides when a new tempo is worth re-conditioning the model for.
+
+    A change is passed on when it exceeds ``threshold_bpm``, on a step, or at a bar boundary when it differs at
+    all (more than ``bar_epsilon_bpm``). Everything smaller is left to the time-stretch stage.
+    """
+
+    def __init__(self, threshold_bpm: float = 0.3, bar_epsilon_bpm: float = 0.01):
+        self.threshold_bpm, self.bar_epsilon_bpm = threshold_bpm, bar_epsilon_bpm
+        self.current: float | None = None
+
+    def update(self, bpm: float | None, step: bool = False, at_bar: bool = False) -> float | None:
+        """Returns the new tempo to condition on, or None to keep the current one."""
+        if bpm is None:
+            return None
+        diff = math.inf if self.current is None else abs(bpm - self.current)
+        if diff > self.threshold_bpm or (step and diff > 0) or (at_bar and diff > self.bar_epsilon_bpm):
+            self.current = bpm
+            return bpm
+        return None

@@ -1,0 +1,82 @@
+"""A second JACK client that records two ports exactly, for the sink tests, plus test signals."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+SR = 44100
+
+
+def stereo_sine(frames: int, start: int = 0) -> np.ndarray:
+    """(2, frames) float32: left 440 Hz at 0.5, right 660 Hz at 0.25, from sample index ``start``."""
+    t = (np.arange(frames) + start) / SR
+    return np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.25 * np.sin(2 * np.pi * 660 * t)]).astype(np.float32)
+
+
+def locate(recording: np.ndarray, reference: np.ndarray) -> int:
+    """Index in ``reference`` (2, N) where the first non-silent frame of ``recording`` (2, M) starts."""
+    first = int(np.argmax(np.abs(recording[0]) > 0))
+    probe = recording[:, first : first + 256]
+    errors = [np.abs(reference[:, k : k + 256] - probe).max() for k in range(reference.shape[1] - 256)]
+    return int(np.argmin(errors)) - first
+
+
+def dominant_hz(x: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spectrum) * SR / len(x))
+
+
+class JackRecorder:
+    """Records ``frames`` frames from two JACK ports into a (2, frames) array once armed."""
+
+    def __init__(self, frames: int, servername: str | None = None, name: str = "recorder") -> None:
+        import jack
+
+        self.client = jack.Client(name, servername=servername, no_start_server=True)
+        self.ports = [self.client.inports.register("in_L"), self.client.inports.register("in_R")]
+        self.audio = np.zeros((2, frames), dtype=np.float32)
+        self._pos = 0
+        self._armed = False
+        self.done = threading.Event()
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, n: int) -> None:
+        if not self._armed or self._pos >= self.audio.shape[1]:
+            return
+        k = min(n, self.audio.shape[1] - self._pos)
+        for c, port in enumerate(self.ports):
+            self.audio[c, self._pos : self._pos + k] = port.get_array()[:k]
+        self._pos += k
+        if self._pos >= self.audio.shape[1]:
+            self.done.set()
+
+    def connect(self, sources: list[str]) -> None:
+        for src, dst in zip(sources, self.ports, strict=True):
+            self.client.connect(src, dst)
+
+    def arm(self) -> None:
+        """Start capturing from the next JACK cycle."""
+        self._pos = 0
+        self.done.clear()
+        self._armed = True
+
+    def record(self, timeout: float = 20.0, arm: bool = True) -> np.ndarray:
+        """Arm (unless already armed), wait for the buffer to fill (real time), return it."""
+        if arm:
+            self.arm()
+        assert self.done.wait(timeout), "the JACK recorder did not fill its buffer (server stalled?)"
+        self._armed = False
+        return self.audio.copy()
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+    def __enter__(self) -> JackRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,19 +1,25 @@
-"""How an OSC address is described and checked: argument specs, validation, path confinement (pure).
+"""How OSC input is described and checked: packets, argument specs, validation, senders, paths (pure).
 
 bridge.osc_addresses holds the one table built from these types; this module holds no addresses itself.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pythonosc.osc_message import OscMessage
+from pythonosc.parsing import osc_types
+
 from bridge import reaper
+from bridge.errors import BridgeError, ConfigError
 from bridge.events import Event
-from bridge.errors import BridgeError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class OscInputError(BridgeError, ValueError):
@@ -163,3 +169,75 @@ def status_messages(status: Mapping[str, object]) -> list[tuple[str, tuple]]:
 
     flat = tuple(x for k, v in status.items() for x in (str(k), osc_value(v)))
     return [("/musika/status", flat)] + [(f"/musika/status/{k}", (osc_value(v),)) for k, v in status.items()]
+
+
+def parse_allow(allow: Iterable[str]) -> list[Network]:
+    """`["192.168.1.0/24", "10.0.0.5"]` -> networks; raises ConfigError naming the bad entry."""
+    nets = []
+    for entry in allow:
+        try:
+            nets.append(ipaddress.ip_network(str(entry).strip(), strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"OSC allow entry {entry!r} is not a network; use CIDR such as 192.168.1.0/24 "
+                              f"or a single address such as 192.168.1.20") from exc
+    return nets
+
+
+def sender_allowed(ip: str, allow: Sequence[Network]) -> bool:
+    """Loopback senders are always allowed; others only inside one of the `allow` networks."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback or any(addr in net for net in allow)
+
+
+_BUNDLE = b"#bundle\x00"
+_TAGS = frozenset("ifsbhdtTFNrm[]")
+_NTP_TO_UNIX = 2208988800
+MAX_DEPTH = 8
+
+
+def ntp_to_unix(tag: int) -> float:
+    """A 64-bit NTP timetag -> Unix seconds; 0.0 for "immediately" (the value 1)."""
+    return 0.0 if tag == 1 else (tag >> 32) - _NTP_TO_UNIX + (tag & 0xFFFFFFFF) / 2**32
+
+
+def parse_message(packet: bytes) -> OscMessage:
+    """One OSC message, refusing what python-osc would let through: a length that is not a multiple of 4, type
+    tags it does not know (it skips them with a root-logger warning), and bytes left over after the arguments."""
+    if len(packet) % 4:
+        raise ValueError(f"message of {len(packet)} bytes is not a multiple of 4 (truncated?)")
+    _address, index = osc_types.get_string(packet, 0)
+    if index < len(packet):
+        tags, _ = osc_types.get_string(packet, index)
+        unknown = set(tags[1:]) - _TAGS
+        if not tags.startswith(",") or unknown:
+            raise ValueError(f"type tag string {tags[:40]!r} is not ',' followed by known tags ({''.join(_TAGS)})")
+    return OscMessage(packet)
+
+
+def flatten(packet: bytes, outer: float = 0.0, depth: int = 0) -> list[tuple[float, OscMessage]]:
+    """A datagram -> [(timetag as Unix seconds or 0.0 for immediately, message)], nested bundles included.
+
+    Strict where python-osc is lax (it skips unknown bundle elements and accepts lying sizes): any malformed
+    part raises ValueError or python-osc's ParseError. An inner bundle never runs before its enclosing one."""
+    if packet[:1] == b"/":
+        return [(outer, parse_message(packet))]
+    if packet[:8] != _BUNDLE or len(packet) < 16:
+        raise ValueError("neither an OSC message (starts with '/') nor a bundle (starts with '#bundle')")
+    if depth >= MAX_DEPTH:
+        raise ValueError(f"bundles nested deeper than {MAX_DEPTH}")
+    stamp = ntp_to_unix(int.from_bytes(packet[8:16], "big"))
+    stamp = max(stamp, outer) if stamp else outer
+    out, index = [], 16
+    while index < len(packet):
+        size = int.from_bytes(packet[index:index + 4], "big", signed=True)
+        element = packet[index + 4:index + 4 + size]
+        if len(packet) - index < 4 or size <= 0 or size % 4 or len(element) != size:
+            raise ValueError(f"bundle element at byte {index} claims {size} bytes, {len(element)} present")
+        out.extend(flatten(element, stamp, depth + 1))
+        index += 4 + size
+    return out

@@ -5,15 +5,18 @@ bus at 120 BPM reads 113-131 BPM tick to tick; JACK quantises arrivals to its pe
 least-squares line of tick *time* against tick *index*:
 
 - Each tick gets an index from its interval to the previous accepted tick, relative to the running median
-  interval: a tick that comes less than half an interval after the last one is a duplicate (dropped, index
-  unchanged); one that comes about k intervals later means k-1 ticks were lost (index advances by k). A pause of
-  more than ``gap_ratio`` intervals restarts the fit. So duplicated and lost ticks never skew the slope.
+  interval and to the de-jittered short fit: a tick that comes less than half an interval after the last one is
+  a duplicate (dropped, index unchanged); one that comes about k intervals later means k-1 ticks were lost
+  (index advances by k). This repair needs 12 ticks of history and timing jitter (sd) below 15 % of the tick
+  interval; above that a duplicate cannot be told from jitter and every tick counts as one. A pause of more
+  than ``gap_ratio`` intervals restarts the fit. So duplicated and lost ticks do not skew the slope.
 - Two windows: a short one (``short_window`` ticks, one beat) and a long one that grows up to ``max_window``
-  ticks (two 4/4 bars by default). The long fit is reported.
+  ticks (four 4/4 bars by default). The long fit is reported.
 - Two-speed follower: when the short fit differs from the long one by more than ``step_threshold`` (relative,
   raised automatically when timing jitter is large) for ``step_ticks`` consecutive ticks, the tempo stepped: the
   long window is cut to those last ticks. A steady same-sign drift (a tempo ramp) for ``drift_ticks`` ticks cuts
-  the long window to two beats, so ramps are followed without the lag of a long window.
+  the long window to two beats and keeps it there until the drift stops for a beat, so ramps are followed with
+  the lag of a two-beat window only.
 - Confidence comes from the fit: the standard error of the BPM (from the robust residual spread) and how full
   the window is.
 Tick timestamps are seconds (any monotonic clock), tempo is BPM of quarter notes.
@@ -82,7 +85,7 @@ class ClockTempoEstimator:
     def __init__(
         self,
         short_window: int = PPQN,
-        max_window: int = 8 * PPQN,
+        max_window: int = 16 * PPQN,
         step_threshold: float = 0.015,
         step_ticks: int = 12,
         drift_threshold: float = 0.004,
@@ -111,7 +114,10 @@ class ClockTempoEstimator:
         self._intervals: deque[float] = deque(maxlen=12)
         self._recent: deque[int] = deque(maxlen=12)  # advanced per recent tick, to spot a > 2x tempo jump
         self._long_n = 0
+        self._anchor: tuple[float, float] | None = None  # (fitted time of the last tick, short-fit period)
         self._dev_count = self._drift_count = self._drift_sign = self._bad = 0
+        self._history: deque[float] = deque(maxlen=self.short_window + 1)  # recent long-fit periods
+        self._cap = self.max_window  # 2 beats while a ramp is being followed
         self.state = TempoState(None, None, math.inf, 0.0, 0, False, 0.0, 0, math.nan, "restart")
 
     @property
@@ -133,17 +139,21 @@ class ClockTempoEstimator:
         self._bad = 0
         if len(self._intervals) < 3:
             return self._accept(t, 1, "")
-        r = dt / median(self._intervals)
-        if r < 0.5:
+        r_raw = dt / median(self._intervals)
+        # the same ratio against the de-jittered short fit: robust to jitter, while r_raw follows steps at once
+        if self._anchor is None:  # too few ticks or too much jitter to tell duplicates and losses from jitter
+            return self._accept(t, 1, "")
+        r_fit = (t - self._anchor[0]) / self._anchor[1]
+        if r_raw < 0.5 and r_fit < 0.5:
             self._recent.append(0)
             if self._recent.count(0) >= 4:  # tempo more than doubled: the old grid no longer applies
                 self.reset()
                 return self._accept(t, 0, "restart")
             return self._reject("duplicate")
-        if r >= self.gap_ratio:
+        if r_raw >= self.gap_ratio and r_fit >= self.gap_ratio:
             self.reset()
             return self._accept(t, 0, "gap")
-        advanced = 1 if r < 1.75 else round(r)
+        advanced = max(2, round(r_fit)) if r_raw >= 1.7 and r_fit >= 1.6 else 1
         if advanced > 1 and sum(1 for a in self._recent if a > 1) >= 3:  # a big slowdown, not lost ticks
             self.reset()
             return self._accept(t, 0, "restart")
@@ -164,7 +174,7 @@ class ClockTempoEstimator:
             index = 0
         self._xs.append(index)
         self._ys.append(t)
-        self._long_n = min(self._long_n + 1, len(self._xs))
+        self._long_n = min(self._long_n + 1, len(self._xs), self._cap)
         period = median(self._intervals) if self._intervals else 0.0
         sane = period > 0 and self.min_bpm / 1.2 <= 60.0 / (PPQN * period) <= self.max_bpm * 1.2
         if self._long_n < 3 or not sane:
@@ -174,8 +184,10 @@ class ClockTempoEstimator:
         xs, ys = list(self._xs)[-self._long_n:], list(self._ys)[-self._long_n:]
         p_long, tick_time, sigma = _fit(xs, ys)
         ns = min(self.short_window, self._long_n)
-        p_short = _fit(xs[-ns:], ys[-ns:])[0]
-        step = self._follow(p_short, p_long, sigma)
+        p_short, short_last, sigma_short = _fit(xs[-ns:], ys[-ns:])
+        repairable = ns >= 12 and 0 < p_short and max(sigma, sigma_short) <= 0.15 * p_short
+        self._anchor = (short_last, p_short) if repairable else None
+        step = self._follow(p_short, p_long, sigma_short, max(sigma, sigma_short))
         if step:  # the long window was cut: refit it (the short fit now covers the same ticks)
             xs, ys = xs[-self._long_n:], ys[-self._long_n:]
             p_long, tick_time, sigma = _fit(xs, ys)
@@ -190,24 +202,34 @@ class ClockTempoEstimator:
                                 tick_time, note)
         return self.state
 
-    def _follow(self, p_short: float, p_long: float, sigma: float) -> bool:
-        """Two-speed follower: compare short and long fits; cut the long window on a step or a ramp."""
+    def _follow(self, p_short: float, p_long: float, sigma: float, sigma_step: float) -> bool:
+        """Two-speed follower: compare short and long fits; cut the long window on a step or a ramp.
+
+        ``sigma`` is the residual spread of the short fit, used for ramps (the long fit's includes a ramp's
+        curvature); steps use the larger ``sigma_step`` so that jitter alone rarely looks like a step."""
         n, ns = self._long_n, self.short_window
         if n <= ns or p_long <= 0:
             return False
         rel = (p_short - p_long) / p_long
         sd_rel = _slope_se(sigma, ns) / p_long
         sign = 1 if rel > 0 else -1
-        self._dev_count = self._dev_count + 1 if abs(rel) > max(self.step_threshold, 4 * sd_rel) else 0
+        step_sd = _slope_se(sigma_step, ns) / p_long
+        self._dev_count = self._dev_count + 1 if abs(rel) > max(self.step_threshold, 4 * step_sd) else 0
         if abs(rel) > max(self.drift_threshold, 3 * sd_rel) and sign == self._drift_sign:
             self._drift_count += 1
         else:
             self._drift_count = 0
         self._drift_sign = sign
+        self._history.append(p_long)
+        if self._cap < self.max_window and len(self._history) == self._history.maxlen:
+            change = abs(p_long - self._history[0]) / p_long  # tempo change over the last beat
+            if change < max(0.001, 3 * _slope_se(sigma, n) / p_long):  # the ramp has ended
+                self._cap = self.max_window
         if self._dev_count >= self.step_ticks:
             self._long_n = self.step_ticks
         elif self._drift_count >= self.drift_ticks:
-            self._long_n = min(n, 2 * self.short_window)
+            self._cap = 2 * self.short_window
+            self._long_n = min(n, self._cap)
         else:
             return False
         self._dev_count = self._drift_count = 0

@@ -14,3 +14,42 @@ def jack_server() -> JackServer:
         pytest.skip("jackd is not installed (apt install jackd2); make test installs it when run as root")
     with running_jack() as server:
         yield server
+
+
+def build_tiny_preset(root, name: str = "tiny", conditioning: str = "tempo+density", seed: int = 0):
+    """A tiny random-weight preset built through the real export path (torch -> ONNX -> parity -> preset.json)."""
+    import torch
+
+    from generator.model_config import ModelConfig
+    from generator.preset import Condition
+    from training.export import export_preset
+    from training.models import build_networks
+
+    conds = []
+    if "tempo" in conditioning:
+        conds.append(Condition("tempo", "scalar", "BPM", 118.0, 162.0, 128.0, "log"))
+    if "density" in conditioning:
+        conds.append(Condition("density", "curve", "onsets/s", 0.5, 12.0, 4.0, "log"))
+    scalars = sum(c.kind == "scalar" for c in conds)
+    curves = sum(c.kind == "curve" for c in conds)
+    cfg = ModelConfig().scaled(ae=0.125, gan=0.125, half_len=16).with_conditioning(scalars, curves)
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    nets = build_networks(cfg)
+    return export_preset(
+        nets, cfg, root, name, "tiny random-weight preset for tests", conditioning=conds, license="GPL-3.0-or-later"
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_preset(tmp_path_factory):
+    """Path of a tiny random-weight preset conditioned on tempo (scalar) and density (curve)."""
+    pytest.importorskip("torch")
+    return build_tiny_preset(tmp_path_factory.mktemp("presets"))
+
+
+@pytest.fixture(scope="session")
+def tiny_preset_plain(tmp_path_factory):
+    """Path of a tiny random-weight unconditioned preset."""
+    pytest.importorskip("torch")
+    return build_tiny_preset(tmp_path_factory.mktemp("presets-plain"), name="plain", conditioning="")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import abc
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from generator.errors import AudioOutputError
@@ -86,8 +88,9 @@ class AudioSink(abc.ABC):
         self._open()
         self._reporter = _UnderrunReporter(self)
         self._reporter.start()
-        logger.info("audio sink %s started: %s, %d Hz, block %d", self.name, self.device, self.sample_rate,
-                    self.block_size)
+        logger.info(
+            "audio sink %s started: %s, %d Hz, block %d", self.name, self.device, self.sample_rate, self.block_size
+        )
 
     def stop(self) -> None:
         """Stop pulling and release the device; safe to call twice."""
@@ -126,6 +129,24 @@ class AudioSink(abc.ABC):
         """Stop the callback or thread and release everything; must tolerate a partial or repeated open."""
 
 
+def run_paced(stop: threading.Event, period: float, step: Callable[[], None], late: Callable[[], None]) -> None:
+    """Call ``step`` every ``period`` seconds on an absolute monotonic schedule until ``stop`` is set.
+
+    For sinks without a device clock (ReaStream, real-time WAV). If the loop falls more than 0.25 s behind
+    (machine suspended, CPU starved) it calls ``late`` (count an xrun) and restarts the schedule from now.
+    """
+    deadline = time.monotonic()
+    while not stop.is_set():
+        step()
+        deadline += period
+        behind = time.monotonic() - deadline
+        if behind > 0.25:
+            late()
+            deadline = time.monotonic()
+        elif behind < 0:
+            stop.wait(-behind)
+
+
 class _UnderrunReporter:
     """Logs new underruns and xruns at most once per ``interval`` s, outside the audio thread."""
 
@@ -154,10 +175,17 @@ class _UnderrunReporter:
         if underruns > self._seen[0]:
             logger.warning(
                 "audio underrun on %s: %d new (total %d, %.0f ms of silence played); the renderer fell behind. "
-                "Raise the look-ahead or use a lighter preset.", sink.name, underruns - self._seen[0], underruns,
+                "Raise the look-ahead or use a lighter preset.",
+                sink.name,
+                underruns - self._seen[0],
+                underruns,
                 1000.0 * ring.underrun_frames / sink.sample_rate,
             )
         if xruns > self._seen[1]:
-            logger.warning("audio xrun on %s: %d new (total %d); the device/server missed a deadline",
-                           sink.name, xruns - self._seen[1], xruns)
+            logger.warning(
+                "audio xrun on %s: %d new (total %d); the device/server missed a deadline",
+                sink.name,
+                xruns - self._seen[1],
+                xruns,
+            )
         self._seen = (underruns, xruns)

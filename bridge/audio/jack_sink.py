@@ -223,7 +223,9 @@ class JackSink(AudioSink):
                 logger.warning(
                     "JACK server %r shut down (%s). Audio output paused; the engine keeps running and musika "
                     "will reconnect when the server returns (retrying every %.0f s).",
-                    self.servername or "default", self._down_reason or "no reason given", self._retry_interval,
+                    self.servername or "default",
+                    self._down_reason or "no reason given",
+                    self._retry_interval,
                 )
                 self._drop_client()
                 down_logged = True

@@ -3,12 +3,17 @@
 This is the route for BlackHole (macOS), VB-Cable / Voicemeeter (Windows) and plain sound cards; on Linux
 PortAudio also reaches JACK, where the stream shows up as ports ``PortAudio:out_0/1``. sounddevice is imported
 (and PortAudio initialised, which scans devices) only when a sink starts or :func:`list_output_devices` runs.
+
+PortAudio scans devices once per process and is never re-initialised here: Debian's PortAudio 19.6 aborts the
+process (assertion in pa_jack.c Terminate) if the JACK server it attached to has gone away. So a process that used
+PortAudio-on-JACK must not outlive that server gracefully; prefer ``--output jack`` on JACK systems (it
+reconnects), and probe devices in a child process (``bridge.audio.describe_audio`` does).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any
 
 from .base import DEFAULT_BLOCK_SIZE, DEFAULT_RING_FRAMES, DEFAULT_SAMPLE_RATE, AudioSink, AudioSinkError
 from .ring import AudioRing
@@ -16,8 +21,8 @@ from .ring import AudioRing
 logger = logging.getLogger(__name__)
 
 
-def import_sounddevice(rescan: bool = False) -> Any:
-    """Import sounddevice; ``rescan`` re-initialises PortAudio so devices/servers that appeared are seen."""
+def import_sounddevice() -> Any:
+    """Import sounddevice (PortAudio scans the devices on first import)."""
     try:
         import sounddevice as sd
     except (ImportError, OSError) as exc:
@@ -26,28 +31,27 @@ def import_sounddevice(rescan: bool = False) -> Any:
             "(Debian/Ubuntu: apt install libportaudio2) and `pip install sounddevice`, or choose another "
             "--output (jack, reastream, wav)"
         ) from exc
-    if rescan:
-        sd._terminate()
-        sd._initialize()
     return sd
 
 
-def list_output_devices(rescan: bool = False) -> list[dict[str, Any]]:
+def list_output_devices() -> list[dict[str, Any]]:
     """Output devices as ``{"index", "name", "hostapi", "channels", "default_samplerate", "default"}``."""
-    sd = import_sounddevice(rescan and PortAudioSink.active_streams == 0)
+    sd = import_sounddevice()
     hostapis = sd.query_hostapis()
     default_out = sd.default.device[1]
     devices = []
     for dev in sd.query_devices():
         if dev["max_output_channels"] > 0:
-            devices.append({
-                "index": dev["index"],
-                "name": dev["name"],
-                "hostapi": hostapis[dev["hostapi"]]["name"],
-                "channels": dev["max_output_channels"],
-                "default_samplerate": dev["default_samplerate"],
-                "default": dev["index"] == default_out,
-            })
+            devices.append(
+                {
+                    "index": dev["index"],
+                    "name": dev["name"],
+                    "hostapi": hostapis[dev["hostapi"]]["name"],
+                    "channels": dev["max_output_channels"],
+                    "default_samplerate": dev["default_samplerate"],
+                    "default": dev["index"] == default_out,
+                }
+            )
     return devices
 
 
@@ -56,7 +60,6 @@ class PortAudioSink(AudioSink):
     device name such as ``"BlackHole 2ch"`` or ``"CABLE Input"``. ``latency``: "low", "high" or seconds."""
 
     name = "portaudio"
-    active_streams: ClassVar[int] = 0  # PortAudio is re-initialised only while no stream of ours is open
 
     def __init__(
         self,
@@ -100,7 +103,7 @@ class PortAudioSink(AudioSink):
         return info
 
     def _open(self) -> None:
-        sd = import_sounddevice(rescan=PortAudioSink.active_streams == 0)
+        sd = import_sounddevice()
         info = self._resolve(sd)
         try:
             stream = sd.OutputStream(
@@ -120,20 +123,22 @@ class PortAudioSink(AudioSink):
                 "(set it in the system's audio settings) or choose another --device"
             ) from exc
         self._stream = stream
-        PortAudioSink.active_streams += 1
         hostapi = sd.query_hostapis(info["hostapi"])["name"]
         self._device_label = f"{info['name']} ({hostapi}, device {info['index']})"
 
     def _close(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
-            try:
-                stream.stop()
-                stream.close()
-            finally:
-                PortAudioSink.active_streams -= 1
+            stream.stop()
+            stream.close()
 
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         if status.output_underflow:
             self.xruns += 1
         self.ring.read_into(outdata)
+
+
+if __name__ == "__main__":  # `python -m bridge.audio.portaudio_sink`: devices as JSON (describe_audio's probe)
+    import json
+
+    print(json.dumps(list_output_devices()))

@@ -25,7 +25,7 @@ class Encoder1(nn.Module):
     def __init__(self, ae: AutoencoderConfig, audio: AudioConfig):
         super().__init__()
         widths = (audio.bins, *ae.enc1_widths)
-        self.hidden = nn.ModuleList(ConvSame(a, b, 1) for a, b in zip(widths[:-1], widths[1:]))
+        self.hidden = nn.ModuleList(ConvSame(a, b, 1) for a, b in zip(widths[:-1], widths[1:], strict=True))
         self.out = ConvSame(widths[-1], ae.frame_dim, 1)
 
     def forward(self, spec: Tensor) -> Tensor:
@@ -96,19 +96,23 @@ class Encoder2(nn.Module):
         n = ae.level2_frames
         out_len = ((n - 3) // 2 + 1 - 3) // 2 + 1 - 2
         if out_len != 1:
-            raise ValueError(f"encoder2 is built for level2_frames = 16 (got {ae.level2_frames}): its conv stack "
-                             f"must reduce a window to one latent, but it gives {out_len}")
+            raise ValueError(
+                f"encoder2 is built for level2_frames = 16 (got {ae.level2_frames}): its conv stack "
+                f"must reduce a window to one latent, but it gives {out_len}"
+            )
         self.frames = n
         self.latent_dim = ae.latent_dim
-        self.hidden = nn.ModuleList([
-            ConvSame(ae.frame_dim, w[0], 3),
-            ConvSame(w[0], w[1], 3, 2, "valid"),
-            ConvSame(w[1], w[2], 3),
-            ConvSame(w[2], w[3], 3, 2, "valid"),
-            ConvSame(w[3], w[4], 3),
-            ConvSame(w[4], w[5], 3, 1, "valid"),
-            ConvSame(w[5], w[6], 1),
-        ])
+        self.hidden = nn.ModuleList(
+            [
+                ConvSame(ae.frame_dim, w[0], 3),
+                ConvSame(w[0], w[1], 3, 2, "valid"),
+                ConvSame(w[1], w[2], 3),
+                ConvSame(w[2], w[3], 3, 2, "valid"),
+                ConvSame(w[3], w[4], 3),
+                ConvSame(w[4], w[5], 3, 1, "valid"),
+                ConvSame(w[5], w[6], 1),
+            ]
+        )
         self.out = ConvSame(w[6], ae.latent_dim, 1)
 
     def forward(self, frames: Tensor) -> Tensor:
@@ -128,19 +132,22 @@ class Decoder2(nn.Module):
     def __init__(self, ae: AutoencoderConfig):
         super().__init__()
         if ae.level2_frames != 16:
-            raise ValueError(f"decoder2 upsamples x16 (four x2 layers); level2_frames must be 16, got "
-                             f"{ae.level2_frames}")
+            raise ValueError(
+                f"decoder2 upsamples x16 (four x2 layers); level2_frames must be 16, got {ae.level2_frames}"
+            )
         w = ae.dec2_widths
         self.window = ae.dec2_window
-        self.layers = nn.ModuleList([
-            _NoisyConv(ConvSame(ae.latent_dim, w[0], 3)),
-            _NoisyConv(ConvUp(w[0], w[1])),
-            _NoisyConv(ConvSame(w[1], w[2], 3)),
-            _NoisyConv(ConvUp(w[2], w[3])),
-            _NoisyConv(ConvSame(w[3], w[4], 3)),
-            _NoisyConv(ConvUp(w[4], w[5])),
-            _NoisyConv(ConvUp(w[5], w[6])),
-        ])
+        self.layers = nn.ModuleList(
+            [
+                _NoisyConv(ConvSame(ae.latent_dim, w[0], 3)),
+                _NoisyConv(ConvUp(w[0], w[1])),
+                _NoisyConv(ConvSame(w[1], w[2], 3)),
+                _NoisyConv(ConvUp(w[2], w[3])),
+                _NoisyConv(ConvSame(w[3], w[4], 3)),
+                _NoisyConv(ConvUp(w[4], w[5])),
+                _NoisyConv(ConvUp(w[5], w[6])),
+            ]
+        )
         self.out = ConvSame(w[6], ae.frame_dim, 1)
         t = self.window
         self.noise_len = t + 2 * t + 2 * t + 4 * t + 4 * t + 8 * t + 16 * t

@@ -73,7 +73,7 @@ class Generator(nn.Module):
         self.stem_width = widths[0]
         self.stem_noise = NoiseInjection()
         self.stem_norm = AdaIN(cond_ch, widths[0])
-        self.blocks = nn.ModuleList(_UpBlock(a, b, cond_ch) for a, b in zip(widths[:-1], widths[1:]))
+        self.blocks = nn.ModuleList(_UpBlock(a, b, cond_ch) for a, b in zip(widths[:-1], widths[1:], strict=True))
         self.last_up = ConvUp(widths[-1], 2 * bc)
         self.last_noise = NoiseInjection()
         self.last_norm = AdaIN(cond_ch, 2 * bc)
@@ -162,7 +162,7 @@ class Critic(nn.Module):
         self.stem = ConvSame(cin, widths[0], 4, 2)
         self.blocks = nn.ModuleList(
             _DownBlock(a, b, 1 if i == n_blocks - 1 else 4)
-            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))
+            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
         )
         self.final = ConvSame(widths[-1], widths[-1], 3)
         self.head = nn.Linear(4 * widths[-1], 1)

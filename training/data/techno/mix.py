@@ -15,20 +15,24 @@ BLOCK = 256
 
 
 def swept_filter(
-    x: np.ndarray, cutoff_hz: np.ndarray, resonance: float, drive: float = 1.0, highpass: bool = False
+    x: np.ndarray, cutoff_hz: np.ndarray, resonance: float, drive: float = 1.0, block: int = BLOCK
 ) -> np.ndarray:
-    """Ladder filter whose cutoff follows a curve. x: (C, n); cutoff_hz: (n,) or one value per BLOCK samples."""
-    mode = pb.LadderFilter.Mode.HPF24 if highpass else pb.LadderFilter.Mode.LPF24
-    flt = pb.LadderFilter(mode=mode, cutoff_hz=1000.0, resonance=float(resonance), drive=float(drive))
+    """Low-pass ladder whose cutoff follows a curve, one value per *block* samples. x: (C, n) -> (C, n).
+
+    Blocks that are silent (and follow a silent block) are skipped: the output there is zero.
+    """
+    flt = pb.LadderFilter(mode=pb.LadderFilter.Mode.LPF24, cutoff_hz=1000.0, resonance=float(resonance),
+                          drive=float(drive))
     n = x.shape[1]
-    cut = np.asarray(cutoff_hz, dtype=np.float64)
-    if cut.shape[0] == n:
-        cut = cut[::BLOCK]
-    cut = np.clip(cut, 20.0, 18000.0)
-    out = np.empty_like(x)
-    for b, a in enumerate(range(0, n, BLOCK)):
+    cut = np.clip(np.asarray(cutoff_hz, dtype=np.float64), 20.0, 18000.0)
+    on = active_blocks(x, block)
+    out = np.zeros_like(x)
+    for b in np.flatnonzero(on):
+        a = b * block
+        if b > 0 and not on[b - 1]:
+            flt.reset()
         flt.cutoff_hz = float(cut[min(b, len(cut) - 1)])
-        out[:, a : a + BLOCK] = flt.process(x[:, a : a + BLOCK], SR, reset=False)
+        out[:, a : a + block] = flt.process(x[:, a : a + block], SR, reset=False)
     return out
 
 
@@ -61,23 +65,26 @@ def lfo(n_blocks: int, period_blocks: float, phase: float, lo: float, hi: float)
 
 
 def draw_fx(rng: np.random.Generator, step_s: float) -> dict[str, dict[str, float]]:
-    """All effect settings of one track (plain numbers), tempo-synced delays included."""
+    """All effect settings of one track (plain numbers); sends go to one shared reverb and one synced delay."""
     u = rng.uniform
     return {
-        "kick": {"drive_db": u(0, 14) * (rng.random() < 0.5), "gain_db": u(-1, 0)},
-        "hat": {"hpf": u(400, 4000), "delay_s": step_s * rng.choice([3, 6]), "delay_mix": u(0, 0.2),
-                "pan": u(-0.3, 0.3), "gain_db": u(-16, -9)},
-        "clap": {"room": u(0.2, 0.7), "wet": u(0.08, 0.3), "gain_db": u(-12, -6), "hpf": u(150, 600)},
-        "perc": {"pan": u(-0.6, 0.6), "delay_s": step_s * rng.choice([2, 3]), "delay_mix": u(0, 0.3),
-                 "room": u(0.1, 0.6), "gain_db": u(-17, -10)},
+        "kick": {"drive_db": u(0, 14) * (rng.random() < 0.5), "gain_db": u(-1, 0), "pan": 0.0, "rev": 0.0,
+                 "echo": 0.0, "hpf": 28.0},
+        "hat": {"hpf": u(400, 4000), "pan": u(-0.3, 0.3), "gain_db": u(-16, -9), "rev": u(0, 0.2),
+                "echo": u(0, 0.25), "drive_db": 0.0},
+        "clap": {"hpf": u(150, 600), "pan": 0.0, "gain_db": u(-12, -6), "rev": u(0.1, 0.5), "echo": u(0, 0.1),
+                 "drive_db": u(0, 6)},
+        "perc": {"hpf": u(80, 400), "pan": u(-0.6, 0.6), "gain_db": u(-17, -10), "rev": u(0.05, 0.4),
+                 "echo": u(0, 0.4), "drive_db": 0.0},
         "bass": {"cutoff": u(150, 900), "envmod": u(1.0, 8.0), "resonance": u(0.1, 0.85), "drive_db": u(0, 16),
                  "sweep_bars": float(rng.choice([8, 16, 32])), "gain_db": u(-9, -4), "duck": u(0.0, 0.7)},
         "stab": {"lo": u(300, 1500), "hi": u(2000, 9000), "resonance": u(0.0, 0.6),
-                 "sweep_bars": float(rng.choice([4, 8, 16, 32])), "delay_s": step_s * rng.choice([2, 3, 6]),
-                 "feedback": u(0.2, 0.55), "delay_mix": u(0.1, 0.4), "room": u(0.3, 0.9), "wet": u(0.1, 0.35),
+                 "sweep_bars": float(rng.choice([4, 8, 16, 32])), "rev": u(0.1, 0.5), "echo": u(0.1, 0.5),
                  "width": u(0.8, 1.6), "gain_db": u(-17, -10), "duck": u(0.0, 0.5)},
-        "pad": {"cutoff": u(500, 4000), "room": u(0.6, 0.98), "wet": u(0.2, 0.5), "width": u(1.0, 1.7),
-                "chorus": u(0.0, 0.5), "gain_db": u(-20, -13), "duck": u(0.2, 0.8)},
+        "pad": {"cutoff": u(500, 4000), "rev": u(0.3, 0.8), "width": u(1.0, 1.7), "chorus": u(0.0, 0.5),
+                "gain_db": u(-20, -13), "duck": u(0.2, 0.8)},
+        "send": {"room": u(0.3, 0.95), "damping": u(0.2, 0.8), "delay_s": step_s * rng.choice([2, 3, 6]),
+                 "feedback": u(0.2, 0.55)},
         "master": {"threshold_db": u(-18, -8), "ratio": u(1.5, 4.0), "tilt_hz": u(8000, 16000)},
     }
 
@@ -86,60 +93,55 @@ def _db(x: float) -> float:
     return float(10 ** (x / 20))
 
 
-def process_drum(x: np.ndarray, name: str, fx: dict[str, float]) -> np.ndarray:
-    """Bus processing for kick/hat/clap/perc: mono (n,) in, stereo (2, n) out."""
-    if name == "kick":
-        board = pb.Pedalboard([pb.HighpassFilter(28.0)])
-        if fx["drive_db"] > 0:
-            board.insert(0, pb.Distortion(drive_db=fx["drive_db"]))
-        return pan(board(x[None], SR)[0] * _db(fx["gain_db"]) * _db(-fx["drive_db"] / 3), 0.0)
-    if name in ("hat", "open_hat"):
-        y = pb.Pedalboard([pb.HighpassFilter(fx["hpf"])])(x[None], SR)[0]
-        y = pan(y * _db(fx["gain_db"]), fx["pan"])
-        return pb.Delay(delay_seconds=fx["delay_s"], feedback=0.3, mix=fx["delay_mix"])(y, SR)
-    if name == "clap":
-        y = pb.HighpassFilter(fx["hpf"])(x[None], SR)[0]
-        return pb.Reverb(room_size=fx["room"], wet_level=fx["wet"], dry_level=1.0)(pan(y * _db(fx["gain_db"]), 0.0), SR)
-    y = pan(x * _db(fx["gain_db"]), fx["pan"])
-    board = pb.Pedalboard([pb.Delay(delay_seconds=fx["delay_s"], feedback=0.35, mix=fx["delay_mix"]),
-                           pb.Reverb(room_size=fx["room"], wet_level=0.15, dry_level=1.0)])
-    return board(y, SR)
+def drum_oneshot(x: np.ndarray, fx: dict[str, float]) -> np.ndarray:
+    """Process one drum hit (high-pass, drive, gain, pan) once, before it is placed: (m,) -> (2, m)."""
+    board = pb.Pedalboard([pb.HighpassFilter(fx["hpf"])])
+    if fx["drive_db"] > 0:
+        board.append(pb.Distortion(drive_db=fx["drive_db"]))
+    y = board(x[None].astype(np.float32), SR)[0]
+    return pan(y * _db(fx["gain_db"] - fx["drive_db"] / 3), fx["pan"])
 
 
-def process_bass(x: np.ndarray, fenv: np.ndarray, fx: dict[str, float], bar_s: float, duck: np.ndarray) -> np.ndarray:
-    """Acid-style bass bus: per-note envelope plus slow sweep on a resonant ladder, drive, ducking. (n,) -> (2, n)."""
+def active_blocks(x: np.ndarray, block: int) -> np.ndarray:
+    """Per block of x (C, n): does it or the block before it hold any signal (so filters may ring)."""
+    n_blocks = (x.shape[1] + block - 1) // block
+    pad = np.zeros((x.shape[0], n_blocks * block), dtype=x.dtype)
+    pad[:, : x.shape[1]] = x
+    on = np.abs(pad).reshape(x.shape[0], n_blocks, block).max(axis=(0, 2)) > 0
+    return on | np.concatenate([[False], on[:-1]])
+
+
+def bass_bus(x: np.ndarray, fenv: np.ndarray, fx: dict[str, float], bar_s: float) -> np.ndarray:
+    """Acid-style bass: per-note envelope plus slow sweep on a resonant ladder, then drive. (n,) -> (n,)."""
     n_blocks = (len(x) + BLOCK - 1) // BLOCK
     slow = lfo(n_blocks, fx["sweep_bars"] * bar_s * SR / BLOCK, 0.75, fx["cutoff"] * 0.6, fx["cutoff"] * 1.8)
     cutoff = slow * (1.0 + fx["envmod"] * fenv[::BLOCK][:n_blocks])
-    y = swept_filter(x[None], cutoff, fx["resonance"], drive=1.0)
+    y = swept_filter(x[None], cutoff, fx["resonance"])
     board = pb.Pedalboard([pb.Distortion(drive_db=fx["drive_db"]), pb.HighpassFilter(30.0),
                            pb.Compressor(threshold_db=-18, ratio=3, attack_ms=3, release_ms=80)])
-    y = board(y, SR)[0] * _db(fx["gain_db"] - fx["drive_db"] / 3) * (1 - fx["duck"] * (1 - duck))
-    return pan(y, 0.0)
+    return board(y, SR)[0] * _db(fx["gain_db"] - fx["drive_db"] / 3)
 
 
-def process_stab(x: np.ndarray, fx: dict[str, float], bar_s: float, duck: np.ndarray, phase: float) -> np.ndarray:
-    """Stab/lead bus: swept low-pass over bars, synced delay, reverb, width, ducking. (2, n) -> (2, n)."""
-    n_blocks = (x.shape[1] + BLOCK - 1) // BLOCK
-    cutoff = lfo(n_blocks, fx["sweep_bars"] * bar_s * SR / BLOCK, phase, fx["lo"], fx["hi"])
-    y = swept_filter(x, cutoff, fx["resonance"])
-    board = pb.Pedalboard([
-        pb.Delay(delay_seconds=fx["delay_s"], feedback=fx["feedback"], mix=fx["delay_mix"]),
-        pb.Reverb(room_size=fx["room"], wet_level=fx["wet"], dry_level=1.0, width=1.0),
-    ])
-    y = width(board(y, SR), fx["width"]) * _db(fx["gain_db"])
-    return y * (1 - fx["duck"] * (1 - duck))
+def stab_bus(x: np.ndarray, fx: dict[str, float], bar_s: float, phase: float) -> np.ndarray:
+    """Stab/lead bus: low-pass swept over bars (slow, so long blocks). (2, n) -> (2, n)."""
+    block = 2048
+    n_blocks = (x.shape[1] + block - 1) // block
+    cutoff = lfo(n_blocks, fx["sweep_bars"] * bar_s * SR / block, phase, fx["lo"], fx["hi"])
+    return swept_filter(x, cutoff, fx["resonance"], block=block) * _db(fx["gain_db"])
 
 
-def process_pad(x: np.ndarray, fx: dict[str, float], duck: np.ndarray) -> np.ndarray:
-    """Pad bus: low-pass, chorus, big reverb, width, ducking. (2, n) -> (2, n)."""
-    board = pb.Pedalboard([
-        pb.LowpassFilter(fx["cutoff"]),
-        pb.Chorus(rate_hz=0.3, depth=0.3, mix=fx["chorus"]),
-        pb.Reverb(room_size=fx["room"], wet_level=fx["wet"], dry_level=0.8, width=1.0),
-    ])
-    y = width(board(x, SR), fx["width"]) * _db(fx["gain_db"])
-    return y * (1 - fx["duck"] * (1 - duck))
+def pad_voice(x: np.ndarray, fx: dict[str, float]) -> np.ndarray:
+    """Process one rendered pad chord (low-pass, chorus, width, gain) before it is placed. (2, m) -> (2, m)."""
+    board = pb.Pedalboard([pb.LowpassFilter(fx["cutoff"]), pb.Chorus(rate_hz=0.3, depth=0.3, mix=fx["chorus"])])
+    return width(board(x, SR), fx["width"]) * _db(fx["gain_db"])
+
+
+def sends(rev: np.ndarray, echo: np.ndarray, fx: dict[str, float]) -> np.ndarray:
+    """The shared effect returns: synced delay (which also feeds the reverb) and reverb. (2, n) each -> (2, n)."""
+    wet_echo = pb.Delay(delay_seconds=fx["delay_s"], feedback=fx["feedback"], mix=1.0)(echo, SR)
+    rev = rev + 0.3 * wet_echo
+    wet_rev = pb.Reverb(room_size=fx["room"], damping=fx["damping"], wet_level=1.0, dry_level=0.0)(rev, SR)
+    return wet_echo + wet_rev
 
 
 def master(x: np.ndarray, fx: dict[str, float]) -> np.ndarray:

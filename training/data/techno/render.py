@@ -60,9 +60,11 @@ def _place(sound: np.ndarray, positions: np.ndarray, gains: np.ndarray, n: int, 
     return out
 
 
-def _chords(rng, events: list[NoteEvent], step_s: float, n: int, kind: str) -> np.ndarray:
-    """Render stab or pad events into (2, n); identical chords of equal length are rendered once."""
-    out = np.zeros((2, n), dtype=np.float32)
+def _chords(rng, events: list[NoteEvent], step_s: float, out: np.ndarray, kind: str, post=None) -> np.ndarray:
+    """Add stab or pad events into out (2, n); identical chords of equal length are rendered once.
+
+    post, when given, processes each rendered chord before it is placed ((2, m) -> (2, m)).
+    """
     if not events:
         return out
     if kind == "pad":
@@ -79,14 +81,19 @@ def _chords(rng, events: list[NoteEvent], step_s: float, n: int, kind: str) -> n
         key = (ev.notes, gate)
         if key not in cache:
             length = gate + int(params["release_s"] * 5 * SR)
-            cache[key] = synth.chord(voice_rng, ev.notes, length, gate, **params)
+            audio = synth.chord(voice_rng, ev.notes, length, gate, **params)
+            cache[key] = post(audio) if post is not None else audio
         start = int(round(ev.step * step_s * SR))
-        _place(cache[key], np.array([start]), np.array([ev.velocity]), n, out)
+        _place(cache[key], np.array([start]), np.array([ev.velocity]), out.shape[1], out)
     return out
 
 
 def render_track(plan: TrackPlan, library: SampleLibrary | None = None) -> Rendered:
-    """Render the whole track: (2, round(plan.seconds * 44100)) float32."""
+    """Render the whole track: audio (2, round(plan.seconds * 44100)) float32 plus the sounds used.
+
+    Drum hits and chords are processed once as one-shots and placed; time-varying effects (swept filters,
+    ducking, the shared delay and reverb) run over the whole track.
+    """
     rng = np.random.default_rng(plan.sound_seed)
     step_s = plan.step_seconds
     bar_s = step_s * 16
@@ -95,24 +102,30 @@ def render_track(plan: TrackPlan, library: SampleLibrary | None = None) -> Rende
     fx = mix.draw_fx(rng, step_s)
     used: dict[str, KitSample] = {}
     sources: dict[str, str] = {}
-    out = np.zeros((2, total), dtype=np.float32)
+    dry = np.zeros((2, total), dtype=np.float32)
+    rev = np.zeros((2, total), dtype=np.float32)
+    echo = np.zeros((2, total), dtype=np.float32)
     backbeat = "clap" if rng.random() < 0.65 else "snare"
     kick_pos = np.zeros(0, dtype=np.int64)
     for name, grid in plan.drums.items():
-        voice = backbeat if name == "clap" else name
-        sound, sources[voice] = _voice(rng, library, voice, used)
         steps = np.flatnonzero(grid)
         if len(steps) == 0:
             continue
-        late = (steps % 2 == 1) * plan.swing if name not in ("kick", "clap") else 0.0
-        pos = np.round((steps + late) * step_s * SR).astype(np.int64)
-        track = _place(sound, pos, grid[steps], total, np.zeros(total, dtype=np.float32))
+        voice = backbeat if name == "clap" else name
+        sound, sources[voice] = _voice(rng, library, voice, used)
         bus = "perc" if name.startswith("perc") else ("hat" if name == "open_hat" else name)
         params = dict(fx[bus], pan=-fx[bus]["pan"]) if name == "perc2" else fx[bus]
-        out += mix.process_drum(track, name, params)
+        hit = mix.drum_oneshot(sound, params)
+        late = (steps % 2 == 1) * plan.swing if name not in ("kick", "clap") else 0.0
+        pos = np.round((steps + late) * step_s * SR).astype(np.int64)
+        _place(hit, pos, grid[steps], total, dry)
+        for send, level in ((rev, params["rev"]), (echo, params["echo"])):
+            if level > 0:
+                _place(hit, pos, grid[steps] * level, total, send)
         if name == "kick":
             kick_pos = pos
-    duck = mix.sidechain_gain(kick_pos, total, 1.0, rng.uniform(0.06, 0.18))
+    release = rng.uniform(0.06, 0.18)
+    duck = {k: mix.sidechain_gain(kick_pos, total, fx[k]["duck"], release) for k in ("bass", "stab", "pad")}
     if plan.bass:
         starts = np.array([round(e.step * step_s * SR) for e in plan.bass], dtype=np.int64)
         ends = np.array([round((e.step + e.gate) * step_s * SR) for e in plan.bass], dtype=np.int64)
@@ -123,16 +136,24 @@ def render_track(plan: TrackPlan, library: SampleLibrary | None = None) -> Rende
             shape=str(rng.choice(["saw", "square", "saw", "sine"])),
             glide_s=rng.uniform(0.03, 0.09), decay_s=rng.uniform(0.08, 0.4), sustain=rng.uniform(0.2, 0.8),
         )
-        out += mix.process_bass(audio, fenv, fx["bass"], bar_s, duck)
+        dry += mix.bass_bus(audio, fenv, fx["bass"], bar_s) * duck["bass"] * np.float32(0.7071)
         sources["bass"] = "synth"
     if plan.stab:
-        out += mix.process_stab(_chords(rng, plan.stab, step_s, total, "stab"), fx["stab"], bar_s, duck,
-                                rng.random())
+        stab = _chords(rng, plan.stab, step_s, np.zeros((2, total), dtype=np.float32), "stab",
+                       post=lambda x: mix.width(x, fx["stab"]["width"]))
+        stab = mix.stab_bus(stab, fx["stab"], bar_s, rng.random()) * duck["stab"]
+        dry += stab
+        rev += fx["stab"]["rev"] * stab
+        echo += fx["stab"]["echo"] * stab
         sources["stab"] = "synth"
     if plan.pad:
-        out += mix.process_pad(_chords(rng, plan.pad, step_s, total, "pad"), fx["pad"], duck)
+        pad = _chords(rng, plan.pad, step_s, np.zeros((2, total), dtype=np.float32), "pad",
+                      post=lambda x: mix.pad_voice(x, fx["pad"])) * duck["pad"]
+        dry += pad
+        rev += fx["pad"]["rev"] * pad
         sources["pad"] = "synth"
-    audio = mix.master(out, fx["master"])[:, :n]
+    dry += mix.sends(rev, echo, fx["send"])
+    audio = mix.master(dry, fx["master"])[:, :n]
     kits = {s.kit: s.licence for s in used.values()}
     return Rendered(np.ascontiguousarray(audio), sources, kits)
 

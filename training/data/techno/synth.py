@@ -20,15 +20,17 @@ def midi_hz(midi: np.ndarray | float) -> np.ndarray:
     return 440.0 * 2.0 ** ((np.asarray(midi, dtype=np.float64) - 69.0) / 12.0)
 
 
-@lru_cache(maxsize=256)
+_LADDER = np.unique(np.round(2 ** np.arange(0, 11, 0.25)).astype(int))
+
+
+@lru_cache(maxsize=128)
 def _table(shape: str, harmonics: int) -> np.ndarray:
-    """One band-limited cycle, shape (TABLE,), peak ~1."""
-    x = np.arange(TABLE) / TABLE
-    k = np.arange(1, max(harmonics, 1) + 1)
-    if shape == "sine":
-        k = k[:1]
-    amps = {"saw": 1.0 / k, "square": (k % 2 == 1) / k, "sine": np.ones(1)}[shape]
-    w = np.sin(2 * np.pi * np.outer(k, x)).T @ amps
+    """One band-limited cycle, shape (TABLE,), peak ~1, with *harmonics* partials (built by inverse FFT)."""
+    k = np.arange(1, min(max(harmonics, 1), TABLE // 2 - 1) + 1)
+    amps = {"saw": 1.0 / k, "square": (k % 2 == 1) / k, "sine": (k == 1) * 1.0}[shape]
+    spec = np.zeros(TABLE // 2 + 1, dtype=np.complex128)
+    spec[k] = -0.5j * amps * TABLE
+    w = np.fft.irfft(spec, TABLE)
     return (w / np.abs(w).max()).astype(np.float32)
 
 
@@ -36,12 +38,14 @@ def oscillator(shape: str, freq: np.ndarray | float, n: int, phase0: float = 0.0
     """Wavetable oscillator: freq in Hz (scalar or (n,) curve) -> (n,) float32."""
     f = np.asarray(freq, dtype=np.float64)
     top = float(f.max()) if f.ndim else float(f)
-    table = _table(shape, int(SR / 2 / max(top, 1.0)))
+    limit = SR / 2 / max(top, 1.0)
+    harmonics = int(_LADDER[max(np.searchsorted(_LADDER, limit, side="right") - 1, 0)])
+    table = _table(shape, harmonics)
     if f.ndim == 0:
-        phase = phase0 + np.arange(n) * (f / SR)
+        phase = np.arange(n) * (f * TABLE / SR) + phase0 * TABLE
     else:
-        phase = phase0 + np.cumsum(f / SR)
-    return table[((phase % 1.0) * TABLE).astype(np.int64) % TABLE]
+        phase = np.cumsum(f * (TABLE / SR)) + phase0 * TABLE
+    return table[phase.astype(np.int64) & (TABLE - 1)]
 
 
 def _env(n: int, decay_s: float, attack_s: float = 0.001) -> np.ndarray:
@@ -194,13 +198,13 @@ def chord(
     sustain: float,
     release_s: float,
 ) -> np.ndarray:
-    """Detuned two-voice-per-channel chord, (2, n): envelope opens for *gate* samples, then releases."""
+    """Detuned chord (three voices per note: centre, flat left, sharp right), (2, n): envelope opens for *gate* samples, then releases."""
     out = np.zeros((2, n), dtype=np.float32)
     for note in notes:
         f = float(midi_hz(note))
-        for ch, sign in ((0, -1.0), (1, 1.0)):
-            for d in (sign * detune_cents, -0.3 * sign * detune_cents):
-                out[ch] += oscillator(shape, f * 2 ** (d / 1200), n, rng.random())
+        centre = oscillator(shape, f, n, rng.random())
+        out[0] += centre + oscillator(shape, f * 2 ** (-detune_cents / 1200), n, rng.random())
+        out[1] += centre + oscillator(shape, f * 2 ** (detune_cents / 1200), n, rng.random())
     t = np.arange(n) / SR
     env = sustain + (1 - sustain) * np.exp(-np.maximum(t - attack_s, 0) / decay_s)
     env = np.where(t < attack_s, t / max(attack_s, 1e-4), env)

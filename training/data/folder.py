@@ -1,0 +1,302 @@
+"""User audio: any folder of wav/flac/mp3/ogg/aiff -> a training dataset (``musika prepare folder``).
+
+Every file is decoded (soundfile, pedalboard as fallback), made stereo (mono is duplicated, more than two
+channels keep the first two), resampled to 44.1 kHz with soxr (HQ), cut into chunks of whole latent steps and
+labelled automatically:
+
+- ``tempo``: per chunk, librosa beat tracking plus a line fit (training.analysis.measure_tempo), folded into
+  ``bpm_range``; scalar labels ``tempo`` (BPM; absent when no steady beat was found), ``tempo_confidence``
+  (0..1) and ``first_beat_s``.
+- ``density``: onset detection over the whole file -> curve ``density`` (onsets/s per latent step, smoothed)
+  and scalar ``onset_rate`` per chunk.
+- ``none``: audio only.
+
+Files that cannot be decoded are skipped and listed with the reason; a folder with no usable audio raises
+:class:`FolderError`. Re-running on the same folder and output reuses every file whose size, mtime and settings
+are unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from training.analysis import density_curve_from_onsets, measure_tempo, onset_times
+from training.data.chunking import RunCache, assign_splits, chunk_id, chunk_spans, drop_stale, steps_for
+from training.data.dataset import SAMPLE_RATE, DatasetError, DatasetWriter
+from training.data.report import dataset_stats, finish_dataset
+
+logger = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc")
+LABELS = ("tempo", "density", "none")
+SILENCE_PEAK = 10 ** (-80 / 20)  # -80 dBFS
+
+
+class FolderError(DatasetError):
+    """The input folder is missing, empty, or holds no readable audio."""
+
+
+class AudioReadError(DatasetError):
+    """One audio file cannot be decoded (corrupt, empty, unsupported, silent)."""
+
+
+@dataclass
+class LoadedAudio:
+    """Decoded file: ``audio`` float32 (2, samples) at 44.1 kHz, plus what was done to get there."""
+
+    audio: np.ndarray
+    source_sr: int
+    source_channels: int
+    notes: list[str] = field(default_factory=list)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int, list[str]]:
+    """(frames, channels) float32 and the sample rate; soundfile first, pedalboard for what it cannot read."""
+    notes: list[str] = []
+    try:
+        data, sr = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as sf_exc:  # libsndfile raises several types for unreadable input
+        try:
+            from pedalboard.io import AudioFile
+
+            with AudioFile(str(path)) as fh:
+                sr = int(fh.samplerate)
+                data = fh.read(fh.frames).T.astype(np.float32)
+        except Exception as pb_exc:
+            raise AudioReadError(f"not decodable as audio (soundfile: {sf_exc}; pedalboard: {pb_exc})") from pb_exc
+        return data, sr, notes
+    try:  # a header promising more frames than the file holds means the file was cut short
+        from pedalboard.io import AudioFile
+
+        with AudioFile(str(path)) as fh:
+            promised = int(fh.frames)
+        if promised > 1.1 * data.shape[0] + 4096:
+            notes.append(f"truncated: header promises {promised / sr:.1f} s, kept the {data.shape[0] / sr:.1f} s present")
+    except Exception:  # the check is advisory; soundfile already decoded the audio
+        pass
+    return data, int(sr), notes
+
+
+def load_audio(path: str | Path) -> LoadedAudio:
+    """Decode ``path`` to float32 (2, samples) at 44.1 kHz; raises AudioReadError with the reason."""
+    import soxr
+
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise AudioReadError("empty file (0 bytes)")
+    data, sr, notes = _decode(path)
+    if data.shape[0] == 0:
+        raise AudioReadError("no audio frames in the file")
+    if not np.all(np.isfinite(data)):
+        notes.append("non-finite samples replaced by 0")
+        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+    channels = data.shape[1]
+    if channels == 1:
+        data = np.repeat(data, 2, axis=1)
+        notes.append("mono, upmixed to stereo")
+    elif channels > 2:
+        data = data[:, :2]
+        notes.append(f"{channels} channels, kept the first two")
+    if sr != SAMPLE_RATE:
+        data = soxr.resample(data, sr, SAMPLE_RATE, quality="HQ").astype(np.float32)
+        notes.append(f"resampled {sr} Hz -> {SAMPLE_RATE} Hz")
+    peak = float(np.max(np.abs(data))) if data.size else 0.0
+    if peak < SILENCE_PEAK:
+        raise AudioReadError(f"silent (peak {20 * math.log10(max(peak, 1e-12)):.0f} dBFS)")
+    if peak > 1.0:
+        data = data / peak
+        notes.append(f"peak {peak:.2f} above full scale, scaled down")
+    return LoadedAudio(np.ascontiguousarray(data.T), sr, channels, notes)
+
+
+def find_audio_files(in_dir: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """(audio files by extension, other files), both sorted, recursing; files under ``exclude`` are ignored."""
+    audio, other = [], []
+    for p in sorted(in_dir.rglob("*")):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        if exclude is not None and p.resolve().is_relative_to(exclude):
+            continue
+        (audio if p.suffix.lower() in AUDIO_EXTENSIONS else other).append(p)
+    return audio, other
+
+
+def _label_chunks(
+    audio: np.ndarray, spans: list[tuple[int, int]], label: str, bpm_range: tuple[float, float], smooth_s: float
+) -> list[tuple[np.ndarray, dict[str, float], dict[str, np.ndarray]]]:
+    """Cut ``audio`` (2, n) into padded chunks and label them; returns (chunk audio, scalars, curves) each."""
+    n = audio.shape[1]
+    padded = np.pad(audio, ((0, 0), (0, spans[-1][1] - n)))
+    curve = None
+    if label == "density":
+        onsets = onset_times(audio, SAMPLE_RATE)
+        curve = density_curve_from_onsets(onsets, padded.shape[1] / SAMPLE_RATE, smooth_s=smooth_s)
+    out = []
+    for start, stop in spans:
+        piece = padded[:, start:stop]
+        labels: dict[str, float] = {}
+        curves: dict[str, np.ndarray] = {}
+        if label == "tempo":
+            est = measure_tempo(piece, SAMPLE_RATE, bpm_range)
+            labels["tempo_confidence"] = est.confidence
+            if math.isfinite(est.bpm):
+                labels["tempo"] = est.bpm
+                labels["first_beat_s"] = est.first_beat_s
+        elif label == "density":
+            seg = curve[start // 4096 : stop // 4096]
+            curves["density"] = seg
+            seconds = (min(stop, n) - start) / SAMPLE_RATE
+            labels["onset_rate"] = float(np.sum((onsets >= start / SAMPLE_RATE) & (onsets < stop / SAMPLE_RATE)))
+            labels["onset_rate"] /= max(seconds, 1e-9)
+        out.append((piece, labels, curves))
+    return out
+
+
+LABEL_SPECS = {
+    "tempo": {
+        "tempo": {"kind": "scalar", "unit": "BPM", "description": "beat tracking (librosa, hop 64) plus a line "
+                  "fit through the beat times, halved/doubled into the BPM range; absent when no beat was found"},
+        "tempo_confidence": {"kind": "scalar", "unit": "0..1", "description": "1 - rms line-fit residual / "
+                             "(0.1 beat period); low values mean no steady pulse"},
+        "first_beat_s": {"kind": "scalar", "unit": "s", "description": "phase of the fitted beat grid"},
+    },
+    "density": {
+        "density": {"kind": "curve", "unit": "onsets/s", "description": "detected onsets per second per latent "
+                    "step (44100/4096 Hz), Gaussian-smoothed"},
+        "onset_rate": {"kind": "scalar", "unit": "onsets/s", "description": "detected onsets per second in the chunk"},
+    },
+    "none": {},
+}
+
+
+def prepare_folder(
+    in_dir: str | Path,
+    out: str | Path,
+    label: str = "tempo",
+    chunk_seconds: float = 30.0,
+    min_chunk_seconds: float = 5.0,
+    bpm_range: tuple[float, float] = (60.0, 200.0),
+    smooth_s: float = 1.0,
+    heldout_fraction: float = 0.1,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Turn every audio file under ``in_dir`` into a dataset in ``out``; returns the result dict (report.py).
+
+    chunk_seconds: chunk length (rounded to whole latent steps). A tail shorter than ``min_chunk_seconds`` joins
+    the previous chunk; files shorter than one chunk become one short chunk. progress: tqdm bar (None = only
+    on a terminal).
+    """
+    from tqdm import tqdm
+
+    started = time.monotonic()
+    in_dir, out = Path(in_dir), Path(out)
+    if label not in LABELS:
+        raise DatasetError(f"label {label!r} is not known; use one of {', '.join(LABELS)}")
+    if not in_dir.is_dir():
+        raise FolderError(f"input folder {in_dir} does not exist or is not a folder; pass a folder of audio files")
+    if chunk_seconds <= 0 or min_chunk_seconds < 0:
+        raise DatasetError(f"chunk_seconds must be > 0 and min_chunk_seconds >= 0, got {chunk_seconds}, "
+                           f"{min_chunk_seconds}")
+    files, others = find_audio_files(in_dir, exclude=out.resolve())
+    if not files:
+        raise FolderError(
+            f"no audio files in {in_dir} ({len(others)} other files); supported: {', '.join(AUDIO_EXTENSIONS)}"
+        )
+    writer = DatasetWriter(out, kind="folder", meta={
+        "description": f"User audio from {in_dir.resolve()}: {len(files)} files, decoded, made stereo, resampled "
+                       f"to 44.1 kHz (soxr HQ) and cut into {chunk_seconds:g} s chunks; labels: {label}.",
+        "labels": LABEL_SPECS[label],
+        "sources": [str(in_dir.resolve())],
+        "licences": ["as supplied by the user: check the rights to every file before sharing a dataset or a "
+                     "model trained on it"],
+        "label_mode": label,
+    })
+    cache = RunCache(out)
+    chunk_steps, min_steps = steps_for(chunk_seconds), steps_for(min_chunk_seconds) if min_chunk_seconds else 0
+    settings = {"label": label, "chunk_steps": chunk_steps, "min_steps": min_steps,
+                "bpm_range": list(bpm_range), "smooth_s": smooth_s}
+    skipped: list[tuple[str, str]] = []
+    notes_by_file: dict[str, list[str]] = {}
+    keep: set[str] = set()
+    new = reused = 0
+    completed = False
+    try:
+        for path in tqdm(files, desc="prepare folder", unit="file", disable=progress is False if progress is not None
+                         else None):
+            rel = path.relative_to(in_dir).as_posix()
+            st = path.stat()
+            key = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, **settings}
+            entry = cache.lookup(rel, key, writer)
+            if entry is not None:
+                if entry["status"] == "skipped":
+                    skipped.append((rel, entry["reason"]))
+                else:
+                    keep.update(entry["chunks"])
+                    reused += len(entry["chunks"])
+                    if entry.get("notes"):
+                        notes_by_file[rel] = entry["notes"]
+                continue
+            try:
+                loaded = load_audio(path)
+            except (AudioReadError, OSError) as exc:
+                reason = str(exc)
+                logger.warning("skipping %s: %s", rel, reason)
+                skipped.append((rel, reason))
+                cache.store(rel, key, status="skipped", reason=reason)
+                continue
+            spans = chunk_spans(loaded.audio.shape[1], chunk_steps, min_steps)
+            if spans[-1][1] - loaded.audio.shape[1] > 0 and len(spans) == 1 and spans[0][1] < chunk_steps * 4096:
+                loaded.notes.append(f"short ({loaded.audio.shape[1] / SAMPLE_RATE:.2f} s): kept as one short chunk")
+            ids = []
+            for k, (piece, labels, curves) in enumerate(_label_chunks(loaded.audio, spans, label, bpm_range,
+                                                                       smooth_s)):
+                cid = chunk_id("", rel, k)
+                writer.add(cid, piece, source=rel, labels=labels, curves=curves)
+                ids.append(cid)
+            keep.update(ids)
+            new += len(ids)
+            if loaded.notes:
+                notes_by_file[rel] = loaded.notes
+            cache.store(rel, key, status="ok", chunks=ids, notes=loaded.notes)
+        completed = True
+    finally:
+        if not completed:  # keep finished files for the next run
+            writer.meta["complete"] = False
+            writer.finish({})
+            cache.save()
+    drop_stale(writer, keep)
+    if not keep:
+        cache.save()
+        reasons = "; ".join(f"{item}: {why}" for item, why in skipped[:5])
+        raise FolderError(f"none of the {len(files)} audio files in {in_dir} could be used ({reasons}); "
+                          "check that they are audio files in a supported format")
+    splits = assign_splits(sorted({c.source for c in writer.chunks.values()}), heldout_fraction)
+    for c in writer.chunks.values():
+        c.split = splits[c.source]
+    scalars = [n for n, s in LABEL_SPECS[label].items() if s["kind"] == "scalar"]
+    curves = [n for n, s in LABEL_SPECS[label].items() if s["kind"] == "curve"]
+    stats = dataset_stats(out, writer.chunks.values(), scalars=scalars, curves=curves)
+    notes = [f"{rel}: {'; '.join(n)}" for rel, n in notes_by_file.items()]
+    if others:
+        notes.append(f"ignored {len(others)} files without an audio extension: "
+                     + ", ".join(p.relative_to(in_dir).as_posix() for p in others[:10])
+                     + (" ..." if len(others) > 10 else ""))
+    if label == "tempo":
+        missing = sum(1 for c in writer.chunks.values() if "tempo" not in c.labels)
+        if missing:
+            notes.append(f"{missing} chunks have no steady beat: no tempo label (tempo_confidence 0)")
+    writer.meta["complete"] = True
+    result = finish_dataset(
+        writer, stats=stats, started=started, new_chunks=new, reused_chunks=reused, skipped=skipped, notes=notes,
+        command=f"musika prepare folder {in_dir} --out {out} --label {label} --chunk-seconds {chunk_seconds:g}",
+    )
+    cache.save()
+    return result

@@ -44,6 +44,8 @@ class AbletonState:
         if prop not in PROPERTIES:
             raise ValueError(f"unexpected AbletonOSC reply {address[:80]!r}")
         value = args[-1] if args else None  # some AbletonOSC versions prefix replies with the query's own args
+        if isinstance(value, bool) and prop == "is_playing":
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(f"AbletonOSC {prop} reply {list(args)[:4]!r} is not a finite number")
         if prop == "tempo":

@@ -65,11 +65,11 @@ def _fit(xs: list[int], ys: list[float]) -> tuple[float, float, float]:
     sxx = sum((x - mx) ** 2 for x in xs)
     if sxx <= 0:
         return 0.0, ys[-1], 0.0
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
     a = my - b * mx
     if n < 4:
         return b, a + b * xs[-1], 0.0
-    res = [abs(y - (a + b * x)) for x, y in zip(xs, ys)]
+    res = [abs(y - (a + b * x)) for x, y in zip(xs, ys, strict=True)]
     sigma = 1.4826 * median(res) * math.sqrt(n / (n - 2))
     return b, a + b * xs[-1], sigma
 

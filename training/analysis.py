@@ -81,9 +81,7 @@ def fit_beat_grid(beat_times: np.ndarray) -> tuple[float, float, float]:
     return float(period), float(t0), float(np.sqrt(np.mean(resid**2)))
 
 
-def measure_tempo(
-    audio: np.ndarray, sr: int, bpm_range: tuple[float, float] = (60.0, 200.0)
-) -> TempoEstimate:
+def measure_tempo(audio: np.ndarray, sr: int, bpm_range: tuple[float, float] = (60.0, 200.0)) -> TempoEstimate:
     """Tempo of ``audio`` (samples,) or (channels, samples) at ``sr`` Hz.
 
     Confidence is ``1 - rms_residual / (0.1 * period)`` clipped to 0..1, scaled down when fewer than 8 beats

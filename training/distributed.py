@@ -115,11 +115,11 @@ def average_scalar(info: DistInfo, value: torch.Tensor) -> torch.Tensor:
     return out / info.world_size
 
 
-def any_flag(info: DistInfo, flag: bool) -> bool:
-    """True when `flag` is set on any rank (stop requests, non-finite losses)."""
+def any_flag(info: DistInfo, flag: bool, device: torch.device | None = None) -> bool:
+    """True when `flag` is set on any rank (stop requests)."""
     if not info.active:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0])
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t)
     return bool(t.item() > 0)
 

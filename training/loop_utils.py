@@ -50,7 +50,9 @@ class StopRequest:
         self._previous.clear()
 
 
-def check_finite(terms: Mapping[str, torch.Tensor | float], step: int, checkpoint: Path, saved_step: int | None) -> None:
+def check_finite(
+    terms: Mapping[str, torch.Tensor | float], step: int, checkpoint: Path, saved_step: int | None
+) -> None:
     """Raise NonFiniteLossError naming every NaN/inf term, the step, and the intact checkpoint."""
     bad = {k: float(v) for k, v in terms.items() if not math.isfinite(float(v))}
     if not bad:
@@ -87,6 +89,16 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def resolve_resume(cfg: Any, stored: Any, allowed: tuple[str, ...]) -> Any:
+    """The stored config with `cfg`'s run_dir and `allowed` fields; warns about other fields that differ."""
+    ignored = [f.name for f in dataclasses.fields(stored) if f.name not in allowed and f.name != "run_dir"
+               and to_plain(getattr(cfg, f.name)) != to_plain(getattr(stored, f.name))]
+    if ignored:
+        logger.warning("--resume keeps the run's stored %s (only %s may change)", ", ".join(ignored),
+                       ", ".join(allowed))
+    return dataclasses.replace(stored, run_dir=cfg.run_dir, **{k: getattr(cfg, k) for k in allowed})
 
 
 class RunLog:

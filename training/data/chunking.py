@@ -36,7 +36,7 @@ def chunk_spans(n_samples: int, chunk_steps: int, min_steps: int) -> list[tuple[
     bounds = list(range(0, total_steps, chunk_steps)) + [total_steps]
     if len(bounds) > 2 and bounds[-1] - bounds[-2] < min_steps:
         del bounds[-2]
-    return [(a * HOP, b * HOP) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(a * HOP, b * HOP) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def _unit_hash(source: str) -> float:

@@ -79,7 +79,8 @@ def _decode(path: Path) -> tuple[np.ndarray, int, list[str]]:
         with AudioFile(str(path)) as fh:
             promised = int(fh.frames)
         if promised > 1.1 * data.shape[0] + 4096:
-            notes.append(f"truncated: header promises {promised / sr:.1f} s, kept the {data.shape[0] / sr:.1f} s present")
+            kept = data.shape[0] / sr
+            notes.append(f"truncated: header promises {promised / sr:.1f} s, kept the {kept:.1f} s present")
     except Exception:  # the check is advisory; soundfile already decoded the audio
         pass
     return data, int(sr), notes
@@ -162,15 +163,25 @@ def _label_chunks(
 
 LABEL_SPECS = {
     "tempo": {
-        "tempo": {"kind": "scalar", "unit": "BPM", "description": "beat tracking (librosa, hop 64) plus a line "
-                  "fit through the beat times, halved/doubled into the BPM range; absent when no beat was found"},
-        "tempo_confidence": {"kind": "scalar", "unit": "0..1", "description": "1 - rms line-fit residual / "
-                             "(0.1 beat period); low values mean no steady pulse"},
+        "tempo": {
+            "kind": "scalar",
+            "unit": "BPM",
+            "description": "beat tracking (librosa, hop 64) plus a line "
+            "fit through the beat times, halved/doubled into the BPM range; absent when no beat was found",
+        },
+        "tempo_confidence": {
+            "kind": "scalar",
+            "unit": "0..1",
+            "description": "1 - rms line-fit residual / (0.1 beat period); low values mean no steady pulse",
+        },
         "first_beat_s": {"kind": "scalar", "unit": "s", "description": "phase of the fitted beat grid"},
     },
     "density": {
-        "density": {"kind": "curve", "unit": "onsets/s", "description": "detected onsets per second per latent "
-                    "step (44100/4096 Hz), Gaussian-smoothed"},
+        "density": {
+            "kind": "curve",
+            "unit": "onsets/s",
+            "description": "detected onsets per second per latent step (44100/4096 Hz), Gaussian-smoothed",
+        },
         "onset_rate": {"kind": "scalar", "unit": "onsets/s", "description": "detected onsets per second in the chunk"},
     },
     "none": {},
@@ -203,34 +214,45 @@ def prepare_folder(
     if not in_dir.is_dir():
         raise FolderError(f"input folder {in_dir} does not exist or is not a folder; pass a folder of audio files")
     if chunk_seconds <= 0 or min_chunk_seconds < 0:
-        raise DatasetError(f"chunk_seconds must be > 0 and min_chunk_seconds >= 0, got {chunk_seconds}, "
-                           f"{min_chunk_seconds}")
+        raise DatasetError(
+            f"chunk_seconds must be > 0 and min_chunk_seconds >= 0, got {chunk_seconds}, {min_chunk_seconds}"
+        )
     files, others = find_audio_files(in_dir, exclude=out.resolve())
     if not files:
         raise FolderError(
             f"no audio files in {in_dir} ({len(others)} other files); supported: {', '.join(AUDIO_EXTENSIONS)}"
         )
-    writer = DatasetWriter(out, kind="folder", meta={
-        "description": f"User audio from {in_dir.resolve()}: {len(files)} files, decoded, made stereo, resampled "
-                       f"to 44.1 kHz (soxr HQ) and cut into {chunk_seconds:g} s chunks; labels: {label}.",
-        "labels": LABEL_SPECS[label],
-        "sources": [str(in_dir.resolve())],
-        "licences": ["as supplied by the user: check the rights to every file before sharing a dataset or a "
-                     "model trained on it"],
-        "label_mode": label,
-    })
+    writer = DatasetWriter(
+        out,
+        kind="folder",
+        meta={
+            "description": f"User audio from {in_dir.resolve()}: {len(files)} files, decoded, made stereo, resampled "
+            f"to 44.1 kHz (soxr HQ) and cut into {chunk_seconds:g} s chunks; labels: {label}.",
+            "labels": LABEL_SPECS[label],
+            "sources": [str(in_dir.resolve())],
+            "licences": [
+                "as supplied by the user: check the rights to every file before sharing a dataset or a "
+                "model trained on it"
+            ],
+            "label_mode": label,
+        },
+    )
     cache = RunCache(out)
     chunk_steps, min_steps = steps_for(chunk_seconds), steps_for(min_chunk_seconds) if min_chunk_seconds else 0
-    settings = {"label": label, "chunk_steps": chunk_steps, "min_steps": min_steps,
-                "bpm_range": list(bpm_range), "smooth_s": smooth_s}
+    settings = {
+        "label": label,
+        "chunk_steps": chunk_steps,
+        "min_steps": min_steps,
+        "bpm_range": list(bpm_range),
+        "smooth_s": smooth_s,
+    }
     skipped: list[tuple[str, str]] = []
     notes_by_file: dict[str, list[str]] = {}
     keep: set[str] = set()
     new = reused = 0
     completed = False
     try:
-        for path in tqdm(files, desc="prepare folder", unit="file", disable=progress is False if progress is not None
-                         else None):
+        for path in tqdm(files, desc="prepare folder", unit="file", disable=None if progress is None else not progress):
             rel = path.relative_to(in_dir).as_posix()
             st = path.stat()
             key = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, **settings}
@@ -253,11 +275,10 @@ def prepare_folder(
                 cache.store(rel, key, status="skipped", reason=reason)
                 continue
             spans = chunk_spans(loaded.audio.shape[1], chunk_steps, min_steps)
-            if spans[-1][1] - loaded.audio.shape[1] > 0 and len(spans) == 1 and spans[0][1] < chunk_steps * 4096:
+            if loaded.audio.shape[1] < chunk_steps * 4096:
                 loaded.notes.append(f"short ({loaded.audio.shape[1] / SAMPLE_RATE:.2f} s): kept as one short chunk")
             ids = []
-            for k, (piece, labels, curves) in enumerate(_label_chunks(loaded.audio, spans, label, bpm_range,
-                                                                       smooth_s)):
+            for k, (piece, labels, curves) in enumerate(_label_chunks(loaded.audio, spans, label, bpm_range, smooth_s)):
                 cid = chunk_id("", rel, k)
                 writer.add(cid, piece, source=rel, labels=labels, curves=curves)
                 ids.append(cid)
@@ -276,8 +297,10 @@ def prepare_folder(
     if not keep:
         cache.save()
         reasons = "; ".join(f"{item}: {why}" for item, why in skipped[:5])
-        raise FolderError(f"none of the {len(files)} audio files in {in_dir} could be used ({reasons}); "
-                          "check that they are audio files in a supported format")
+        raise FolderError(
+            f"none of the {len(files)} audio files in {in_dir} could be used ({reasons}); "
+            "check that they are audio files in a supported format"
+        )
     splits = assign_splits(sorted({c.source for c in writer.chunks.values()}), heldout_fraction)
     for c in writer.chunks.values():
         c.split = splits[c.source]
@@ -286,16 +309,24 @@ def prepare_folder(
     stats = dataset_stats(out, writer.chunks.values(), scalars=scalars, curves=curves)
     notes = [f"{rel}: {'; '.join(n)}" for rel, n in notes_by_file.items()]
     if others:
-        notes.append(f"ignored {len(others)} files without an audio extension: "
-                     + ", ".join(p.relative_to(in_dir).as_posix() for p in others[:10])
-                     + (" ..." if len(others) > 10 else ""))
+        notes.append(
+            f"ignored {len(others)} files without an audio extension: "
+            + ", ".join(p.relative_to(in_dir).as_posix() for p in others[:10])
+            + (" ..." if len(others) > 10 else "")
+        )
     if label == "tempo":
         missing = sum(1 for c in writer.chunks.values() if "tempo" not in c.labels)
         if missing:
             notes.append(f"{missing} chunks have no steady beat: no tempo label (tempo_confidence 0)")
     writer.meta["complete"] = True
     result = finish_dataset(
-        writer, stats=stats, started=started, new_chunks=new, reused_chunks=reused, skipped=skipped, notes=notes,
+        writer,
+        stats=stats,
+        started=started,
+        new_chunks=new,
+        reused_chunks=reused,
+        skipped=skipped,
+        notes=notes,
         command=f"musika prepare folder {in_dir} --out {out} --label {label} --chunk-seconds {chunk_seconds:g}",
     )
     cache.save()

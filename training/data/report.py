@@ -143,8 +143,13 @@ def write_dataset_md(
         lines.append("None.")
     stats = info.get("stats", {})
     if stats:
-        lines += ["", "## Label statistics", "", "| label | count | mean | std | min | p05 | p50 | p95 | max |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Label statistics",
+            "",
+            "| label | count | mean | std | min | p05 | p50 | p95 | max |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for name, s in stats.items():
             cols = [_fmt(s.get(k, "-")) for k in ("count", "mean", "std", "min", "p05", "p50", "p95", "max")]
             lines.append(f"| {name} | " + " | ".join(cols) + " |")

@@ -1,0 +1,38 @@
+"""Synthesised MIDI clock tick streams for the tempo and transport tests (times in seconds)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+PPQN = 24
+
+
+def tick_times(bpms: Sequence[float], jitter_s: float = 0.0, seed: int = 0, start: float = 100.0) -> list[float]:
+    """One tick per entry of ``bpms`` (the tempo of the interval that follows it), each timestamp moved by a
+    uniform random amount in +-jitter_s."""
+    rng = random.Random(seed)
+    t, out = start, []
+    for bpm in bpms:
+        out.append(t + rng.uniform(-jitter_s, jitter_s))
+        t += 60.0 / (PPQN * bpm)
+    return out
+
+
+def ramp(b0: float, b1: float, ticks: int) -> list[float]:
+    return [b0 + (b1 - b0) * i / ticks for i in range(ticks)]
+
+
+def drop(times: list[float], every: int, offset: int = 7) -> list[float]:
+    """Lose one tick every ``every`` ticks."""
+    return [t for i, t in enumerate(times) if (i - offset) % every]
+
+
+def double(times: list[float], every: int, offset: int = 5) -> list[float]:
+    """Deliver one tick twice (0.2 ms apart) every ``every`` ticks."""
+    out = []
+    for i, t in enumerate(times):
+        out.append(t)
+        if (i - offset) % every == 0:
+            out.append(t + 0.0002)
+    return out

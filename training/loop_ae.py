@@ -1,0 +1,385 @@
+"""Autoencoder training: level 1 (spectrogram frames <-> level-1 vectors, magnitude + phase) and then level 2
+(16 level-1 vectors <-> one latent), in one run with one step counter.
+
+Steps [0, steps_level1) train encoder1 + decoder1 on random mono crops of dec1_window STFT frames (each
+stereo chunk gives either channel: stereo is two mono signals through one autoencoder). Losses (names from
+training/losses.py): ae1/magnitude, ae1/stft (multi-resolution STFT of the iSTFT waveform), ae1/consistency,
+and from step ``adversarial_from`` on ae1/adversarial + ae1/feature against a spectrogram critic.
+Steps [steps_level1, steps_level1 + steps_level2) freeze level 1 and train encoder2 + decoder2 with
+ae2/frames, ae2/magnitude and ae2/stft (decoded through the frozen decoder1).
+
+Checkpoints: RUN/ae/checkpoint.pt (see training/checkpoint.py); previews RUN/ae/previews/step_N.{wav,png};
+TensorBoard RUN/tensorboard/ae; metrics RUN/ae/metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch import Tensor
+
+from generator.model_config import ModelConfig
+from training import losses as L
+from training import spectral_torch as S
+from training.checkpoint import (
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    params_finite,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from training.errors import TrainingError, TrainingInterrupted
+from training.loop_utils import (
+    RunLog,
+    StopRequest,
+    check_finite,
+    resolve_resume,
+    seed_everything,
+    set_threads,
+    to_plain,
+)
+
+logger = logging.getLogger(__name__)
+
+# fields a resumed run may change; every other field comes from the checkpoint
+RESUMABLE = ("steps_level1", "steps_level2", "device", "checkpoint_every", "preview_every", "log_every",
+             "tensorboard", "progress", "threads")
+
+
+@dataclass(frozen=True)
+class AeTrainConfig:
+    dataset: str
+    run_dir: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    steps_level1: int = 6000
+    steps_level2: int = 3000
+    adversarial_from: int = 3000  # level-1 step where ae1/adversarial + ae1/feature start (>= steps_level1: never)
+    batch: int = 8
+    lr: float = 3e-4
+    critic_lr: float = 1e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    critic_channels: int = 64
+    weights: Mapping[str, float] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 250
+    preview_every: int = 1000  # 0: never
+    log_every: int = 10
+    tensorboard: bool = True
+    progress: bool | None = None
+    threads: int | None = None
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_level1 + self.steps_level2
+
+    @property
+    def stage_dir(self) -> Path:
+        return Path(self.run_dir) / "ae"
+
+    @classmethod
+    def from_plain(cls, data: Mapping[str, Any]) -> AeTrainConfig:
+        d = dict(data)
+        d["model"] = ModelConfig.from_dict(d["model"])
+        d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+
+class AudioCrops:
+    """Random mono crops (batch, samples) from the chunks of one dataset split, drawn with a numpy Generator."""
+
+    def __init__(self, dataset_root: str | Path, split: str, samples: int):
+        from training.data.dataset import Dataset
+
+        ds = Dataset(dataset_root)
+        self.samples = samples
+        self.items: list[tuple[Path, int, int]] = []
+        short = 0
+        for chunk in sorted(ds.split(split), key=lambda c: c.id):
+            info = sf.info(str(ds.root / chunk.file))
+            if info.frames >= samples:
+                self.items.append((ds.root / chunk.file, info.frames, info.channels))
+            else:
+                short += 1
+        if not self.items:
+            raise TrainingError(f"dataset {dataset_root}: no {split!r} chunk has the {samples} samples "
+                                f"({samples / 44100:.2f} s) one training crop needs ({short} shorter ones)")
+        lengths = np.array([n - samples + 1 for _, n, _ in self.items], np.float64)
+        self.p = lengths / lengths.sum()
+
+    def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        idx = rng.choice(len(self.items), size=batch, p=self.p)
+        chans = rng.integers(0, 2, size=batch)
+        offs = rng.random(batch)
+        out = np.empty((batch, self.samples), np.float32)
+        for b in range(batch):
+            path, n, ch = self.items[idx[b]]
+            start = int(offs[b] * (n - self.samples + 1))
+            data = sf.read(str(path), start=start, stop=start + self.samples, dtype="float32", always_2d=True)[0]
+            out[b] = data[:, int(chans[b]) % ch]
+        return out
+
+    def excerpt(self, seconds: float) -> np.ndarray:
+        """The first `seconds` (at most one chunk) of the first chunk, (2, samples), for previews."""
+        path, n, _ = self.items[0]
+        data = sf.read(str(path), stop=min(n, int(seconds * 44100)), dtype="float32", always_2d=True)[0]
+        return np.ascontiguousarray(data.T if data.shape[1] == 2 else np.repeat(data.T, 2, axis=0))
+
+
+@dataclass
+class AeResult:
+    step: int
+    checkpoint: Path
+    metrics: dict[str, float]
+
+
+class _AeTrainer:
+    def __init__(self, cfg: AeTrainConfig, device: torch.device):
+        from training.ae_critic import SpectrogramCritic
+        from training.models import Decoder1, Decoder2, Encoder1, Encoder2
+
+        self.cfg, self.device = cfg, device
+        m = cfg.model
+        self.weights = L.check_weights(cfg.weights, "ae")
+        self.nets = {"encoder1": Encoder1(m.autoencoder, m.audio), "decoder1": Decoder1(m.autoencoder, m.audio),
+                     "encoder2": Encoder2(m.autoencoder), "decoder2": Decoder2(m.autoencoder),
+                     "critic": SpectrogramCritic(cfg.critic_channels)}
+        for net in self.nets.values():
+            net.to(device).train()
+        adam = dict(lr=cfg.lr, betas=cfg.betas)
+        self.level1 = [*self.nets["encoder1"].parameters(), *self.nets["decoder1"].parameters()]
+        self.level2 = [*self.nets["encoder2"].parameters(), *self.nets["decoder2"].parameters()]
+        self.opts = {"level1": torch.optim.Adam(self.level1, **adam),
+                     "level2": torch.optim.Adam(self.level2, **adam),
+                     "critic": torch.optim.Adam(self.nets["critic"].parameters(), lr=cfg.critic_lr, betas=cfg.betas)}
+        self.trim = m.audio.n_fft - m.audio.hop
+        self.crop = (m.autoencoder.dec1_window - 1) * m.audio.hop + m.audio.n_fft
+
+    def _decode1(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Magnitude, phase and the waveform. The waveform sees the magnitude detached: waveform-level losses
+        train the phase (and the shared trunk) while the magnitude head learns from its direct L1 target, whose
+        gradients are orders of magnitude smaller than the ones through exp() in the iSTFT."""
+        mag, phs = self.nets["decoder1"](frames)
+        return mag, phs, S.istft(mag.detach(), phs, self.cfg.model.audio)
+
+    def _inner(self, x: Tensor) -> Tensor:
+        return x[:, self.trim : x.shape[1] - self.trim]
+
+    def step_level1(self, audio: Tensor, adversarial: bool, info: Any) -> dict[str, Tensor]:
+        from training.distributed import average_gradients
+
+        acfg, w = self.cfg.model.audio, self.weights
+        spec = S.spectrogram(audio, acfg)
+        mag, phs, wave = self._decode1(self.nets["encoder1"](spec))
+        terms: dict[str, Tensor] = {"ae1/magnitude": (mag - spec.clamp(-1.0, 1.0)).abs().mean()}
+        terms["ae1/stft"] = L.multi_resolution_stft(self._inner(wave), self._inner(audio))
+        k = acfg.n_fft // acfg.hop - 1
+        re = S.db_norm(S.stft(wave, acfg), acfg)
+        terms["ae1/consistency"] = (re - mag.detach()).abs()[:, k : re.shape[1] - k].mean()
+        critic = self.nets["critic"]
+        if adversarial:
+            real, fake = self._inner(audio), self._inner(wave)
+            d_real, _ = critic(real)
+            d_fake, _ = critic(fake.detach())
+            d_loss = sum(L.hinge_critic(r, f) for r, f in zip(d_real, d_fake, strict=True)) / len(d_real)
+            self.opts["critic"].zero_grad(set_to_none=True)
+            d_loss.backward()
+            average_gradients(info, [critic])
+            terms["ae1/critic"] = d_loss.detach()
+            self._finite_or_raise(terms, list(critic.parameters()), "ae1/critic_grad")
+            self.opts["critic"].step()
+            with torch.no_grad():
+                _, f_real = critic(real)
+            g_logits, f_fake = critic(fake)
+            terms["ae1/adversarial"] = sum(L.hinge_generator(g) for g in g_logits) / len(g_logits)
+            terms["ae1/feature"] = L.feature_matching(f_fake, f_real)
+        total = L.weighted_sum(terms, w)
+        self.opts["level1"].zero_grad(set_to_none=True)
+        critic.zero_grad(set_to_none=True)
+        total.backward()
+        average_gradients(info, [self.nets["encoder1"], self.nets["decoder1"]])
+        terms["ae1/grad_norm"] = L.grad_norm(self.level1)
+        self._finite_or_raise(terms, [], "")
+        self.opts["level1"].step()
+        return terms
+
+    def step_level2(self, audio: Tensor, info: Any) -> dict[str, Tensor]:
+        from training.distributed import average_gradients
+
+        acfg = self.cfg.model.audio
+        spec = S.spectrogram(audio, acfg)
+        with torch.no_grad():
+            z1 = self.nets["encoder1"](spec)
+        z1_hat = self.nets["decoder2"](self.nets["encoder2"](z1))
+        terms: dict[str, Tensor] = {"ae2/frames": (z1_hat - z1).abs().mean()}
+        if self.weights["ae2/magnitude"] or self.weights["ae2/stft"]:
+            mag, _, wave = self._decode1(z1_hat)
+            terms["ae2/magnitude"] = (mag - spec.clamp(-1.0, 1.0)).abs().mean()
+            if self.weights["ae2/stft"]:
+                terms["ae2/stft"] = L.multi_resolution_stft(self._inner(wave), self._inner(audio))
+        total = L.weighted_sum(terms, self.weights)
+        self.opts["level2"].zero_grad(set_to_none=True)
+        total.backward()
+        average_gradients(info, [self.nets["encoder2"], self.nets["decoder2"]])
+        terms["ae2/grad_norm"] = L.grad_norm(self.level2)
+        self._finite_or_raise(terms, [], "")
+        self.opts["level2"].step()
+        return terms
+
+    def _finite_or_raise(self, terms: dict[str, Tensor], params: list, name: str) -> None:
+        if params:
+            terms = {**terms, name: L.grad_norm(params)}
+        check_finite(terms, self.step + 1, self.ckpt_path, self.saved_step)
+
+    def set_level(self, level: int) -> None:
+        for p in self.level1:
+            p.requires_grad_(level == 1)
+
+    def state(self, step: int, metrics: Mapping[str, float]) -> dict[str, Any]:
+        return {"kind": "autoencoder", "format": 1, "step": step, "config": to_plain(self.cfg),
+                "model": self.cfg.model.to_dict(), "networks": {k: v.state_dict() for k, v in self.nets.items()},
+                "optimizers": {k: v.state_dict() for k, v in self.opts.items()}, "metrics": dict(metrics)}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        for k, net in self.nets.items():
+            net.load_state_dict(state["networks"][k])
+        for k, opt in self.opts.items():
+            opt.load_state_dict(state["optimizers"][k])
+
+    @torch.no_grad()
+    def preview(self, crops: AudioCrops, step: int, level: int) -> None:
+        from training.encode import decode_latents, encode_audio
+        from training.preview import spectrogram_png, write_wav
+
+        m = self.cfg.model
+        audio = crops.excerpt(3.0)
+        for net in self.nets.values():
+            net.eval()
+        if level == 2:
+            lat = encode_audio(self.nets["encoder1"], self.nets["encoder2"], audio, m)
+            out = decode_latents(self.nets["decoder2"], self.nets["decoder1"], lat, m, seed=0)
+        else:
+            out = _reconstruct_level1(self.nets["encoder1"], self.nets["decoder1"], audio, m, self.device)
+        for net in self.nets.values():
+            net.train()
+        self.set_level(level)
+        n = min(audio.shape[1], out.shape[1])
+        base = self.cfg.stage_dir / "previews" / f"step_{step:07d}"
+        write_wav(base.with_suffix(".wav"), np.concatenate([audio[:, :n], out[:, :n]], axis=1))
+        spectrogram_png(base.with_suffix(".png"), [("input", audio[:, :n]), (f"level-{level} reconstruction",
+                                                                             out[:, :n])], title=f"step {step}")
+
+
+def _reconstruct_level1(enc1, dec1, audio: np.ndarray, m: ModelConfig, device: torch.device) -> np.ndarray:
+    """(2, samples) -> level-1 round trip (2, samples'), fixed noise (seed 0), clipped."""
+    win = m.autoencoder.dec1_window
+    gen = torch.Generator().manual_seed(0)
+    spec = S.spectrogram(torch.from_numpy(audio).to(device), m.audio)  # (2, T, bins)
+    t = (spec.shape[1] // win) * win
+    frames = enc1(spec[:, :t]).reshape(-1, win, m.autoencoder.frame_dim)
+    mag, phs = dec1(frames, torch.randn(frames.shape[0], dec1.noise_len, generator=gen).to(device))
+    return S.istft(mag.reshape(2, t, -1), phs.reshape(2, t, -1), m.audio).clamp(-1, 1).cpu().numpy()
+
+
+def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
+                    on_step: Callable[[int, Mapping[str, float]], None] | None = None) -> AeResult:
+    """Train (or continue) the autoencoder of `cfg.run_dir`; returns the final step, checkpoint and metrics.
+
+    Raises TrainingError if a checkpoint exists and `resume` is False, NonFiniteLossError on NaN/inf (the last
+    checkpoint untouched), TrainingInterrupted after SIGINT/SIGTERM (a checkpoint written first).
+    """
+    from training import distributed as D
+
+    ckpt_path = cfg.stage_dir / CHECKPOINT_NAME
+    stored = None
+    if ckpt_path.exists():
+        if not resume:
+            raise TrainingError(f"{ckpt_path} exists: pass --resume to continue that run, or choose a new --run")
+        stored = load_checkpoint(ckpt_path)
+        cfg = resolve_resume(cfg, AeTrainConfig.from_plain(stored["config"]), RESUMABLE)
+    set_threads(cfg.threads)
+    info, device = D.setup(cfg.device)
+    np_rng = seed_everything(cfg.seed + info.rank)
+    trainer = _AeTrainer(cfg, device)
+    trainer.ckpt_path, trainer.saved_step = ckpt_path, None
+    step, metrics = 0, {}
+    if stored is not None:
+        trainer.load(stored)
+        set_rng_state(stored["rng"][min(info.rank, len(stored["rng"]) - 1)], np_rng)
+        step, metrics, trainer.saved_step = int(stored["step"]), dict(stored.get("metrics", {})), int(stored["step"])
+        logger.info("resuming the autoencoder at step %d", step)
+    else:
+        D.broadcast_modules(info, trainer.nets.values())
+    crops = AudioCrops(cfg.dataset, "train", trainer.crop)
+    log = RunLog(cfg.stage_dir, "ae", cfg.total_steps, step, info.is_main, cfg.tensorboard, cfg.progress)
+
+    def save(at: int) -> None:
+        rngs = _gather_rng(info, np_rng)
+        if info.is_main:
+            bad = params_finite(trainer.nets)
+            if bad:
+                raise TrainingError(f"{bad} has non-finite weights at step {at}; checkpoint not written")
+            state = trainer.state(at, metrics)
+            state["rng"] = rngs
+            save_checkpoint(ckpt_path, state)
+        trainer.saved_step = at
+
+    try:
+        with StopRequest() as stop:
+            while step < cfg.total_steps:
+                level = 1 if step < cfg.steps_level1 else 2
+                trainer.set_level(level)
+                trainer.step = step
+                audio = torch.from_numpy(crops.sample(np_rng, cfg.batch)).to(device)
+                if level == 1:
+                    terms = trainer.step_level1(audio, step >= cfg.adversarial_from, info)
+                else:
+                    terms = trainer.step_level2(audio, info)
+                step += 1
+                values = {k: float(v) for k, v in terms.items()}
+                if step % cfg.log_every == 0 or step == cfg.total_steps:
+                    metrics = values
+                    log.log(step, values)
+                log.advance()
+                stopping = D.any_flag(info, stop.requested is not None, device)
+                if step % cfg.checkpoint_every == 0 or step == cfg.total_steps or stopping:
+                    save(step)
+                if info.is_main and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.total_steps):
+                    trainer.preview(crops, step, level)
+                if on_step is not None:
+                    on_step(step, values)
+                if stopping:
+                    raise TrainingInterrupted(f"stopped by {stop.requested or 'another rank'} at step {step}; "
+                                              f"checkpoint {ckpt_path} written; continue with --resume")
+    finally:
+        log.close()
+        D.cleanup(info)
+    return AeResult(step, ckpt_path, metrics)
+
+
+def _gather_rng(info: Any, np_rng: np.random.Generator) -> list[dict[str, Any]]:
+    """RNG states of every rank (rank-indexed list) so a resumed multi-process run continues exactly."""
+    import torch.distributed as dist
+
+    mine = rng_state(np_rng)
+    if not info.active:
+        return [mine]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, mine)
+    return out
+
+
+def mean_metric(rows: list[dict[str, float]], name: str, first: bool, n: int = 5) -> float:
+    """Mean of `name` over the first or last `n` rows that have it (for tests and the model card)."""
+    vals = [r[name] for r in rows if name in r]
+    vals = vals[:n] if first else vals[-n:]
+    return float(np.mean(vals)) if vals else math.nan

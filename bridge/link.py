@@ -149,10 +149,11 @@ class LinkSync:
             logger.exception("Link: the event handler failed on %r", event)
 
     def _tempo_changed(self, bpm: float) -> None:
-        if self._own_tempo is not None and abs(bpm - self._own_tempo) < 1e-9:
+        if self._own_tempo is not None and abs(bpm - self._own_tempo) < 1e-3:
             self._own_tempo = None  # our own change coming back: not news for the core
             return
-        self._emit(TempoEvent(float(bpm), SOURCE, time.monotonic()))
+        # Link carries tempo as whole microseconds per beat: 133 comes back as 132.99995; 0.001 BPM is plenty
+        self._emit(TempoEvent(round(float(bpm), 3), SOURCE, time.monotonic()))
 
     def _start_stop(self, playing: bool) -> None:
         now = time.monotonic()

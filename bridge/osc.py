@@ -46,14 +46,14 @@ class RateLimitedLog:
     def __init__(self, log: logging.Logger, interval: float = 5.0) -> None:
         self.log, self.interval, self._last, self._suppressed = log, interval, -1e18, 0
 
-    def warning(self, now: float, msg: str, *args: object) -> None:
+    def warning(self, now: float, msg: str, *args: object, exc_info: bool = False) -> None:
         if now - self._last < self.interval:
             self._suppressed += 1
             return
         if self._suppressed:
             msg += f" ({self._suppressed} similar messages suppressed)"
         self._last, self._suppressed = now, 0
-        self.log.warning(msg, *args)
+        self.log.warning(msg, *args, exc_info=exc_info)
 
 
 def build(messages: Sequence[tuple[str, Sequence[object]]]) -> bytes:
@@ -223,7 +223,7 @@ class OscServer:
                 self._bad(sender, str(exc), now, msg.address)
                 continue
             except Exception as exc:  # a bug in a factory must not stop the server
-                logger.exception("OSC: error decoding %s", msg.address[:80])
+                self._log.warning(now, "OSC: internal error decoding %s", msg.address[:80], exc_info=True)
                 self._bad(sender, f"internal error ({type(exc).__name__})", now)
                 continue
             batches.setdefault(due, []).extend(result.events)
@@ -258,7 +258,7 @@ class OscServer:
             try:
                 self.on_event(event)
             except Exception:
-                logger.exception("OSC: the event handler failed on %r", event)
+                self._log.warning(time.monotonic(), "OSC: the event handler failed on %r", event, exc_info=True)
 
     # ---- subscriptions -------------------------------------------------------------------------------
 
@@ -275,17 +275,16 @@ class OscServer:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
+            timeout = None
             if self.subscribers:
                 now = loop.time()
                 for sender, slot in list(self.subscribers.items()):
                     if slot[1] <= now:
                         self._send_status(sender)
                         slot[1] = max(slot[1] + slot[0], now)
-                timeout = min(slot[1] for slot in self.subscribers.values()) - loop.time() if self.subscribers else None
-            else:
-                timeout = None
+                timeout = max(min(slot[1] for slot in self.subscribers.values()) - loop.time(), 0.001)
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=None if timeout is None else max(timeout, 0.001))
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             except asyncio.TimeoutError:
                 pass
 

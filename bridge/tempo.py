@@ -7,15 +7,17 @@ least-squares line of tick *time* against tick *index*:
 - Each tick gets an index from its interval to the previous accepted tick, relative to the running median
   interval and to the de-jittered short fit: a tick that comes less than half an interval after the last one is
   a duplicate (dropped, index unchanged); one that comes about k intervals later means k-1 ticks were lost
-  (index advances by k). This repair needs 12 ticks of history and timing jitter (sd) below 15 % of the tick
-  interval; above that a duplicate cannot be told from jitter and every tick counts as one. A pause of more
-  than ``gap_ratio`` intervals restarts the fit. So duplicated and lost ticks do not skew the slope.
+  (index advances by k). This repair needs 12 ticks of history and timing jitter (sd) below 12 % of the tick
+  interval. Otherwise, if the intervals so far vary by less than 30 %, only unmistakable cases count (an
+  interval under 1/4 of the median is a duplicate, one of 1.8-2.5 medians is one lost tick); with more jitter
+  than that a duplicate cannot be told from jitter and every tick counts as one. A pause of more than
+  ``gap_ratio`` intervals restarts the fit. So duplicated and lost ticks do not skew the slope.
 - Two windows: a short one (``short_window`` ticks, one beat) and a long one that grows up to ``max_window``
   ticks (four 4/4 bars by default). The long fit is reported.
 - Two-speed follower: when the short fit differs from the long one by more than ``step_threshold`` (relative,
   raised automatically when timing jitter is large) for ``step_ticks`` consecutive ticks, the tempo stepped: the
   long window is cut to those last ticks. A steady same-sign drift (a tempo ramp) for ``drift_ticks`` ticks cuts
-  the long window to two beats and keeps it there until the drift stops for a beat, so ramps are followed with
+  the long window to two beats and keeps it there until the tempo holds still for a beat, so ramps are followed with
   the lag of a two-beat window only.
 - Confidence comes from the fit: the standard error of the BPM (from the robust residual spread) and how full
   the window is.
@@ -115,7 +117,7 @@ class ClockTempoEstimator:
         self._recent: deque[int] = deque(maxlen=12)  # advanced per recent tick, to spot a > 2x tempo jump
         self._long_n = 0
         self._anchor: tuple[float, float] | None = None  # (fitted time of the last tick, short-fit period)
-        self._dev_count = self._drift_count = self._drift_sign = self._bad = 0
+        self._dev_count = self._drift_count = self._drift_sign = self._bad = self._calm = 0
         self._history: deque[float] = deque(maxlen=self.short_window + 1)  # recent long-fit periods
         self._cap = self.max_window  # 2 beats while a ramp is being followed
         self.state = TempoState(None, None, math.inf, 0.0, 0, False, 0.0, 0, math.nan, "restart")
@@ -137,12 +139,17 @@ class ClockTempoEstimator:
                 return self._accept(t, 0, "restart")
             return self._reject("backwards")
         self._bad = 0
-        if len(self._intervals) < 3:
+        med = median(self._intervals) if len(self._intervals) >= 3 else 0.0
+        if med <= 0:  # too few intervals, or identical timestamps (a flood): nothing to compare with
             return self._accept(t, 1, "")
-        r_raw = dt / median(self._intervals)
+        r_raw = dt / med
         # the same ratio against the de-jittered short fit: robust to jitter, while r_raw follows steps at once
-        if self._anchor is None:  # too few ticks or too much jitter to tell duplicates and losses from jitter
-            return self._accept(t, 1, "")
+        if self._anchor is None:  # few ticks or much jitter: only unmistakable duplicates and losses count
+            steady = max(abs(i / med - 1.0) for i in self._intervals) < 0.3  # low jitter so far
+            if steady and r_raw < 0.25:
+                return self._reject("duplicate")
+            lost = steady and 1.8 <= r_raw < 2.5
+            return self._accept(t, 2 if lost else 1, "lost" if lost else "")
         r_fit = (t - self._anchor[0]) / self._anchor[1]
         if r_raw < 0.5 and r_fit < 0.5:
             self._recent.append(0)
@@ -185,7 +192,7 @@ class ClockTempoEstimator:
         p_long, tick_time, sigma = _fit(xs, ys)
         ns = min(self.short_window, self._long_n)
         p_short, short_last, sigma_short = _fit(xs[-ns:], ys[-ns:])
-        repairable = ns >= 12 and 0 < p_short and max(sigma, sigma_short) <= 0.15 * p_short
+        repairable = ns >= 12 and 0 < p_short and sigma_short <= 0.12 * p_short
         self._anchor = (short_last, p_short) if repairable else None
         step = self._follow(p_short, p_long, sigma_short, max(sigma, sigma_short))
         if step:  # the long window was cut: refit it (the short fit now covers the same ticks)
@@ -223,8 +230,10 @@ class ClockTempoEstimator:
         self._history.append(p_long)
         if self._cap < self.max_window and len(self._history) == self._history.maxlen:
             change = abs(p_long - self._history[0]) / p_long  # tempo change over the last beat
-            if change < max(0.001, 3 * _slope_se(sigma, n) / p_long):  # the ramp has ended
-                self._cap = self.max_window
+            calm = change < max(0.0005, 2.5 * _slope_se(sigma, n) / p_long)
+            self._calm = self._calm + 1 if calm else 0
+            if self._calm >= self.short_window:  # steady for a beat: the ramp has ended
+                self._cap, self._calm = self.max_window, 0
         if self._dev_count >= self.step_ticks:
             self._long_n = self.step_ticks
         elif self._drift_count >= self.drift_ticks:

@@ -135,6 +135,7 @@ class MidiClockTracker:
         self._pending: str | None = None  # "play"/"continue": waiting for the first clock
         self._hold = False  # after SPP while playing: the next clock *is* the located position
         self.last_clock: float | None = None
+        self._clocks = 0  # clocks received, for bar-spaced tempo updates while stopped
 
     @property
     def beat(self) -> float:
@@ -191,9 +192,10 @@ class MidiClockTracker:
                 self._hold = False
             else:
                 self.ticks += state.advanced
-        at_bar = False
+        bar_ticks = round(self.transport.bar_beats * PPQN)
+        self._clocks += state.advanced
+        at_bar = self._clocks % bar_ticks < state.advanced  # while stopped: every bar's worth of clocks
         if self.transport.playing and self.ticks // PPQN != beat_before:
-            bar_ticks = round(self.transport.bar_beats * PPQN)
             at_bar = self.ticks % bar_ticks < state.advanced
             self.transport.locate(self.beat, tick_time)
             self.emit(PositionEvent(self.beat, self.source, tick_time, exact=True))

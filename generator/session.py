@@ -184,9 +184,9 @@ class _Ctx:
     def number(self, table: dict, key: str, path: str, default: Any, lo: float, hi: float,
                integer: bool = False, lo_open: bool = False) -> Any:
         v = table.get(key, default)
-        if v is None:
-            return None
-        full = f"{path}.{key}" if path else key
+        return None if v is None else self.check(v, f"{path}.{key}" if path else key, lo, hi, integer, lo_open)
+
+    def check(self, v: Any, full: str, lo: float, hi: float, integer: bool = False, lo_open: bool = False) -> Any:
         ok_type = isinstance(v, int) if integer else isinstance(v, int | float)
         if isinstance(v, bool) or not ok_type or not math.isfinite(v):
             kind = "an integer" if integer else "a number"
@@ -221,16 +221,18 @@ def _rng(lo: float, hi: float, lo_open: bool = False) -> str:
 def _grid(c: _Ctx, s: dict) -> Grid:
     tempo = s.get("tempo")
     if tempo is None:
-        raise c.fail("session.tempo", "missing; give a tempo in BPM (tempo = 128) or a map (tempo = [[1, 128], [9, 132]])")
+        raise c.fail("session.tempo", "missing; give a tempo in BPM (tempo = 128) or a map "
+                     "(tempo = [[1, 128], [9, 132]])")
     if isinstance(tempo, list):
         changes = []
         for i, item in enumerate(tempo):
             if not (isinstance(item, list) and len(item) == 2):
                 raise c.fail(f"session.tempo[{i}]", f"value {item!r} must be a [bar, bpm] pair")
-            bar = c.number({"b": item[0]}, "b", "", None, 1, 100000, integer=True)
-            bpm = c.number({"t": item[1]}, "t", "", None, 20.0, 999.0)
+            bar = c.check(item[0], f"session.tempo[{i}][0] (bar)", 1, 100000, integer=True)
+            bpm = c.check(item[1], f"session.tempo[{i}][1] (bpm)", 20.0, 999.0)
             changes.append((bar, bpm))
-        if not changes or changes[0][0] != 1 or any(b1 <= b0 for (b0, _), (b1, _) in zip(changes, changes[1:])):
+        bars_in_map = [b for b, _ in changes]
+        if not changes or bars_in_map[0] != 1 or bars_in_map != sorted(set(bars_in_map)):
             raise c.fail("session.tempo", "a tempo map must start at bar 1 and list strictly increasing bars")
     else:
         changes = [(1, c.number(s, "tempo", "session", None, 20.0, 999.0))]
@@ -246,15 +248,15 @@ def _grid(c: _Ctx, s: dict) -> Grid:
 
 def _automation(c: _Ctx, v: Any, key: str, bars: int) -> Automation:
     if isinstance(v, int | float) and not isinstance(v, bool):
-        return Automation(((1.0, float(c.number({"v": v}, "v", "", None, -1e9, 1e9))),))
+        return Automation(((1.0, c.check(v, key, -1e9, 1e9)),))
     if not isinstance(v, list) or not v:
         raise c.fail(key, f"value {v!r} must be a number or a list of [bar, value] points, e.g. [[1, 2.0], [5, 8.0]]")
     pts = []
     for i, item in enumerate(v):
         if not (isinstance(item, list) and len(item) == 2):
             raise c.fail(f"{key}[{i}]", f"value {item!r} must be a [bar, value] pair")
-        bar = c.number({"b": item[0]}, "b", "", None, 1, bars + 1)
-        val = c.number({"v": item[1]}, "v", "", None, -1e9, 1e9)
+        bar = c.check(item[0], f"{key}[{i}][0] (bar)", 1, bars + 1)
+        val = c.check(item[1], f"{key}[{i}][1] (value)", -1e9, 1e9)
         if pts and bar < pts[-1][0]:
             raise c.fail(f"{key}[{i}]", f"bar {bar:g} comes before the previous point's bar {pts[-1][0]:g}")
         pts.append((bar, val))
@@ -343,7 +345,7 @@ def parse_session(text: str, where: str = "session.toml", path: Path | None = No
     c.keys(data, "", ("session", "output", "mix", "stems"))
     s = c.keys(data.get("session", {}), "session", ("tempo", "time_signature", "bars"))
     grid = _grid(c, s)
-    bars = c.number(s, "bars", "session", None if "bars" not in s else s["bars"], 1, 100000, integer=True)
+    bars = c.number(s, "bars", "session", None, 1, 100000, integer=True)
     if bars is None:
         raise c.fail("session.bars", "missing; give the session length in bars, e.g. bars = 8")
     if grid.tempo[-1][0] > bars:

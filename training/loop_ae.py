@@ -15,6 +15,7 @@ TensorBoard RUN/tensorboard/ae; metrics RUN/ae/metrics.jsonl.
 from __future__ import annotations
 
 import logging
+import time
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,9 +32,9 @@ from training import losses as L
 from training import spectral_torch as S
 from training.checkpoint import (
     CHECKPOINT_NAME,
+    gather_rng_states,
     load_checkpoint,
     params_finite,
-    rng_state,
     save_checkpoint,
     set_rng_state,
 )
@@ -311,11 +312,12 @@ def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
     np_rng = seed_everything(cfg.seed + info.rank)
     trainer = _AeTrainer(cfg, device)
     trainer.ckpt_path, trainer.saved_step = ckpt_path, None
-    step, metrics = 0, {}
+    step, metrics, wall0, t0 = 0, {}, 0.0, time.monotonic()
     if stored is not None:
         trainer.load(stored)
         set_rng_state(stored["rng"][min(info.rank, len(stored["rng"]) - 1)], np_rng)
         step, metrics, trainer.saved_step = int(stored["step"]), dict(stored.get("metrics", {})), int(stored["step"])
+        wall0 = float(stored.get("wall_seconds", 0.0))
         logger.info("resuming the autoencoder at step %d", step)
     else:
         D.broadcast_modules(info, trainer.nets.values())
@@ -323,13 +325,14 @@ def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
     log = RunLog(cfg.stage_dir, "ae", cfg.total_steps, step, info.is_main, cfg.tensorboard, cfg.progress)
 
     def save(at: int) -> None:
-        rngs = _gather_rng(info, np_rng)
+        rngs = gather_rng_states(info, np_rng)
         if info.is_main:
             bad = params_finite(trainer.nets)
             if bad:
                 raise TrainingError(f"{bad} has non-finite weights at step {at}; checkpoint not written")
             state = trainer.state(at, metrics)
             state["rng"] = rngs
+            state["wall_seconds"] = wall0 + time.monotonic() - t0
             save_checkpoint(ckpt_path, state)
         trainer.saved_step = at
 
@@ -345,7 +348,7 @@ def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
                 else:
                     terms = trainer.step_level2(audio, info)
                 step += 1
-                values = {k: float(v) for k, v in terms.items()}
+                values = {k: float(v.detach()) for k, v in terms.items()}
                 if step % cfg.log_every == 0 or step == cfg.total_steps:
                     metrics = values
                     log.log(step, values)
@@ -364,18 +367,6 @@ def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
         log.close()
         D.cleanup(info)
     return AeResult(step, ckpt_path, metrics)
-
-
-def _gather_rng(info: Any, np_rng: np.random.Generator) -> list[dict[str, Any]]:
-    """RNG states of every rank (rank-indexed list) so a resumed multi-process run continues exactly."""
-    import torch.distributed as dist
-
-    mine = rng_state(np_rng)
-    if not info.active:
-        return [mine]
-    out: list[Any] = [None] * info.world_size
-    dist.all_gather_object(out, mine)
-    return out
 
 
 def mean_metric(rows: list[dict[str, float]], name: str, first: bool, n: int = 5) -> float:

@@ -54,7 +54,8 @@ def check_finite(
     terms: Mapping[str, torch.Tensor | float], step: int, checkpoint: Path, saved_step: int | None
 ) -> None:
     """Raise NonFiniteLossError naming every NaN/inf term, the step, and the intact checkpoint."""
-    bad = {k: float(v) for k, v in terms.items() if not math.isfinite(float(v))}
+    plain = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in terms.items()}
+    bad = {k: v for k, v in plain.items() if not math.isfinite(v)}
     if not bad:
         return
     where = (f"the last good checkpoint {checkpoint} (step {saved_step}) is intact"

@@ -47,26 +47,32 @@ PEER_A = COMMON + """
 import aalink
 
 async def main():
-    link = aalink.Link(133.0)
+    link = aalink.Link(110.0)
     link.quantum = 4
     link.start_stop_sync_enabled = True
     link.enabled = True
-    link.playing = True
     say(ready=True)
     async for cmd in commands():
-        if cmd == "sample":
+        verb, _, arg = cmd.partition(" ")
+        if verb == "wait_peer":
+            await until(lambda: link.num_peers >= 1, "the other peer")
+            say(peers=link.num_peers)
+        elif verb == "tempo":
+            link.tempo = float(arg)
+            say(tempo=link.tempo)
+        elif verb == "wait_tempo":
+            await until(lambda: abs(link.tempo - float(arg)) < 1e-3, f"tempo {arg} from the other peer")
+            say(tempo=link.tempo)
+        elif verb == "playing":
+            link.playing = arg == "1"
+            say(playing=link.playing)
+        elif verb == "sample":
             out = []
             for _ in range(5):
                 phase = link.phase
                 out.append([time.monotonic(), phase])
                 await asyncio.sleep(0.02)
-            say(samples=out, tempo=link.tempo, peers=link.num_peers)
-        elif cmd == "wait99":
-            await until(lambda: abs(link.tempo - 99.0) < 1e-6, "tempo 99 from the other peer")
-            say(tempo=link.tempo)
-        elif cmd == "stop":
-            link.playing = False
-            say(playing=link.playing)
+            say(samples=out)
     link.enabled = False
 
 asyncio.run(main())
@@ -81,23 +87,26 @@ async def main():
     link = LinkSync(quantum=4, on_event=events.append, enabled=True)
     await link.start()
     await until(lambda: link.num_peers >= 1, "the other peer")
-    await until(lambda: any(isinstance(e, TempoEvent) and abs(e.bpm - 133.0) < 1e-6 for e in events), "tempo")
-    await until(lambda: link.playing, "start/stop sync")
-    say(joined=True, tempo=link.tempo, actions=[e.action for e in events if isinstance(e, TransportEvent)])
+    say(joined=True)
     async for cmd in commands():
-        if cmd == "sample":
+        verb, _, arg = cmd.partition(" ")
+        if verb == "wait_tempo":
+            await until(lambda: any(isinstance(e, TempoEvent) and abs(e.bpm - float(arg)) < 1e-3 for e in events),
+                        f"a TempoEvent {arg}")
+            say(tempo=link.tempo)
+        elif verb == "wait_action":
+            await until(lambda: any(isinstance(e, TransportEvent) and e.action == arg for e in events), arg)
+            say(actions=[e.action for e in events if isinstance(e, TransportEvent)])
+        elif verb == "sample":
             out = []
             for _ in range(5):
                 t = time.monotonic()
                 out.append([t, link.phase_at(t)])
                 await asyncio.sleep(0.02)
             say(samples=out)
-        elif cmd == "set99":
-            link.set_tempo(99.0)
+        elif verb == "tempo":
+            link.set_tempo(float(arg))
             say(tempo=link.tempo)
-        elif cmd == "waitstop":
-            await until(lambda: any(isinstance(e, TransportEvent) and e.action == "stop" for e in events), "stop")
-            say(actions=[e.action for e in events if isinstance(e, TransportEvent)])
     await link.stop()
 
 asyncio.run(main())
@@ -122,20 +131,28 @@ def test_two_peers_share_tempo_phase_and_start_stop_in_a_loopback_namespace() ->
         try:
             assert a.read() == {"ready": True}
             b = Peer(ns, PEER_B)
-            joined = b.read()
-            assert joined["tempo"] == pytest.approx(133.0) and joined["actions"] == ["play"]
+            assert b.read() == {"joined": True}
+            a.send("wait_peer")
+            assert a.read() == {"peers": 1}
+            a.send("tempo 133")  # one peer changes the tempo: LinkSync reports it
+            a.read()
+            b.send("wait_tempo 133")
+            assert b.read()["tempo"] == pytest.approx(133.0)
+            a.send("playing 1")  # start/stop sync
+            a.read()
+            b.send("wait_action play")
+            assert b.read()["actions"] == ["play"]
             a.send("sample")
             b.send("sample")
             sa, sb = a.read(), b.read()
-            assert sa["peers"] == 1 and sa["tempo"] == pytest.approx(133.0)
             assert phase_error(sa["samples"], sb["samples"], 133.0) < 0.05  # 0.05 beat = 23 ms at 133 BPM
-            b.send("set99")  # any peer may change the tempo; the other follows
+            b.send("tempo 99")  # and the other way round
             assert b.read()["tempo"] == pytest.approx(99.0)
-            a.send("wait99")
+            a.send("wait_tempo 99")
             assert a.read()["tempo"] == pytest.approx(99.0)
-            a.send("stop")
-            assert a.read() == {"playing": False}
-            b.send("waitstop")
+            a.send("playing 0")
+            a.read()
+            b.send("wait_action stop")
             assert b.read()["actions"] == ["play", "stop"]
         finally:
             a.close()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +19,8 @@ from bridge.events import BadInput, ControlEvent, PresetEvent, RenderRequest, Se
 from bridge.osc import OscBindError, OscServer
 from bridge.osc_addresses import Context, OscInputError, ParamSpec, decode
 from bridge.osc_schema import parse_allow, sender_allowed
-from tests.bridge.osc_client import bundle, of_type, running
+from tests.bridge.netns import loopback_namespace
+from tests.bridge.osc_client import OscClient, bundle, of_type, running
 
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = [ParamSpec("density", 0.0, 1.0, 0.5), ParamSpec("gain", -24.0, 6.0, 0.0, "dB")]
@@ -130,7 +134,6 @@ def test_echo_reaches_other_subscribers() -> None:
         async with running(params_provider=lambda: PARAMS) as (server, watcher, _):
             watcher.send("/musika/subscribe", 1.0)
             await watcher.expect("/musika/ack")
-            from tests.bridge.osc_client import OscClient
             other = await OscClient.connect(server.port)
             other.send("/musika/param/density", 0.75)
             assert await watcher.expect("/musika/param/density") == [0.75]
@@ -278,3 +281,46 @@ def test_udp_socket_is_really_bound_to_loopback() -> None:
             probe.close()
 
     run(body())
+
+
+NON_LOOPBACK_SCRIPT = """
+import asyncio, json, socket
+from bridge.osc import OscServer
+from bridge.osc_schema import flatten
+from tests.bridge.osc_client import message
+
+async def main():
+    server = OscServer(host="0.0.0.0", allow=["10.77.0.1/32"])
+    await server.start()
+    loop = asyncio.get_running_loop()
+    socks = {}
+    for src in ("10.77.0.1", "10.77.0.2"):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((src, 0))
+        s.setblocking(False)
+        socks[src] = s
+    socks["10.77.0.2"].sendto(message("/musika/tempo", 120.0), ("10.77.0.1", server.port))  # refused
+    socks["10.77.0.1"].sendto(message("/musika/list"), ("10.77.0.1", server.port))  # allowed
+    data = await asyncio.wait_for(loop.sock_recv(socks["10.77.0.1"], 65536), 20)
+    try:
+        socks["10.77.0.2"].recv(65536)
+        refused_got_reply = True
+    except BlockingIOError:
+        refused_got_reply = False
+    print(json.dumps({"reply": flatten(data)[0][1].address, "stats": server.stats,
+                      "refused_got_reply": refused_got_reply}))
+    await server.stop()
+
+asyncio.run(main())
+"""
+
+
+def test_non_loopback_clients_are_refused_unless_allowed() -> None:
+    with loopback_namespace(addresses=["10.77.0.1/32", "10.77.0.2/32"]) as ns:
+        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", NON_LOOPBACK_SCRIPT], cwd=REPO,
+                             capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["reply"] == "/musika/list"  # the allowed network gets answers
+    assert result["stats"]["refused"] == 1 and result["stats"]["events"] == 0  # the other is dropped unheard
+    assert not result["refused_got_reply"]

@@ -83,12 +83,14 @@ class RunCache:
             except (ValueError, KeyError, TypeError):
                 self.entries = {}  # a damaged cache only costs recomputation
 
-    def lookup(self, source: str, key: dict[str, Any], writer: DatasetWriter) -> dict[str, Any] | None:
+    def lookup(self, source: str, key: dict[str, Any], writer: DatasetWriter | None = None) -> dict[str, Any] | None:
+        """The entry for ``source`` if its key matches (and, given ``writer``, all its chunks exist)."""
         entry = self.entries.get(source)
         if entry is None or entry.get("key") != key:
             return None
-        if entry.get("status") == "ok" and not all(writer.has(c) for c in entry.get("chunks", [])):
-            return None
+        if writer is not None and entry.get("status") == "ok":
+            if not all(writer.has(c) for c in entry.get("chunks", [])):
+                return None
         return entry
 
     def store(self, source: str, key: dict[str, Any], **entry: Any) -> None:

@@ -217,6 +217,8 @@ def prepare_folder(
         raise DatasetError(
             f"chunk_seconds must be > 0 and min_chunk_seconds >= 0, got {chunk_seconds}, {min_chunk_seconds}"
         )
+    if not 0 < bpm_range[0] < bpm_range[1]:
+        raise DatasetError(f"bpm_range must be (low, high) with 0 < low < high, got {bpm_range}; e.g. 60 200")
     files, others = find_audio_files(in_dir, exclude=out.resolve())
     if not files:
         raise FolderError(
@@ -270,7 +272,7 @@ def prepare_folder(
                 loaded = load_audio(path)
             except (AudioReadError, OSError) as exc:
                 reason = str(exc)
-                logger.warning("skipping %s: %s", rel, reason)
+                logger.info("skipping %s: %s", rel, reason)
                 skipped.append((rel, reason))
                 cache.store(rel, key, status="skipped", reason=reason)
                 continue

@@ -251,6 +251,17 @@ def _default_soundfont() -> str:
     return str(Path(pretty_midi.__file__).parent / "TimGM6mb.sf2")
 
 
+def _needed(entry: dict[str, Any], remaining_s: float) -> list[str]:
+    """The leading chunks of a cached work that fill ``remaining_s`` seconds."""
+    ids = []
+    for cid, s in zip(entry["chunks"], entry["seconds"], strict=True):
+        if remaining_s <= 0:
+            break
+        ids.append(cid)
+        remaining_s -= s
+    return ids
+
+
 def _render_safe(spec: WorkSpec, soundfont: str, max_seconds: float, tmp_dir: str) -> Any:
     try:
         return render_work(spec, soundfont, max_seconds, tmp_dir)
@@ -321,7 +332,7 @@ def prepare_piano(
             while len(window) < max(1, 2 * workers):
                 spec = next(specs)
                 key = {"source": spec.source, "seed": seed, **settings}
-                entry = cache.lookup(f"{spec.index:05d}", key, writer)
+                entry = cache.lookup(f"{spec.index:05d}", key)  # chunk files are checked when used
                 fut = None
                 if entry is None and executor is not None:
                     fut = executor.submit(_render_safe, spec, sf2, max_work_seconds, str(tmp_dir))
@@ -332,10 +343,12 @@ def prepare_piano(
             if entry is not None and entry["status"] == "skipped":
                 skipped.append((spec.source, entry["reason"]))
                 continue
+            if entry is not None and not all(writer.has(c) for c in _needed(entry, target - total)):
+                entry = None  # some chunk this run needs is gone: render again
             if entry is None:
                 result = fut.result() if fut is not None else _render_safe(spec, sf2, max_work_seconds, str(tmp_dir))
                 if isinstance(result, WorkError):
-                    logger.warning("skipping %s: %s", spec.source, result)
+                    logger.info("skipping %s: %s", spec.source, result)
                     skipped.append((spec.source, str(result)))
                     cache.store(name, key, status="skipped", reason=str(result))
                     continue
@@ -347,8 +360,13 @@ def prepare_piano(
                 for k, (a, b) in enumerate(spans):
                     cid = f"piano-{spec.index:05d}-{k:03d}"
                     n_on = np.sum((onsets >= a / SAMPLE_RATE) & (onsets < b / SAMPLE_RATE))
-                    writer.add(cid, padded[:, a:b], source=spec.source, curves={"density": curve[a // 4096 : b // 4096]},
-                               labels={"onset_rate": n_on / ((b - a) / SAMPLE_RATE)})  # fmt: skip
+                    writer.add(
+                        cid,
+                        padded[:, a:b],
+                        source=spec.source,
+                        curves={"density": curve[a // 4096 : b // 4096]},
+                        labels={"onset_rate": n_on / ((b - a) / SAMPLE_RATE)},
+                    )
                     ids.append(cid)
                     secs.append((b - a) / SAMPLE_RATE)
                 entry = {"status": "ok", "chunks": ids, "seconds": secs}

@@ -10,7 +10,14 @@ import pytest
 
 from bridge.audio.base import AudioSinkError
 from bridge.audio.jack_sink import JackSink, jack_server_running
-from tests.bridge.audio.recorder import SR, JackRecorder, dominant_hz, locate, stereo_sine
+from tests.bridge.audio.recorder import (
+    SR,
+    JackRecorder,
+    assert_continuous,
+    dominant_hz,
+    mismatched_frames,
+    stereo_sine,
+)
 from tests.jack_server import start_jack
 
 pytestmark = pytest.mark.jack
@@ -38,10 +45,7 @@ def test_fed_ahead_plays_exact_stereo_without_underruns(jack_server):
     assert np.sqrt(np.mean(audio**2, axis=1)).min() > 0.1, "recording is silent on a channel"
     assert dominant_hz(audio[0]) == pytest.approx(440, abs=5), "left channel is not out_L's 440 Hz"
     assert dominant_hz(audio[1]) == pytest.approx(660, abs=5), "right channel is not out_R's 660 Hz"
-    offset = locate(audio, reference)
-    first = int(np.argmax(np.abs(audio[0]) > 0))
-    n = audio.shape[1] - first
-    np.testing.assert_array_equal(audio[:, first:], reference[:, offset + first : offset + first + n])
+    assert_continuous(audio, reference, rec.xruns, jack_server.period)
 
 
 def test_starved_sink_plays_silence_and_counts_underruns(jack_server, caplog):
@@ -56,8 +60,10 @@ def test_starved_sink_plays_silence_and_counts_underruns(jack_server, caplog):
         audio = rec.record(arm=False)
     assert sink.ring.underruns > 0 and sink.ring.underrun_frames > 0
     first = int(np.argmax(np.abs(audio[0]) > 0))
-    np.testing.assert_array_equal(audio[:, first : first + reference.shape[1]], reference)
-    assert not audio[:, first + reference.shape[1] :].any(), "after the underrun the sink must play silence"
+    expected = np.zeros_like(audio[:, first:])
+    expected[:, : reference.shape[1]] = reference  # the 0.1 s fed, then silence after the underrun
+    allowed = 4 * jack_server.period * rec.xruns  # frames a server xrun (CPU starvation) may disturb
+    assert mismatched_frames(audio[:, first:], expected) <= allowed
     assert "audio underrun on jack" in caplog.text
 
 

@@ -1,0 +1,125 @@
+"""Transport model and MidiClockTracker on synthesised clock + Start/Continue/Stop/SPP streams."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.errors import ConfigError
+from bridge.events import PositionEvent, TempoEvent, TransportEvent
+from bridge.transport import MidiClockTracker, Transport
+from tests.bridge.clockstreams import double, drop, tick_times
+
+
+def test_transport_beats_bars_offset_and_tempo_change() -> None:
+    tr = Transport(bpm=120.0, numerator=3, denominator=4)
+    assert tr.beat_at(5.0) == 0.0  # stopped
+    tr.play(10.0)
+    assert tr.beat_at(11.0) == pytest.approx(2.0)
+    pos = tr.bar_at(12.0)  # beat 4 in 3/4: bar 1, beat 1
+    assert (pos.bar, pos.beat, pos.bar_beats) == (1, pytest.approx(1.0), 3.0)
+    tr.set_tempo(60.0, 11.0)  # at beat 2
+    assert tr.beat_at(13.0) == pytest.approx(4.0)
+    assert tr.time_at_beat(4.0) == pytest.approx(13.0)
+    tr.sync_offset_ms = 250.0  # run 250 ms ahead
+    assert tr.beat_at(13.0) == pytest.approx(4.25)
+    assert tr.time_at_beat(4.25) == pytest.approx(13.0)
+    tr.stop(13.0)  # where the host stopped: beat 4 (the offset only applies while playing)
+    assert tr.beat_at(20.0) == pytest.approx(4.0)
+    tr.sync_offset_ms = 0.0
+    tr.locate(8.0, 20.0)
+    tr.continue_(21.0)
+    assert tr.beat_at(22.0) == pytest.approx(9.0)
+    tr.set_meter(6, 8)
+    assert tr.bar_beats == 3.0
+
+
+@pytest.mark.parametrize("num,den,match", [(0, 4, "numerator: 0 is out of range 1-32"), (4, 3, "denominator")])
+def test_bad_meter_is_named(num: int, den: int, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        Transport(numerator=num, denominator=den)
+
+
+def test_bad_tempo_is_named() -> None:
+    with pytest.raises(ConfigError, match="tempo: 0.0 BPM is out of range 1-999"):
+        Transport(bpm=0.0)
+
+
+def _tracker() -> tuple[MidiClockTracker, list]:
+    events: list = []
+    return MidiClockTracker(events.append), events
+
+
+def test_start_clock_stop_spp_continue() -> None:
+    tr, events = _tracker()
+    times = tick_times([125.0] * 400, jitter_s=0.001, seed=2)
+    for t in times[:48]:  # clock while stopped: tempo only
+        tr.clock(t)
+    assert not any(isinstance(e, (TransportEvent, PositionEvent)) for e in events)
+    tr.start(times[48] - 0.005)
+    for t in times[48:48 + 193]:  # the first clock is beat 0, then 192 more clocks = 8 beats
+        tr.clock(t)
+    play = [e for e in events if isinstance(e, TransportEvent)]
+    assert play[0].action == "play" and play[0].beat == 0.0
+    assert play[0].time == pytest.approx(times[48], abs=0.002)
+    assert tr.beat == 8.0
+    beats = [e.beat for e in events if isinstance(e, PositionEvent)]
+    assert beats == [float(b) for b in range(9)]
+    tempo = [e for e in events if isinstance(e, TempoEvent)]
+    assert tempo[-1].bpm == pytest.approx(125.0, abs=0.1) and tempo[-1].confidence > 0.9
+    assert tr.transport.beat_at(times[48 + 192]) == pytest.approx(8.0, abs=0.01)
+
+    tr.stop(times[241])
+    assert events[-1] == TransportEvent("stop", "midi", times[241], 8.0)
+    tr.song_position(64, times[242])  # 64 sixteenths = beat 16 = bar 5 of 4/4
+    assert events[-1] == TransportEvent("locate", "midi", times[242], 16.0)
+    for t in times[243:250]:  # clocks while stopped do not move the position
+        tr.clock(t)
+    assert tr.beat == 16.0
+    tr.continue_(times[250] - 0.001)
+    for t in times[250:250 + 25]:
+        tr.clock(t)
+    cont = [e for e in events if isinstance(e, TransportEvent)][-1]
+    assert (cont.action, cont.beat) == ("continue", 16.0)
+    assert tr.beat == 17.0
+    assert tr.transport.bar_at(times[274]).bar == 4  # 0-based bar 4 = the fifth bar
+
+
+def test_spp_while_playing_relocates_on_next_clock() -> None:
+    tr, events = _tracker()
+    times = tick_times([120.0] * 100)
+    tr.start(times[0])
+    for t in times[:50]:
+        tr.clock(t)
+    tr.song_position(16, times[50] - 0.001)  # beat 4
+    tr.clock(times[50])
+    assert tr.beat == 4.0
+    tr.clock(times[51])
+    assert tr.beat == pytest.approx(4 + 1 / 24)
+
+
+def test_position_survives_dropped_and_doubled_ticks() -> None:
+    for times in (drop(tick_times([120.0] * 289, jitter_s=0.001), every=23),
+                  double(tick_times([120.0] * 289, jitter_s=0.001), every=23)):
+        tr, events = _tracker()
+        tr.start(times[0] - 0.01)
+        for t in times:
+            tr.clock(t)
+        assert tr.beat == 12.0
+
+
+def test_tempo_events_have_hysteresis() -> None:
+    tr, events = _tracker()
+    for t in tick_times([120.0] * 600, jitter_s=0.001, seed=4):
+        tr.clock(t)
+    tempos = [e.bpm for e in events if isinstance(e, TempoEvent)]
+    assert 1 <= len(tempos) <= 12  # not one per tick
+    assert tempos[-1] == pytest.approx(120.0, abs=0.1)
+
+
+def test_handle_dispatch_and_bad_spp() -> None:
+    tr, events = _tracker()
+    assert tr.handle("songpos", 1.0, pos=8)
+    assert events[-1].beat == 2.0
+    assert not tr.handle("note_on", 1.0)
+    with pytest.raises(ValueError, match="16384 is out of range 0-16383"):
+        tr.song_position(16384, 1.0)

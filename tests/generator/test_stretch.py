@@ -1,0 +1,112 @@
+"""Tempo lock on synthetic kick audio: the estimator against known truth and librosa, the stretch, the tracker."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from generator.crossfade import Joiner
+from generator.stretch import BarTracker, estimate_grid, lock_piece, onset_offsets, stretch_span
+from tests.generator.beats_audio import SR, kick_track, ramp_beats, steady_beats
+
+
+@pytest.mark.parametrize(("bpm", "phase"), [(126.3, 0.123), (128.0, 0.0), (133.0, 0.31)])
+def test_estimate_grid_finds_tempo_and_phase(bpm, phase):
+    audio = kick_track(steady_beats(bpm, phase, 4.0), 4.0, seed=1)
+    grid = estimate_grid(audio, SR, bpm_prior=128.0)
+    assert grid.confidence > 0.5
+    assert grid.bpm == pytest.approx(bpm, rel=2e-3)
+    period = 60.0 / bpm
+    err = (grid.first_beat_s - phase + period / 2) % period - period / 2
+    assert abs(err) < 0.003
+
+
+def test_estimate_grid_agrees_with_librosa_line_fit():
+    analysis = pytest.importorskip("training.analysis")
+    audio = kick_track(steady_beats(131.0, 0.2, 8.0), 8.0, seed=2)
+    ours = estimate_grid(audio, SR, bpm_prior=128.0)
+    ref = analysis.measure_tempo(audio, SR, bpm_range=(90, 180))
+    assert ours.bpm == pytest.approx(ref.bpm, rel=5e-3)
+
+
+def test_noise_has_no_confident_grid():
+    noise = np.random.default_rng(0).normal(0, 0.3, (2, 4 * SR)).astype(np.float32)
+    assert estimate_grid(noise, SR, bpm_prior=128.0).confidence < 0.3
+
+
+def test_bad_prior_is_refused():
+    with pytest.raises(ValueError, match="bpm_prior"):
+        estimate_grid(np.zeros((2, SR), np.float32), SR, bpm_prior=0.0)
+
+
+def test_stretch_span_exact_length_and_identity_copy():
+    src = np.random.default_rng(0).normal(0, 0.1, (2, 3 * SR)).astype(np.float32)
+    same = stretch_span(src, 10000, 50000, 40000, lead=100, sr=SR)
+    np.testing.assert_array_equal(same, src[:, 9900:50000])
+    out = stretch_span(src, 10000, 50000, 39000, lead=100, sr=SR)
+    assert out.shape == (2, 39100) and out.dtype == np.float32
+
+
+def test_stretch_lands_onsets_on_target():
+    beats = steady_beats(125.0, 0.05, 6.0)
+    src = kick_track(beats, 6.0, seed=3)
+    g0, g1 = int(beats[2] * SR), int(beats[10] * SR)
+    host_beat = int(60.0 / 128.0 * SR)
+    out = stretch_span(src, g0, g1, 8 * host_beat, lead=0, sr=SR)
+    offs = onset_offsets(out, SR, np.arange(8) * host_beat)
+    assert np.nanmax(np.abs(offs)) < 0.004
+
+
+def _lock(src_audio: np.ndarray, host_bpm: float, cond_bpm: float, bars: int, start_beat: float = 0.0):
+    """Render `bars` host bars through BarTracker + lock_piece + Joiner, as the renderer does."""
+
+    def segment(a: int, b: int) -> np.ndarray:
+        out = np.zeros((2, b - a), np.float32)
+        lo, hi = max(a, 0), min(b, src_audio.shape[1])
+        if hi > lo:
+            out[:, lo - a : hi - a] = src_audio[:, lo:hi]
+        return out
+
+    tracker = BarTracker(segment, SR, 4.0, cond_bpm, start_beat, nominal_start=0.5 * SR)
+    xf = int(0.03 * SR)
+    joiner = Joiner(xf)
+    spb = 60.0 / host_bpm * SR
+    parts = []
+    for k in range(bars):
+        b0 = start_beat + 4 * k
+        n = int(round((b0 + 4) * spb)) - int(round(b0 * spb))
+        audio, _ = lock_piece(tracker, b0, b0 + 4, n, xf, SR)
+        parts.append(joiner.push(audio))
+    parts.append(joiner.finish())
+    return np.concatenate(parts, axis=1), tracker
+
+
+@pytest.mark.parametrize(("gen_beats", "host_bpm"), [
+    (steady_beats(131.0, 0.37, 24.0), 128.0),
+    (ramp_beats(126.0, 131.0, 0.21, 24.0), 128.0),
+])
+def test_lock_puts_generated_beats_on_host_grid(gen_beats, host_bpm):
+    src = kick_track(gen_beats, 24.0, seed=4)
+    out, tracker = _lock(src, host_bpm, cond_bpm=128.0, bars=8)
+    assert tracker.confidence > 0.3
+    spb = 60.0 / host_bpm * SR
+    host_beats = np.arange(32) * spb
+    err = np.abs(onset_offsets(out, SR, host_beats))
+    assert np.isfinite(err).mean() > 0.9
+    err = err[np.isfinite(err)]
+    assert np.median(err) <= 0.010 and np.percentile(err, 95) <= 0.025
+
+
+def test_lock_verified_with_librosa_beats():
+    analysis = pytest.importorskip("training.analysis")
+    src = kick_track(steady_beats(132.0, 0.1, 20.0), 20.0, seed=5)
+    out, _ = _lock(src, 128.0, cond_bpm=130.0, bars=8)
+    est = analysis.measure_tempo(out, SR, bpm_range=(90, 180))
+    assert est.bpm == pytest.approx(128.0, rel=3e-3)
+    period = 60.0 / 128.0
+    beats = est.beat_times[(est.beat_times > 0.3) & (est.beat_times < out.shape[1] / SR - 0.3)]
+    # offset to the nearest host beat; librosa's onset lag is the same for every beat, so remove its median
+    off = (beats + period / 2) % period - period / 2
+    spread = np.abs(off - np.median(off))
+    assert np.median(spread) <= 0.010 and np.percentile(spread, 95) <= 0.025
+    assert abs(np.median(off)) <= 0.025

@@ -1,0 +1,233 @@
+"""`musika train {ae,encode,gan,all}` and `musika export`: thin wrappers over the training functions.
+
+torch is imported only inside the handlers, so `musika --help` stays fast. Flag names match the fields of
+AeTrainConfig / GanTrainConfig. Exit codes: 0 done, 1 bad input (MusikaError), 130 interrupted (a checkpoint
+was written; rerun with --resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from generator.preset import REPO_PRESETS
+
+EXIT_INTERRUPTED = 130
+FMT = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _weights(items: list[str] | None) -> dict[str, float]:
+    from training.errors import TrainingError
+
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise TrainingError(f"--weight {item!r}: expected NAME=NUMBER, e.g. ae1/stft=0.5")
+    return out
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run folder (checkpoints, previews, tensorboard, latents)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--resume", action="store_true", help="continue the run's checkpoint (exactly, after a kill)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
+    p.add_argument("--preview-every", type=int, default=None, help="steps between preview WAV/PNG (0: never)")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--no-tensorboard", action="store_true")
+    p.add_argument("--weight", action="append", metavar="NAME=VALUE",
+                   help="loss weight by its name in training/losses.py (repeatable)")
+
+
+def _ae_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument(f"--{prefix}scale", dest="ae_scale", type=float, default=1.0,
+                   help="autoencoder width factor (1.0 = the 44.1 kHz reference widths)")
+    p.add_argument("--steps-level1", type=int, default=6000)
+    p.add_argument("--steps-level2", type=int, default=3000)
+    p.add_argument("--adversarial-from", type=int, default=3000, help="level-1 step where the critic term starts")
+    p.add_argument(f"--{prefix}batch", dest="ae_batch", type=int, default=8)
+    p.add_argument(f"--{prefix}lr", dest="ae_lr", type=float, default=3e-4)
+
+
+def _gan_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument(f"--{prefix}scale", dest="gan_scale", type=float, default=1.0, help="GAN width factor")
+    p.add_argument("--half-len", type=int, default=128, help="latents per generator half (power of two)")
+    p.add_argument("--condition", action="append", default=None, metavar="NAME",
+                   help="conditioning label, e.g. tempo (scalar) or density (curve); repeatable")
+    p.add_argument("--cond-dropout", type=float, default=0.1, help="probability a condition is dropped (NaN)")
+    p.add_argument(f"--{prefix}steps", dest="gan_steps", type=int, default=20000)
+    p.add_argument(f"--{prefix}batch", dest="gan_batch", type=int, default=16)
+    p.add_argument(f"--{prefix}lr", dest="gan_lr", type=float, default=1e-4)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+
+
+def _export_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", required=True, help="preset name (directory under --out)")
+    p.add_argument("--out", default=str(REPO_PRESETS), help="directory that receives the preset")
+    p.add_argument("--description", default="")
+    p.add_argument("--license", default="unknown")
+    p.add_argument("--no-encoders", action="store_true", help="ship only generator, decoder2, decoder1")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="train the autoencoder and the GAN", formatter_class=FMT,
+                                  description="Train a Musika model in stages into one run folder.")
+    stages = train.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    p = stages.add_parser("ae", help="train the two-level autoencoder", formatter_class=FMT)
+    _common(p)
+    p.add_argument("--data", required=True, help="prepared dataset (musika prepare ...)")
+    _ae_flags(p)
+    p.set_defaults(func=_cmd_ae)
+    p = stages.add_parser("encode", help="encode a dataset into the latent cache", formatter_class=FMT)
+    p.add_argument("--run", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--autoencoder", default=None, help="default: RUN/ae/checkpoint.pt")
+    p.add_argument("--out", default=None, help="default: RUN/latents")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_encode)
+    p = stages.add_parser("gan", help="train the conditional latent GAN", formatter_class=FMT)
+    _common(p)
+    p.add_argument("--latents", default=None, help="latent cache (default: RUN/latents)")
+    p.add_argument("--autoencoder", default=None, help="for previews (default: RUN/ae/checkpoint.pt if present)")
+    _gan_flags(p)
+    p.set_defaults(func=_cmd_gan)
+    p = stages.add_parser("all", help="ae, encode, gan and export in order into one run folder",
+                          formatter_class=FMT)
+    _common(p)
+    p.add_argument("--data", required=True)
+    _ae_flags(p, "ae-")
+    _gan_flags(p, "gan-")
+    _export_flags(p)
+    p.set_defaults(func=_cmd_all)
+    p = subparsers.add_parser("export", help="export checkpoints into a preset (ONNX + preset.json + card)",
+                              formatter_class=FMT)
+    p.add_argument("--run", default=None, help="run folder: uses RUN/ae and RUN/gan checkpoints")
+    p.add_argument("--autoencoder", default=None)
+    p.add_argument("--gan", default=None)
+    _export_flags(p)
+    p.set_defaults(func=_cmd_export)
+
+
+def _ae_config(a: argparse.Namespace) -> Any:
+    from generator.model_config import ModelConfig
+    from training.loop_ae import AeTrainConfig
+
+    kw = _intervals(a, AeTrainConfig)
+    return AeTrainConfig(dataset=a.data, run_dir=a.run, model=ModelConfig().scaled(ae=a.ae_scale),
+                         steps_level1=a.steps_level1, steps_level2=a.steps_level2,
+                         adversarial_from=a.adversarial_from, batch=a.ae_batch, lr=a.ae_lr,
+                         weights={k: v for k, v in _weights(a.weight).items() if k.startswith("ae")}, **kw)
+
+
+def _gan_config(a: argparse.Namespace, latents: str, autoencoder: str) -> Any:
+    from generator.model_config import ModelConfig
+    from training.loop_gan import GanTrainConfig
+
+    kw = _intervals(a, GanTrainConfig)
+    gan = ModelConfig().scaled(gan=a.gan_scale, half_len=a.half_len).gan
+    return GanTrainConfig(latents=latents, run_dir=a.run, autoencoder=autoencoder, gan=gan,
+                          conditions=tuple(a.condition or ()), cond_dropout=a.cond_dropout, steps=a.gan_steps,
+                          batch=a.gan_batch, lr=a.gan_lr, ema_decay=a.ema_decay,
+                          weights={k: v for k, v in _weights(a.weight).items() if k.startswith("gan")}, **kw)
+
+
+def _intervals(a: argparse.Namespace, kind: type) -> dict[str, Any]:
+    defaults = {f.name: f.default for f in dataclasses.fields(kind)}
+    return {"seed": a.seed, "device": a.device, "threads": a.threads, "log_every": a.log_every,
+            "tensorboard": not a.no_tensorboard,
+            "checkpoint_every": a.checkpoint_every or defaults["checkpoint_every"],
+            "preview_every": defaults["preview_every"] if a.preview_every is None else a.preview_every}
+
+
+def _interruptible(fn):
+    def run(a: argparse.Namespace) -> int:
+        from training.errors import TrainingInterrupted
+
+        try:
+            return fn(a) or 0
+        except TrainingInterrupted as exc:
+            print(f"musika train: {exc}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    return run
+
+
+@_interruptible
+def _cmd_ae(a: argparse.Namespace) -> int:
+    from training.loop_ae import run_autoencoder
+
+    result = run_autoencoder(_ae_config(a), resume=a.resume)
+    print(f"autoencoder: step {result.step}, checkpoint {result.checkpoint}")
+    return 0
+
+
+def _cmd_encode(a: argparse.Namespace) -> int:
+    from training.encode import encode_dataset
+
+    run = Path(a.run)
+    cache = encode_dataset(a.data, a.autoencoder or run / "ae" / "checkpoint.pt", a.out or run / "latents",
+                           device=a.device)
+    print(f"latent cache: {len(cache)} chunks in {cache.root}")
+    return 0
+
+
+@_interruptible
+def _cmd_gan(a: argparse.Namespace) -> int:
+    from training.loop_gan import run_gan
+
+    run = Path(a.run)
+    ae = a.autoencoder or (str(run / "ae" / "checkpoint.pt") if (run / "ae" / "checkpoint.pt").exists() else "")
+    result = run_gan(_gan_config(a, a.latents or str(run / "latents"), ae), resume=a.resume)
+    print(f"gan: step {result.step}, checkpoint {result.checkpoint}")
+    return 0
+
+
+@_interruptible
+def _cmd_all(a: argparse.Namespace) -> int:
+    from training.encode import encode_dataset
+    from training.finalize import export_run
+    from training.loop_ae import run_autoencoder
+    from training.loop_gan import run_gan
+
+    run = Path(a.run)
+    ae_cfg = _ae_config(a)
+    ae_ckpt = run / "ae" / "checkpoint.pt"
+    if not (a.resume and _finished(ae_ckpt, ae_cfg.total_steps)):
+        run_autoencoder(ae_cfg, resume=a.resume)
+    encode_dataset(a.data, ae_ckpt, run / "latents", device="cpu" if a.device == "auto" else a.device)
+    gan_cfg = _gan_config(a, str(run / "latents"), str(ae_ckpt))
+    if not (a.resume and _finished(run / "gan" / "checkpoint.pt", gan_cfg.steps)):
+        run_gan(gan_cfg, resume=a.resume)
+    path = export_run(ae_ckpt, run / "gan" / "checkpoint.pt", a.out, a.name, a.description, a.license,
+                      encoders=not a.no_encoders)
+    print(f"preset written to {path}")
+    return 0
+
+
+def _finished(path: Path, steps: int) -> bool:
+    if not path.exists():
+        return False
+    from training.checkpoint import load_checkpoint
+
+    return int(load_checkpoint(path)["step"]) >= steps
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from training.errors import TrainingError
+    from training.finalize import export_run
+
+    ae = a.autoencoder or (Path(a.run) / "ae" / "checkpoint.pt" if a.run else None)
+    gan = a.gan or (Path(a.run) / "gan" / "checkpoint.pt" if a.run else None)
+    if ae is None or gan is None:
+        raise TrainingError("musika export needs --run RUN, or both --autoencoder and --gan checkpoints")
+    path = export_run(ae, gan, a.out, a.name, a.description, a.license, encoders=not a.no_encoders)
+    print(f"preset written to {path}")
+    return 0

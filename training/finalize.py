@@ -1,0 +1,112 @@
+"""Training checkpoints -> a shipped preset: ONNX export with parity checks (training.export.export_preset),
+then the model card's training section and a spectrogram of a generated excerpt.
+
+The preset gets the EMA generator, decoder2 and decoder1, and (unless ``encoders=False``) encoder1 and
+encoder2. preset.json "training" records data, steps, wall time, hardware and date; "metrics" the final
+training losses under their names from training/losses.py.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from generator.model_config import ModelConfig
+from generator.preset import Condition
+from training.checkpoint import load_checkpoint
+from training.errors import CheckpointError
+from training.losses import LOSSES, METRICS
+
+logger = logging.getLogger(__name__)
+
+SPECTROGRAM_FILE = "spectrogram.png"
+
+
+def _card_rows(metrics: Mapping[str, float]) -> list[str]:
+    rows = ["| loss | final value | weight (default) | what it measures |", "|---|---|---|---|"]
+    for name, value in metrics.items():
+        if name in LOSSES:
+            rows.append(f"| `{name}` | {value:.4g} | {LOSSES[name].weight:g} | {LOSSES[name].help} |")
+        elif name in METRICS:
+            rows.append(f"| `{name}` | {value:.4g} | - | {METRICS[name]} |")
+    return rows
+
+
+def training_section(ae: Mapping[str, Any], gan: Mapping[str, Any], hardware: str) -> str:
+    """Markdown for the model card: data, steps, wall time, final losses of both stages."""
+    ac, gc = ae["config"], gan["config"]
+    lines = [
+        f"Data: `{ac['dataset']}` (latent cache `{gc['latents']}`); hardware: {hardware}.", "",
+        f"Autoencoder: {ae['step']} steps (level 1: {ac['steps_level1']}, level 2: {ac['steps_level2']}), batch "
+        f"{ac['batch']}, {ae.get('wall_seconds', 0.0) / 60:.1f} min.", "",
+        f"GAN: {gan['step']} steps, batch {gc['batch']}, lr {gc['lr']:g}, conditions "
+        f"{', '.join(gc['conditions']) or 'none'} (dropout {gc['cond_dropout']:g}), EMA {gc['ema_decay']:g}, "
+        f"{gan.get('wall_seconds', 0.0) / 60:.1f} min.", "",
+        "Final training losses (the names are the config weights and the TensorBoard tags):", "",
+        *_card_rows({**ae.get("metrics", {}), **gan.get("metrics", {})}), "",
+        f"![generated excerpt]({SPECTROGRAM_FILE})", "",
+    ]
+    return "\n".join(lines)
+
+
+def export_run(
+    autoencoder: str | Path,
+    gan: str | Path,
+    out_dir: str | Path,
+    name: str,
+    description: str = "",
+    license: str = "unknown",
+    encoders: bool = True,
+) -> Path:
+    """Export the checkpoints into ``out_dir/name`` and return the preset directory."""
+    from training.encode import load_autoencoder
+    from training.export import export_preset
+    from training.loop_gan import generate_audio
+    from training.models import Generator
+    from training.preview import spectrogram_png
+
+    ae_state = load_checkpoint(autoencoder)
+    gan_state = load_checkpoint(gan)
+    if gan_state.get("kind") != "gan":
+        raise CheckpointError(f"{gan} is not a GAN checkpoint (expected RUN/gan/checkpoint.pt)")
+    model = ModelConfig.from_dict(gan_state["model"])
+    ae_model, nets = load_autoencoder(autoencoder)
+    if ae_model.autoencoder != model.autoencoder or ae_model.audio != model.audio:
+        raise CheckpointError(f"{gan} was trained on latents of a different autoencoder than {autoencoder}; "
+                              "export the GAN with the autoencoder its latent cache was encoded with")
+    gen = Generator(model)
+    gen.load_state_dict(gan_state["networks"]["generator_ema"])
+    gen.eval()
+    conds = tuple(Condition(**c) for c in gan_state["conditioning"])
+    networks = {"generator": gen, "decoder2": nets["decoder2"], "decoder1": nets["decoder1"]}
+    if encoders:
+        networks.update(encoder1=nets["encoder1"], encoder2=nets["encoder2"])
+    hardware = f"{platform.machine()} {platform.processor() or platform.system()}, torch {torch.__version__}"
+    training = {
+        "data": ae_state["config"]["dataset"],
+        "autoencoder_steps": int(ae_state["step"]),
+        "gan_steps": int(gan_state["step"]),
+        "wall_time_s": round(float(ae_state.get("wall_seconds", 0.0)) + float(gan_state.get("wall_seconds", 0.0)), 1),
+        "hardware": hardware,
+        "date": _dt.date.today().isoformat(),
+        "conditions": list(gan_state["config"]["conditions"]),
+    }
+    metrics = {k: float(v) for k, v in {**ae_state.get("metrics", {}), **gan_state.get("metrics", {})}.items()}
+    directory = export_preset(networks, model, out_dir, name, description or f"Musika preset {name}",
+                              conditioning=conds, training=training, metrics={"training_losses": metrics},
+                              license=license)
+    audio = generate_audio(gen, nets["decoder2"], nets["decoder1"], model, conds, seed=1, windows=1)
+    label = ", ".join(f"{c.name} {c.default:g} {c.unit}" for c in conds) or "unconditioned"
+    spectrogram_png(directory / SPECTROGRAM_FILE, [(f"{name}: generated excerpt ({label}), seed 1", audio)])
+    card = directory / "MODEL_CARD.md"
+    text = card.read_text().replace("(to be filled in by the training run)",
+                                    training_section(ae_state, gan_state, hardware))
+    card.write_text(text)
+    logger.info("exported preset %s to %s", name, directory)
+    return directory

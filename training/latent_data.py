@@ -1,0 +1,126 @@
+"""What the GAN trains on: random latent windows with their conditioning, and training coordinates.
+
+* :func:`resolve_conditions`: condition names -> generator.preset.Condition (kind from the labels: a chunk
+  scalar label is a per-window "scalar", a per-latent curve label a "curve"; range and default from the data).
+* :class:`LatentCrops`: random windows (B, window_len, 2 latent_dim) with their normalised conditioning,
+  random L/R swap and condition dropout (NaN = absent, so one model also runs unconditioned).
+* :func:`sample_coords`: the reference training coordinates (three anchors 1.5 windows apart, linear
+  interpolation, midpoints, window offset half_len/2 + half_len f, f in {0, 1, 2}); the same trajectory that
+  generator.coords.CoordinateStream builds at inference, with untruncated normal anchors as in the reference.
+
+All randomness comes from the numpy Generator passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from generator.model_config import GanConfig
+from generator.preset import Condition
+from training.encode import CacheEntry
+from training.errors import TrainingError
+
+UNITS = {"tempo": "BPM", "density": "notes/s"}
+HELP = {"tempo": "tempo of the generated music", "density": "note onsets per second, per latent step"}
+
+
+def resolve_conditions(entries: Sequence[CacheEntry], names: Sequence[str]) -> tuple[Condition, ...]:
+    """Conditions in the order given; the range is the data's min..max (widened when constant)."""
+    out = []
+    for name in names:
+        if all(name in e.labels for e in entries):
+            kind = "scalar"
+            values = np.array([e.labels[name] for e in entries], np.float64)
+        elif all(name in e.curves for e in entries):
+            kind = "curve"
+            values = np.concatenate([e.curves[name] for e in entries]).astype(np.float64)
+        else:
+            have = sorted(set().union(*(set(e.labels) | set(e.curves) for e in entries)))
+            raise TrainingError(f"condition {name!r} is not a label of every chunk; labels present: "
+                                f"{', '.join(have) or 'none'}. Choose from these or re-prepare the dataset")
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            raise TrainingError(f"condition {name!r} has no finite values in the dataset")
+        lo, hi = float(values.min()), float(values.max())
+        if hi - lo < 1e-6 * max(1.0, abs(hi)):
+            lo, hi = lo - max(1.0, abs(lo) * 0.05), hi + max(1.0, abs(hi) * 0.05)
+        out.append(Condition(name=name, kind=kind, unit=UNITS.get(name, ""), min=round(lo, 4), max=round(hi, 4),
+                             default=round(float(np.median(values)), 4), normalise="linear",
+                             help=HELP.get(name, "")))
+    return tuple(out)
+
+
+class LatentCrops:
+    """Random training windows from a latent cache (entries shorter than a window are skipped)."""
+
+    def __init__(self, entries: Sequence[CacheEntry], window: int, conditions: Sequence[Condition]):
+        self.window = window
+        self.entries = [e for e in entries if e.latents.shape[0] >= window]
+        if not self.entries:
+            longest = max((e.latents.shape[0] for e in entries), default=0)
+            raise TrainingError(f"no latent sequence has the {window} steps one GAN window needs (longest: "
+                                f"{longest}); use longer chunks or a smaller --half-len")
+        self.scalars = [c for c in conditions if c.kind == "scalar"]
+        self.curves = [c for c in conditions if c.kind == "curve"]
+        self.dim = self.entries[0].latents.shape[1] // 2
+        self.scalar_values = np.array(
+            [[np.clip(c.to_model(e.labels[c.name]), -1, 1) for c in self.scalars] for e in self.entries],
+            np.float32).reshape(len(self.entries), len(self.scalars))
+        self.curve_values = [
+            np.stack([np.clip(c.to_model(e.curves[c.name]), -1, 1) for c in self.curves], axis=1).astype(np.float32)
+            if self.curves else None for e in self.entries]
+        counts = np.array([e.latents.shape[0] - window + 1 for e in self.entries], np.float64)
+        self.p = counts / counts.sum()
+
+    def sample(
+        self, rng: np.random.Generator, batch: int, swap_prob: float, dropout: float
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(latents (B, W, 2 dim), scalars (B, S) or None, curves (B, W, K) or None), float32."""
+        idx = rng.choice(len(self.entries), size=batch, p=self.p)
+        offs = rng.random(batch)
+        swap = rng.random(batch) < swap_prob
+        real = np.empty((batch, self.window, 2 * self.dim), np.float32)
+        curves = np.empty((batch, self.window, len(self.curves)), np.float32) if self.curves else None
+        for b, i in enumerate(idx):
+            n = self.entries[i].latents.shape[0]
+            s = int(offs[b] * (n - self.window + 1))
+            real[b] = self.entries[i].latents[s : s + self.window]
+            if swap[b]:
+                real[b] = np.concatenate([real[b, :, self.dim :], real[b, :, : self.dim]], axis=1)
+            if curves is not None:
+                curves[b] = self.curve_values[i][s : s + self.window]
+        scalars = self.scalar_values[idx].copy() if self.scalars else None
+        if scalars is not None:
+            scalars[rng.random(scalars.shape) < dropout] = np.nan
+        return real, scalars, drop_curves(rng, curves, dropout)
+
+
+def drop_curves(rng: np.random.Generator, curves: np.ndarray | None, dropout: float) -> np.ndarray | None:
+    """Whole curves set to NaN with probability `dropout` per item and curve."""
+    if curves is None:
+        return None
+    mask = rng.random((curves.shape[0], curves.shape[2])) < dropout
+    out = curves.copy()
+    out[np.repeat(mask[:, None, :], curves.shape[1], axis=1)] = np.nan
+    return out
+
+
+def sample_coords(rng: np.random.Generator, batch: int, g: GanConfig) -> np.ndarray:
+    """Training coordinates (batch, window_len, local_dim + global_dim), float32 (see module docstring)."""
+    s, h, w = g.anchor_spacing, g.half_len, g.window_len
+    glob = rng.standard_normal((batch, 1, g.global_dim))
+    local = rng.standard_normal((batch, 3, g.local_dim))
+    anchors = np.concatenate([local, np.repeat(glob, 3, axis=1)], axis=2)  # (B, 3, C)
+    start = h // 2 + h * rng.integers(0, 3, size=batch)
+    m = start[:, None] + np.arange(w)[None, :]  # (B, W); the point after m is m + 1 <= 2 s
+
+    def points(m: np.ndarray) -> np.ndarray:
+        i = np.minimum(m // s, 1)
+        frac = ((m - i * s) / s)[..., None]
+        a0 = np.take_along_axis(anchors, i[..., None], axis=1)
+        a1 = np.take_along_axis(anchors, i[..., None] + 1, axis=1)
+        return a0 + frac * (a1 - a0)
+
+    return (0.5 * (points(m) + points(m + 1))).astype(np.float32)

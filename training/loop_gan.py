@@ -1,0 +1,290 @@
+"""Conditional latent GAN training, the reference recipe (musika-architecture.md §3.5) plus conditioning.
+
+Per step, from one batch of random windows of the latent cache (random crop, L/R swap with swap_prob):
+the generator makes a window of two independent halves from training coordinates and the windows'
+conditioning (tempo as a per-window scalar, density as a per-latent curve; each dropped to NaN = absent
+with probability cond_dropout); the critic scores real and generated windows with the same conditioning.
+Losses: hinge (gan/critic, gan/generator) plus R1 on reals (gan/r1) with the reference's adaptive weight
+(switch in [-1, 0], weight = max (-switch)). Update: simultaneous (both gradients from the same forward
+pass), Adam, and an EMA copy of the generator (what is exported).
+
+Files: RUN/gan/checkpoint.pt, RUN/gan/metrics.jsonl, RUN/gan/previews/step_N.{wav,png} (needs the
+autoencoder checkpoint), RUN/tensorboard/gan.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from generator.model_config import GanConfig, ModelConfig
+from generator.preset import Condition
+from training import losses as L
+from training.checkpoint import (
+    CHECKPOINT_NAME,
+    gather_rng_states,
+    load_checkpoint,
+    params_finite,
+    save_checkpoint,
+    set_rng_state,
+)
+from training.errors import TrainingError, TrainingInterrupted
+from training.loop_utils import (
+    RunLog,
+    StopRequest,
+    check_finite,
+    resolve_resume,
+    seed_everything,
+    set_threads,
+    to_plain,
+)
+
+logger = logging.getLogger(__name__)
+
+RESUMABLE = ("steps", "device", "checkpoint_every", "preview_every", "log_every", "tensorboard", "progress",
+             "threads", "autoencoder")
+
+
+@dataclass(frozen=True)
+class GanTrainConfig:
+    latents: str  # latent cache directory (musika train encode)
+    run_dir: str
+    autoencoder: str = ""  # autoencoder checkpoint, for previews ("" = no previews)
+    gan: GanConfig = field(default_factory=GanConfig)
+    conditions: tuple[str, ...] = ()  # e.g. ("tempo",) or ("density",)
+    cond_dropout: float = 0.1
+    steps: int = 20000
+    batch: int = 16
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weights: Mapping[str, float] = field(default_factory=dict)
+    switch_step: float = 1e-4
+    ema_decay: float = 0.999
+    swap_prob: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 500
+    preview_every: int = 2000  # 0: never
+    log_every: int = 10
+    tensorboard: bool = True
+    progress: bool | None = None
+    threads: int | None = None
+
+    @property
+    def stage_dir(self) -> Path:
+        return Path(self.run_dir) / "gan"
+
+    @classmethod
+    def from_plain(cls, data: Mapping[str, Any]) -> GanTrainConfig:
+        d = dict(data)
+        d["gan"] = GanConfig(**d["gan"])
+        d["betas"] = tuple(d["betas"])
+        d["conditions"] = tuple(d["conditions"])
+        return cls(**d)
+
+
+@dataclass
+class GanResult:
+    step: int
+    checkpoint: Path
+    metrics: dict[str, float]
+    model: ModelConfig
+    conditioning: tuple[Condition, ...]
+
+
+class _GanTrainer:
+    def __init__(self, cfg: GanTrainConfig, model: ModelConfig, conds: tuple[Condition, ...], device: torch.device):
+        from training.models import Critic, Generator
+
+        self.cfg, self.model, self.conds, self.device = cfg, model, conds, device
+        self.weights = L.check_weights(cfg.weights, "gan")
+        self.gen = Generator(model).to(device).train()
+        self.critic = Critic(model).to(device).train()
+        self.ema = copy.deepcopy(self.gen).eval()
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        adam = dict(lr=cfg.lr, betas=cfg.betas, eps=1e-7)
+        self.opt_g = torch.optim.Adam(self.gen.parameters(), **adam)
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), **adam)
+        self.switch = -1.0
+
+    def step(self, real_np, scal_np, curve_np, coords_np, info) -> dict[str, torch.Tensor]:
+        from training.distributed import average_gradients, average_scalar
+
+        dev = self.device
+        real = torch.from_numpy(real_np).to(dev).requires_grad_(True)
+        scal = torch.from_numpy(scal_np).to(dev) if scal_np is not None else None
+        curve = torch.from_numpy(curve_np).to(dev) if curve_np is not None else None
+        fake = self.gen.generate_window(torch.from_numpy(coords_np).to(dev), scal, curve)
+        d_real = self.critic(real, scal, curve)
+        d_fake = self.critic(fake, scal, curve)
+        terms = {"gan/critic": L.hinge_critic(d_real, d_fake), "gan/generator": L.hinge_generator(d_fake)}
+        r1_weight = self.weights["gan/r1"] * (-self.switch)
+        d_total = terms["gan/critic"]
+        if self.weights["gan/r1"] > 0:
+            terms["gan/r1"] = L.r1_penalty(d_real, real)
+            d_total = d_total + r1_weight * terms["gan/r1"]
+        g_total = self.weights["gan/generator"] * terms["gan/generator"]
+        g_params, d_params = list(self.gen.parameters()), list(self.critic.parameters())
+        g_grads = torch.autograd.grad(g_total, g_params, retain_graph=True, allow_unused=True)
+        d_grads = torch.autograd.grad(d_total, d_params, allow_unused=True)
+        for params, grads in ((g_params, g_grads), (d_params, d_grads)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = torch.zeros_like(p) if g is None else g
+        average_gradients(info, [self.gen, self.critic])
+        margin = average_scalar(info, (d_real.mean() - d_fake.mean()).detach())
+        terms.update({"gan/r1_weight": torch.tensor(r1_weight), "gan/margin": margin,
+                      "gan/grad_norm": L.grad_norm(g_params), "gan/critic_grad_norm": L.grad_norm(d_params)})
+        check_finite(terms, self.step_no + 1, self.ckpt_path, self.saved_step)
+        self.opt_g.step()
+        self.opt_d.step()
+        with torch.no_grad():
+            for pe, p in zip(self.ema.parameters(), self.gen.parameters(), strict=True):
+                pe.lerp_(p, 1.0 - self.cfg.ema_decay)
+        c = float(margin.clamp(0.0, 2.0)) / 2.0
+        self.switch = min(0.0, max(-1.0, self.switch + (-self.cfg.switch_step if c > 0.9 else self.cfg.switch_step)))
+        return terms
+
+    def state(self, step: int, metrics: Mapping[str, float]) -> dict[str, Any]:
+        return {"kind": "gan", "format": 1, "step": step, "config": to_plain(self.cfg), "model": self.model.to_dict(),
+                "conditioning": [dataclasses.asdict(c) for c in self.conds],
+                "networks": {"generator": self.gen.state_dict(), "critic": self.critic.state_dict(),
+                             "generator_ema": self.ema.state_dict()},
+                "optimizers": {"generator": self.opt_g.state_dict(), "critic": self.opt_d.state_dict()},
+                "switch": self.switch, "metrics": dict(metrics)}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.gen.load_state_dict(state["networks"]["generator"])
+        self.critic.load_state_dict(state["networks"]["critic"])
+        self.ema.load_state_dict(state["networks"]["generator_ema"])
+        self.opt_g.load_state_dict(state["optimizers"]["generator"])
+        self.opt_d.load_state_dict(state["optimizers"]["critic"])
+        self.switch = float(state["switch"])
+
+    @torch.no_grad()
+    def preview(self, step: int) -> None:
+        from training.encode import load_autoencoder
+        from training.preview import spectrogram_png, write_wav
+
+        if not self.cfg.autoencoder:
+            return
+        if not hasattr(self, "_decoders"):
+            _, nets = load_autoencoder(self.cfg.autoencoder, self.device)
+            self._decoders = (nets["decoder2"], nets["decoder1"])
+        audio = generate_audio(self.ema, *self._decoders, self.model, self.conds, seed=1, windows=2)
+        base = self.cfg.stage_dir / "previews" / f"step_{step:07d}"
+        write_wav(base.with_suffix(".wav"), audio)
+        label = ", ".join(f"{c.name} {c.default:g} {c.unit}" for c in self.conds) or "unconditioned"
+        spectrogram_png(base.with_suffix(".png"), [(f"EMA generator, {label}", audio)], title=f"step {step}")
+
+
+@torch.no_grad()
+def generate_audio(gen, dec2, dec1, model: ModelConfig, conds, seed: int = 1, windows: int = 1,
+                   values: Mapping[str, float] | None = None) -> np.ndarray:
+    """Windows of the inference coordinate stream -> stereo audio (2, samples); conditions at `values` or
+    their defaults. Private RNGs only (the training RNG is untouched)."""
+    from generator.coords import CoordinateStream
+    from training.encode import decode_latents
+
+    g = model.gan
+    dev = next(gen.parameters()).device
+    coords = torch.from_numpy(CoordinateStream(g, seed).halves(0, 2 * windows)).to(dev)
+    values = {c.name: (values or {}).get(c.name, c.default) for c in conds}
+    scal = [float(c.to_model(values[c.name])) for c in conds if c.kind == "scalar"]
+    curv = [float(c.to_model(values[c.name])) for c in conds if c.kind == "curve"]
+    n = coords.shape[0]
+    s = torch.tensor([scal] * n, device=dev) if scal else None
+    k = torch.tensor(curv, device=dev).expand(n, g.half_len, len(curv)).contiguous() if curv else None
+    noise = torch.randn(n, gen.noise_len, generator=torch.Generator().manual_seed(seed)).to(dev)
+    was = gen.training
+    gen.eval()
+    lat = gen(coords, s, k, noise).reshape(-1, 2 * model.autoencoder.latent_dim)
+    gen.train(was)
+    return decode_latents(dec2, dec1, lat.cpu().numpy(), model, seed=seed)
+
+
+def run_gan(cfg: GanTrainConfig, resume: bool = False,
+            on_step: Callable[[int, Mapping[str, float]], None] | None = None) -> GanResult:
+    """Train (or continue) the GAN of `cfg.run_dir`; see run_autoencoder for the error behaviour."""
+    from training import distributed as D
+    from training.encode import LatentCache
+    from training.latent_data import LatentCrops, resolve_conditions, sample_coords
+
+    ckpt_path = cfg.stage_dir / CHECKPOINT_NAME
+    stored = None
+    if ckpt_path.exists():
+        if not resume:
+            raise TrainingError(f"{ckpt_path} exists: pass --resume to continue that run, or choose a new --run")
+        stored = load_checkpoint(ckpt_path)
+        cfg = resolve_resume(cfg, GanTrainConfig.from_plain(stored["config"]), RESUMABLE)
+    set_threads(cfg.threads)
+    cache = LatentCache(cfg.latents)
+    entries = cache.entries()
+    if stored is not None:
+        conds = tuple(Condition(**c) for c in stored["conditioning"])
+    else:
+        conds = resolve_conditions(entries, cfg.conditions)
+    n_s = sum(c.kind == "scalar" for c in conds)
+    model = dataclasses.replace(cache.model, gan=cfg.gan).with_conditioning(n_s, len(conds) - n_s)
+    crops = LatentCrops(entries, model.gan.window_len, conds)
+    info, device = D.setup(cfg.device)
+    np_rng = seed_everything(cfg.seed + info.rank)
+    tr = _GanTrainer(cfg, model, conds, device)
+    tr.ckpt_path, tr.saved_step = ckpt_path, None
+    step, metrics, wall0, t0 = 0, {}, 0.0, time.monotonic()
+    if stored is not None:
+        tr.load(stored)
+        set_rng_state(stored["rng"][min(info.rank, len(stored["rng"]) - 1)], np_rng)
+        step, metrics, tr.saved_step = int(stored["step"]), dict(stored.get("metrics", {})), int(stored["step"])
+        wall0 = float(stored.get("wall_seconds", 0.0))
+        logger.info("resuming the GAN at step %d", step)
+    else:
+        D.broadcast_modules(info, [tr.gen, tr.critic, tr.ema])
+    log = RunLog(cfg.stage_dir, "gan", cfg.steps, step, info.is_main, cfg.tensorboard, cfg.progress)
+
+    def save(at: int) -> None:
+        rngs = gather_rng_states(info, np_rng)
+        if info.is_main:
+            bad = params_finite({"generator": tr.gen, "critic": tr.critic, "generator_ema": tr.ema})
+            if bad:
+                raise TrainingError(f"{bad} has non-finite weights at step {at}; checkpoint not written")
+            save_checkpoint(ckpt_path, {**tr.state(at, metrics), "rng": rngs,
+                                        "wall_seconds": wall0 + time.monotonic() - t0})
+        tr.saved_step = at
+
+    try:
+        with StopRequest() as stop:
+            while step < cfg.steps:
+                tr.step_no = step
+                real, scal, curve = crops.sample(np_rng, cfg.batch, cfg.swap_prob, cfg.cond_dropout)
+                coords = sample_coords(np_rng, cfg.batch, model.gan)
+                terms = tr.step(real, scal, curve, coords, info)
+                step += 1
+                values = {k: float(v.detach()) for k, v in terms.items()}
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    metrics = values
+                    log.log(step, values)
+                log.advance()
+                stopping = D.any_flag(info, stop.requested is not None, device)
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps or stopping:
+                    save(step)
+                if info.is_main and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
+                    tr.preview(step)
+                if on_step is not None:
+                    on_step(step, values)
+                if stopping:
+                    raise TrainingInterrupted(f"stopped by {stop.requested or 'another rank'} at step {step}; "
+                                              f"checkpoint {ckpt_path} written; continue with --resume")
+    finally:
+        log.close()
+        D.cleanup(info)
+    return GanResult(step, ckpt_path, metrics, model, conds)

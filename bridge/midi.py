@@ -105,8 +105,8 @@ class MidiDecoder:
 class _Stamper:
     """Backend delta times accumulated into host time; re-anchored when they disagree with ``clock()``."""
 
-    def __init__(self, clock: Callable[[], float], max_lag: float = 0.5):
-        self.clock, self.max_lag, self._t = clock, max_lag, None
+    def __init__(self, clock: Callable[[], float], max_lag: float = 0.5, max_lead: float = 0.02):
+        self.clock, self.max_lag, self.max_lead, self._t = clock, max_lag, max_lead, None
 
     def __call__(self, delta: float | None) -> float:
         now = self.clock()
@@ -114,7 +114,7 @@ class _Stamper:
             t = now
         else:
             t = self._t + max(delta, 0.0)
-            if t > now or now - t > self.max_lag:  # clocks drifted apart, or the queue stalled: re-anchor
+            if t > now + self.max_lead or now - t > self.max_lag:  # clocks drifted apart, or a stall: re-anchor
                 t = now
         self._t = t
         return t

@@ -195,8 +195,9 @@ class MidiClockTracker:
         bar_ticks = round(self.transport.bar_beats * PPQN)
         self._clocks += state.advanced
         at_bar = self._clocks % bar_ticks < state.advanced  # while stopped: every bar's worth of clocks
+        if self.transport.playing:
+            at_bar = self.ticks // PPQN != beat_before and self.ticks % bar_ticks < state.advanced
         if self.transport.playing and self.ticks // PPQN != beat_before:
-            at_bar = self.ticks % bar_ticks < state.advanced
             self.transport.locate(self.beat, tick_time)
             self.emit(PositionEvent(self.beat, self.source, tick_time, exact=True))
         bpm = self.hysteresis.update(state.bpm, state.step, at_bar)

@@ -208,11 +208,8 @@ class Performance:
     def apply(self, rec: ControlRecord) -> None:
         """Apply one record (see generator.control_log for the meaning of each type)."""
         run = self.current
-        if run is not None and rec.type != "transport" and rec.beat < run.epochs[-1].start_beat - EPS:
-            raise PlanError(
-                f"{rec.type} {rec.name} at beat {rec.beat:.3f} comes before the last change "
-                f"({run.epochs[-1].start_beat:.3f}); records of a run must be in beat order"
-            )
+        if run is not None and rec.type != "transport" and rec.beat < run.start_beat - EPS:
+            raise PlanError(f"{rec.type} {rec.name} at beat {rec.beat:.3f} is before its run ({run.start_beat:.3f})")
         if rec.type == "transport":
             self._transport(rec)
         elif rec.type == "tempo":
@@ -230,13 +227,17 @@ class Performance:
                 return
             if rec.type == "control" and rec.name in OUTPUT_ONLY:
                 run.gains.append((rec.beat, float(rec.value)))
+                run.gains.sort(key=lambda g: g[0])
                 return
+            # an epoch snapshots every control in force when the record is applied; several changes on one
+            # beat make one epoch. Records may arrive out of beat order (a "now" after a scheduled bar change).
             ep = self._epoch(rec.beat)
-            if abs(run.epochs[-1].start_beat - rec.beat) <= EPS:
-                # several changes on one beat make one epoch (keep the first one's coordinate position)
-                run.epochs[-1] = replace(ep, coord_step=run.epochs[-1].coord_step)
+            same = [i for i, e in enumerate(run.epochs) if abs(e.start_beat - rec.beat) <= EPS]
+            if same:
+                run.epochs[same[0]] = replace(ep, coord_step=run.epochs[same[0]].coord_step)
             else:
                 run.epochs.append(ep)
+                run.epochs.sort(key=lambda e: e.start_beat)
 
     def _transport(self, rec: ControlRecord) -> None:
         run = self.current
@@ -261,8 +262,10 @@ class Performance:
                 self.position = target
 
 
-def pieces(run: Run, start: float, end: float, bar: float, min_samples: int = 0) -> Iterator[Piece]:
-    """Cut run beats [start, end) into pieces at bar lines, epoch starts, gain and tempo changes.
+def pieces(run: Run, start: float, end: float, bar: float, min_samples: int = 0,
+           max_beats: float | None = None) -> Iterator[Piece]:
+    """Cut run beats [start, end) into pieces at bar lines (and every `max_beats` beats from each bar line),
+    epoch starts, gain and tempo changes.
 
     A cut closer than `min_samples` to the previous one is dropped (the piece runs on), so every piece is at
     least `min_samples` long except a short last one when `end` itself is that close."""
@@ -271,6 +274,12 @@ def pieces(run: Run, start: float, end: float, bar: float, min_samples: int = 0)
     while b < end - EPS:
         if b > start + EPS:
             cuts.add(b)
+        if max_beats:
+            k = b + max_beats
+            while k < min(b + bar, end) - EPS:
+                if k > start + EPS:
+                    cuts.add(k)
+                k += max_beats
         b += bar
     cuts.update(e.start_beat for e in run.epochs if start + EPS < e.start_beat < end - EPS)
     cuts.update(run.tempo.change_beats(start, end))

@@ -173,10 +173,29 @@ class _Ctx:
         self.where, self.lines = where, text.splitlines()
 
     def line_of(self, key: str) -> str:
-        leaf = key.rsplit(".", 1)[-1].split("[", 1)[0]
-        pat = re.compile(rf"^\s*{re.escape(leaf)}\s*=|^\s*\[+\s*{re.escape(key.split('[', 1)[0])}\s*\]+")
-        hits = [i + 1 for i, s in enumerate(self.lines) if pat.search(s)]
-        return f" (line {hits[0]})" if len(hits) == 1 else ""
+        """' (line N)' of `key` such as stems[1].effects[0].ratio, narrowing by table headers; '' if unknown."""
+        lo, hi, found, prefix = 0, len(self.lines), False, ""
+        parts = re.findall(r"(\w+)(?:\[(\d+)\])?", key.split(" (", 1)[0])
+        for n, (name, idx) in enumerate(parts):
+            prefix = f"{prefix}.{name}" if prefix else name
+            if idx:
+                head = re.compile(rf"^\s*\[\[\s*{re.escape(prefix)}\s*\]\]")
+                hits = [i for i in range(lo, hi) if head.match(self.lines[i])]
+                if int(idx) < len(hits):
+                    lo, hi, found = hits[int(idx)], (hits[int(idx) + 1] if int(idx) + 1 < len(hits) else hi), True
+                continue
+            head = re.compile(rf"^\s*\[\s*{re.escape(prefix)}\s*\]")
+            hits = [i for i in range(lo, hi) if head.match(self.lines[i])]
+            if hits and n < len(parts) - 1:
+                lo, found = hits[0], True
+                hi = next((i for i in range(lo + 1, hi) if self.lines[i].lstrip().startswith("[")), hi)
+                continue
+            assign = re.compile(rf"(^|[{{,\s]){re.escape(name)}\s*=")
+            for i in range(lo, hi):
+                if assign.search(self.lines[i].split("#", 1)[0]):
+                    return f" (line {i + 1})"
+            break
+        return f" (line {lo + 1})" if found else ""
 
     def fail(self, key: str, msg: str) -> SessionError:
         return SessionError(f"{self.where}: {key}{self.line_of(key)}: {msg}")
@@ -213,8 +232,12 @@ class _Ctx:
         return table
 
 
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def _rng(lo: float, hi: float, lo_open: bool = False) -> str:
-    return f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+    return f"{'(' if lo_open else '['}{_num(lo)}, {_num(hi)}]"
 
 
 # -- parsing ----------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from generator.control_log import ControlRecord, SessionHeader
 from generator.coords import CoordinateStream
-from generator.crossfade import DEFAULT_CROSSFADE_MS, Joiner, fade_samples
+from generator.crossfade import DEFAULT_CROSSFADE_MS, Joiner, fade_out, fade_samples
 from generator.engine import Engine
 from generator.planner import EpochDef, Performance, Piece, Run, pieces
 from generator.stretch import STRETCH_CONTEXT, BarTracker, lock_piece, onset_offsets
@@ -39,6 +39,7 @@ class LockSettings:
     high_quality: bool = True
     measure_phase: bool = True
     min_confidence: float = 0.3  # below this a measured beat grid is not trusted (the conditioned tempo is)
+    piece_beats: float = 1.0  # longest piece: a change with quantise "now" waits at most this long to render
 
 
 class EpochSource:
@@ -172,6 +173,10 @@ class Renderer:
         for k in [k for k in self._sources if k not in keep]:
             del self._sources[k]
 
+    def pieces(self, run: Run, start: float, stop: float) -> Iterator[Piece]:
+        """The planner's pieces with this renderer's cutting rules (live and offline share them)."""
+        return pieces(run, start, stop, self.bar, min_samples=2 * self.xfade + 2, max_beats=self.settings.piece_beats)
+
     def render(self, run_id: int, piece: Piece) -> PieceResult:
         src = self.source(run_id, piece.epoch)
         n = piece.s1 - piece.s0
@@ -228,18 +233,29 @@ def render_runs(perf: Performance, renderer: Renderer, end_beat: float | None = 
 
 def _render_run(run_id: int, run: Run, stop: float, renderer: Renderer,
                 phase_errors: list[float] | None) -> list[np.ndarray]:
-    if stop <= run.start_beat:
+    """Run beats [start, stop) as the live path plays them: the joined stream up to stop, its last crossfade
+    length faded out (live fades the committed stream from the play head, or the held-back tail when the
+    play head has reached the end of what was written)."""
+    s_stop = run.tempo.sample_at(stop)
+    if s_stop <= 0:
         return []
-    joiner = Joiner(renderer.xfade)
-    parts = []
-    for p in pieces(run, run.start_beat, stop, renderer.bar, min_samples=2 * renderer.xfade + 2):
+    xf = renderer.xfade
+    joiner = Joiner(xf)
+    parts: list[np.ndarray] = []
+    emitted = 0
+    for p in renderer.pieces(run, run.start_beat, stop + 2 * renderer.bar):
+        if p.s0 >= s_stop:
+            break
         res = renderer.render(run_id, p)
         parts.append(joiner.push(res.audio))
+        emitted += parts[-1].shape[1]
         if phase_errors is not None:
             phase_errors.extend(float(x) for x in res.phase_errors_s if np.isfinite(x))
-    parts.append(joiner.finish_with_fade())
+    if emitted < s_stop:
+        parts.append(joiner.finish()[:, : s_stop - emitted])
+    stream = np.concatenate(parts, axis=1)[:, :s_stop]
     renderer.release(())
-    return parts
+    return [fade_out(stream, xf)]
 
 
 def render_offline(

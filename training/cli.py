@@ -49,7 +49,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _ae_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
-    p.add_argument(f"--{prefix}scale", dest="ae_scale", type=float, default=1.0,
+    p.add_argument("--ae-scale", dest="ae_scale", type=float, default=1.0,
                    help="autoencoder width factor (1.0 = the 44.1 kHz reference widths)")
     p.add_argument("--steps-level1", type=int, default=6000)
     p.add_argument("--steps-level2", type=int, default=3000)
@@ -59,7 +59,7 @@ def _ae_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
 
 
 def _gan_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
-    p.add_argument(f"--{prefix}scale", dest="gan_scale", type=float, default=1.0, help="GAN width factor")
+    p.add_argument("--gan-scale", dest="gan_scale", type=float, default=1.0, help="GAN width factor")
     p.add_argument("--half-len", type=int, default=128, help="latents per generator half (power of two)")
     p.add_argument("--condition", action="append", default=None, metavar="NAME",
                    help="conditioning label, e.g. tempo (scalar) or density (curve); repeatable")

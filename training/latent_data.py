@@ -109,12 +109,17 @@ def drop_curves(rng: np.random.Generator, curves: np.ndarray | None, dropout: fl
 
 def sample_coords(rng: np.random.Generator, batch: int, g: GanConfig) -> np.ndarray:
     """Training coordinates (batch, window_len, local_dim + global_dim), float32 (see module docstring)."""
-    s, h, w = g.anchor_spacing, g.half_len, g.window_len
     glob = rng.standard_normal((batch, 1, g.global_dim))
     local = rng.standard_normal((batch, 3, g.local_dim))
     anchors = np.concatenate([local, np.repeat(glob, 3, axis=1)], axis=2)  # (B, 3, C)
-    start = h // 2 + h * rng.integers(0, 3, size=batch)
-    m = start[:, None] + np.arange(w)[None, :]  # (B, W); the point after m is m + 1 <= 2 s
+    return coords_from_anchors(anchors, g.half_len // 2 + g.half_len * rng.integers(0, 3, size=batch), g)
+
+
+def coords_from_anchors(anchors: np.ndarray, start: np.ndarray, g: GanConfig) -> np.ndarray:
+    """Anchors (B, 3, C) spaced anchor_spacing apart, window offsets (B,) from the first anchor ->
+    (B, window_len, C): linear interpolation, then midpoints of neighbouring points."""
+    s = g.anchor_spacing
+    m = np.asarray(start)[:, None] + np.arange(g.window_len)[None, :]  # the point after m is m + 1 <= 2 s
 
     def points(m: np.ndarray) -> np.ndarray:
         i = np.minimum(m // s, 1)

@@ -271,7 +271,7 @@ def run_gan(cfg: GanTrainConfig, resume: bool = False,
                 step += 1
                 values = {k: float(v.detach()) for k, v in terms.items()}
                 if step % cfg.log_every == 0 or step == cfg.steps:
-                    metrics = values
+                    metrics = {**metrics, **values}
                     log.log(step, values)
                 log.advance()
                 stopping = D.any_flag(info, stop.requested is not None, device)

@@ -7,7 +7,9 @@ import numpy as np
 SR = 44100
 
 
-def kick_track(beat_times_s: np.ndarray, seconds: float, seed: int = 0, noise: float = 0.01) -> np.ndarray:
+def kick_track(
+    beat_times_s: np.ndarray, seconds: float, seed: int = 0, noise: float = 0.01, hat: float = 0.15
+) -> np.ndarray:
     """Stereo float32 (2, samples): a pitch-swept sine kick at each time, a noise hat half-way between."""
     n = int(seconds * SR)
     rng = np.random.default_rng(seed)
@@ -26,7 +28,7 @@ def kick_track(beat_times_s: np.ndarray, seconds: float, seed: int = 0, noise: f
             h = int(round(0.5 * (b + bt[i + 1]) * SR))
             if 0 <= h < n:
                 e = min(n, h + hat_len)
-                y[h:e] += rng.normal(0.0, 0.15, e - h).astype(np.float32) * hat_env[: e - h]
+                y[h:e] += rng.normal(0.0, hat, e - h).astype(np.float32) * hat_env[: e - h]
     return np.stack([y, y])
 
 

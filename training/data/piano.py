@@ -293,6 +293,8 @@ def prepare_piano(
     out = Path(out)
     if not hours > 0:
         raise DatasetError(f"hours must be > 0, got {hours}; e.g. --hours 1")
+    if not 0.0 <= generated_fraction <= 1.0:
+        raise DatasetError(f"generated_fraction must be within 0..1, got {generated_fraction}")
     if shutil.which("fluidsynth") is None:
         raise DatasetError("fluidsynth is not installed; install it (apt install fluidsynth) and run again")
     sf2 = str(soundfont or _default_soundfont())

@@ -28,17 +28,16 @@ def mismatched_frames(audio: np.ndarray, expected: np.ndarray, atol: float = 1e-
     return int(np.any(np.abs(audio - expected) > atol, axis=0).sum())
 
 
-def assert_continuous(audio: np.ndarray, reference: np.ndarray, xruns: int, period: int, atol: float = 0.0):
-    """After its leading silence, ``audio`` must be one contiguous slice of ``reference``, sample for sample.
+def continuity_errors(audio: np.ndarray, reference: np.ndarray, atol: float = 0.0) -> int:
+    """Frames of ``audio`` (after its leading silence) that differ from one contiguous slice of ``reference``.
 
-    Only frames disturbed by JACK xruns (reported by the server when the shared CPU starves it; at most 4
-    periods each) may differ, so a loaded test machine does not fail the test but a real gap or repeat does.
+    On a shared, loaded CPU a late real-time thread can glitch one JACK cycle even without a reported xrun, so
+    tests record up to three times and require one exact take: a glitch is transient, a sink bug repeats.
     """
     offset = locate(audio, reference)
     first = int(np.argmax(np.abs(audio[0]) > 0))
     n = audio.shape[1] - first
-    bad = mismatched_frames(audio[:, first:], reference[:, offset + first : offset + first + n], atol)
-    assert bad <= 4 * period * xruns, f"{bad} of {n} frames differ from the fed signal ({xruns} JACK xruns)"
+    return mismatched_frames(audio[:, first:], reference[:, offset + first : offset + first + n], atol)
 
 
 def dominant_hz(x: np.ndarray) -> float:

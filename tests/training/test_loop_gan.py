@@ -1,0 +1,141 @@
+"""GAN training on latents of a tiny dataset: the critic learns, resume is bit-exact, NaN stops the run with
+the last good checkpoint intact, conditioning and coordinates follow the contracts, export passes parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from generator.coords import CoordinateStream
+from generator.model_config import GanConfig
+from generator.preset import load_preset
+from tests.training.tiny_dataset import make_tiny_dataset, tiny_model
+from training.checkpoint import load_checkpoint
+from training.encode import LatentCache, encode_dataset
+from training.errors import NonFiniteLossError, TrainingError
+from training.finalize import export_run
+from training.latent_data import LatentCrops, coords_from_anchors, resolve_conditions, sample_coords
+from training.loop_ae import AeTrainConfig, mean_metric, run_autoencoder
+from training.loop_gan import GanTrainConfig, run_gan
+from training.loop_utils import read_metrics
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A latent cache encoded with a (barely trained) toy autoencoder: (ae checkpoint, cache dir)."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("gan")
+    data = make_tiny_dataset(root / "data")
+    ae = run_autoencoder(AeTrainConfig(dataset=str(data), run_dir=str(root / "run"), model=tiny_model(),
+                                       steps_level1=1, steps_level2=1, batch=2, device="cpu", preview_every=0,
+                                       tensorboard=False, progress=False))
+    encode_dataset(data, ae.checkpoint, root / "run" / "latents", progress=False)
+    return ae.checkpoint, root / "run" / "latents"
+
+
+def config(cache, run, **kw) -> GanTrainConfig:
+    base = dict(latents=str(cache[1]), run_dir=str(run), autoencoder="", gan=tiny_model().gan,
+                conditions=("tempo", "density"), batch=4, lr=2e-4, device="cpu", checkpoint_every=1000,
+                preview_every=0, log_every=1, tensorboard=False, progress=False)
+    return GanTrainConfig(**{**base, **kw})
+
+
+def test_critic_learns_and_previews_are_written(cache, tmp_path):
+    result = run_gan(config(cache, tmp_path, steps=24, autoencoder=str(cache[0]), preview_every=24))
+    rows = read_metrics(tmp_path / "gan" / "metrics.jsonl")
+    assert mean_metric(rows, "gan/critic", first=False) < mean_metric(rows, "gan/critic", first=True) - 0.1
+    assert rows[0]["gan/r1_weight"] == 10.0 and all(np.isfinite(r["gan/r1"]) for r in rows)
+    assert [c.kind for c in result.conditioning] == ["scalar", "curve"]
+    assert result.model.gan.cond_scalars == 1 and result.model.gan.cond_curves == 1
+    assert (tmp_path / "gan" / "previews" / "step_0000024.wav").is_file()
+    assert (tmp_path / "gan" / "previews" / "step_0000024.png").is_file()
+
+
+def test_resume_after_kill_reproduces_the_uninterrupted_run(cache, tmp_path):
+    straight: dict[int, dict[str, float]] = {}
+    run_gan(config(cache, tmp_path / "a", steps=5), on_step=lambda s, v: straight.__setitem__(s, v))
+
+    def kill_at_3(step, values):
+        if step == 3:
+            raise KeyboardInterrupt  # as if killed after step 3; the last checkpoint is step 2
+
+    with pytest.raises(KeyboardInterrupt):
+        run_gan(config(cache, tmp_path / "b", steps=5, checkpoint_every=2), on_step=kill_at_3)
+    resumed: dict[int, dict[str, float]] = {}
+    run_gan(config(cache, tmp_path / "b", steps=5, checkpoint_every=2), resume=True,
+            on_step=lambda s, v: resumed.__setitem__(s, v))
+    assert sorted(resumed) == [3, 4, 5]
+    for step in (3, 4, 5):
+        assert resumed[step] == straight[step], step
+    a, b = (load_checkpoint(tmp_path / x / "gan" / "checkpoint.pt") for x in "ab")
+    assert a["switch"] == b["switch"]
+    for key, value in a["networks"]["generator_ema"].items():
+        assert torch.equal(value, b["networks"]["generator_ema"][key]), key
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(cache, tmp_path):
+    bad = tmp_path / "latents"
+    bad.mkdir()
+    for f in cache[1].iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    run_gan(config(cache, tmp_path, latents=str(bad), steps=2, checkpoint_every=2))
+    before = (tmp_path / "gan" / "checkpoint.pt").read_bytes()
+    for f in bad.glob("c0?.npy"):
+        np.save(f, np.full_like(np.load(f), np.nan))
+    with pytest.raises(NonFiniteLossError, match=r"step 3: .*gan/critic=nan.*step 2\) is intact"):
+        run_gan(config(cache, tmp_path, latents=str(bad), steps=4, checkpoint_every=1), resume=True)
+    assert (tmp_path / "gan" / "checkpoint.pt").read_bytes() == before
+    assert load_checkpoint(tmp_path / "gan" / "checkpoint.pt")["step"] == 2
+
+
+def test_conditions_from_labels(cache):
+    entries = LatentCache(cache[1]).entries()
+    tempo, density = resolve_conditions(entries, ["tempo", "density"])
+    assert (tempo.kind, tempo.unit, tempo.min, tempo.max) == ("scalar", "BPM", 120.0, 136.0)
+    assert density.kind == "curve" and density.min < density.default < density.max
+    with pytest.raises(TrainingError, match="labels present: .*density.*tempo"):
+        resolve_conditions(entries, ["loudness"])
+    crops = LatentCrops(entries, 32, (tempo, density))
+    rng = np.random.default_rng(0)
+    real, scal, curve = crops.sample(rng, 64, swap_prob=0.5, dropout=0.0)
+    assert real.shape == (64, 32, 128) and scal.shape == (64, 1) and curve.shape == (64, 32, 1)
+    assert np.all(np.abs(scal) <= 1) and not np.isnan(curve).any()
+    _, scal, curve = crops.sample(rng, 64, swap_prob=0.5, dropout=1.0)
+    assert np.isnan(scal).all() and np.isnan(curve).all()
+    _, scal, curve = crops.sample(rng, 400, swap_prob=0.5, dropout=0.25)
+    assert 0.15 < np.isnan(scal).mean() < 0.35 and 0.15 < np.isnan(curve[:, 0, 0]).mean() < 0.35
+
+
+def test_training_coordinates_follow_the_inference_trajectory():
+    g = GanConfig(half_len=16)
+    stream = CoordinateStream(g, seed=3)
+    coords = sample_coords(np.random.default_rng(0), 8, g)
+    assert coords.shape == (8, 32, 128)
+    assert np.allclose(coords[:, :, 64:], coords[:, :1, 64:])  # the global style is constant
+    # inference window k starts at offset h/2 + 2 h k from its first anchor: one of the three training offsets
+    s, h = g.anchor_spacing, g.half_len
+    for k in range(3):
+        m0 = h // 2 + 2 * h * k
+        first = m0 // s
+        anchors = np.stack([stream.anchor(first + j) for j in range(3)])[None]
+        start = np.array([m0 - first * s])
+        assert start[0] in (h // 2, h // 2 + h, h // 2 + 2 * h)
+        assert np.allclose(coords_from_anchors(anchors, start, g)[0], stream.window(k), atol=1e-6)
+
+
+def test_export_passes_the_parity_check(cache, tmp_path):
+    result = run_gan(config(cache, tmp_path / "run", steps=2, conditions=("tempo",)))
+    preset_dir = export_run(cache[0], result.checkpoint, tmp_path / "presets", "tiny-techno", "test preset")
+    preset = load_preset(preset_dir)
+    assert [c.name for c in preset.conditioning] == ["tempo"]
+    assert max(preset.metrics["onnx_parity_max_abs"].values()) < 1e-4
+    assert preset.training["gan_steps"] == 2
+    card = (preset_dir / "MODEL_CARD.md").read_text()
+    assert "`gan/critic`" in card and "spectrogram.png" in card
+    assert (preset_dir / "spectrogram.png").stat().st_size > 1000

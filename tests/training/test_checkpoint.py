@@ -80,6 +80,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, rows: int = 0) -> None:
     raise AssertionError(f"{path} did not appear: {proc.communicate()[1][-2000:]}")
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_and_sigterm_writes_a_checkpoint(tmp_path):
     data = make_tiny_dataset(tmp_path / "data", seconds=1.0, chunks=1)
     run = tmp_path / "run"

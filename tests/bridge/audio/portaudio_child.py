@@ -1,7 +1,7 @@
 """Child process for the PortAudio tests (PortAudio must not outlive its JACK server inside pytest).
 
-``python -m tests.bridge.audio.portaudio_child play DEVICE``: feeds 2 s of the test sine, starts the sink, prints
-``READY``, waits for a line on stdin, stops and prints the sink's stats as JSON.
+``python -m tests.bridge.audio.portaudio_child play DEVICE``: starts the sink on an empty ring, prints ``READY``;
+on the first stdin line feeds 2 s of the test sine; on the second stops and prints the sink's stats as JSON.
 ``... bad DEVICE``: prints the AudioSinkError message for an unknown device.
 """
 
@@ -23,9 +23,11 @@ def main(mode: str, device: str) -> None:
         except AudioSinkError as exc:
             print("ERROR", exc, flush=True)
         return
-    sink.ring.write(stereo_sine(2 * SR, start=1000))
     sink.start()
     print("READY", flush=True)
+    sys.stdin.readline()
+    sink.ring.write(stereo_sine(2 * SR, start=1000))
+    print("FED", flush=True)
     sys.stdin.readline()
     stats = sink.stats()
     sink.stop()

@@ -36,9 +36,9 @@ def wait_until(predicate, timeout: float = 15.0) -> bool:
 def test_fed_ahead_plays_exact_stereo_without_underruns(jack_server):
     reference = stereo_sine(2 * SR, start=1000)
     sink = JackSink(servername=jack_server.name)
-    sink.ring.write(reference)
     with sink, JackRecorder(SR // 4, servername=jack_server.name) as rec:
         rec.connect(sink.port_names)
+        sink.ring.write(reference)  # 2 s ahead of the 0.25-0.75 s recorded
         errors = []
         for _ in range(3):  # see continuity_errors: one exact take of three is required
             audio = rec.record()

@@ -45,6 +45,9 @@ def test_portaudio_output_reaches_jack_ports(jack_server):
         with JackRecorder(SR // 4, servername=jack_server.name) as rec:
             client = _portaudio_client(rec)
             rec.connect([f"{client}:out_0", f"{client}:out_1"])
+            child.stdin.write("feed\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "FED"
             errors = []
             for _ in range(3):  # one exact take of three is required (see continuity_errors)
                 audio = rec.record()

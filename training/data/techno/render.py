@@ -180,11 +180,19 @@ def chunk_labels(tempo: float, start_s: float, beats_per_bar: int = BEATS_PER_BA
 
 
 def chunks(plan: TrackPlan, audio: np.ndarray, chunk_seconds: float) -> list[tuple[np.ndarray, dict[str, float]]]:
-    """Cut a rendered track into chunks of chunk_seconds: [(audio (2, samples), labels)]."""
+    """Cut a rendered track into chunks of chunk_seconds: [(audio (2, samples), labels)].
+
+    Besides the beat labels, "kick_fraction" is the share of the chunk during which the kick plays
+    (below 1 in breaks, where a beat tracker has little to lock onto).
+    """
     length = int(round(chunk_seconds * SR))
     crop = int(round(crop_seconds(plan) * SR))
+    bar_samples = BEATS_PER_BAR * 60.0 / plan.tempo * SR
     result = []
     for j in range(chunk_count(plan, chunk_seconds)):
         a = crop + j * length
-        result.append((audio[:, a : a + length], chunk_labels(plan.tempo, a / SR)))
+        labels = chunk_labels(plan.tempo, a / SR)
+        bars = np.minimum((np.arange(a, a + length, 441) / bar_samples).astype(int), plan.bars - 1)
+        labels["kick_fraction"] = float(plan.active("kick")[bars].mean())
+        result.append((audio[:, a : a + length], labels))
     return result

@@ -1,0 +1,323 @@
+"""`musika eval`: measure a preset (tempo, density, autoencoder, realism, seams) and write the figures.
+
+:func:`evaluate` runs the ONNX engine exactly as a user would and returns a JSON-ready dict (NaN -> None);
+:func:`write_results` merges it into preset.json "metrics" (model hashes untouched) and rewrites MODEL_CARD.md.
+What runs depends on the preset: a tempo sweep for a tempo-conditioned preset, a density sweep for a
+density-conditioned one, plain seeded clips for an unconditioned one; held-out audio (``dataset``) adds the
+autoencoder (needs encoder1/encoder2 in the preset) and realism figures. Everything is seeded: clip i of a
+sweep uses seed i, reconstructions decode with seed 0, so two runs give the same figures.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from generator import spectral
+from generator.engine import Engine
+from generator.preset import Preset, update_preset_json
+from training import metrics as M
+from training.analysis import measure_tempo, onset_times
+from training.data.dataset import Dataset, DatasetError
+from training.errors import TrainingError
+
+logger = logging.getLogger(__name__)
+
+TEMPO_BPMS = tuple(range(120, 161, 4))
+QUICK_BPMS = (120, 140, 160)
+DENSITY_LEVELS, QUICK_DENSITY_LEVELS = 5, 3
+QUICK_SECONDS, QUICK_HELDOUT = 6.0, 2
+MAX_HELDOUT = 32
+PULSE_CONFIDENCE = 0.5  # held-out clips below this have no steady beat; "tempo preserved" skips them
+SEAM_MAX_RATIO = 1.25  # joins "do not stand out": mean peak flux at joins at most 25 % above elsewhere
+# (metric key, comparison, threshold): the bars shipped presets must meet; reported as pass/fail in the card
+BARS = (
+    ("tempo/within_tolerance", ">=", 0.85),
+    ("tempo/median_ibi_cv", "<=", 0.05),
+    ("seams/max_ratio", "<=", SEAM_MAX_RATIO),
+    ("density/spearman", ">=", 0.9),
+)
+
+
+@dataclass
+class Job:
+    """One generated clip: which sweep, the conditioning sent, the requested value and the seed."""
+
+    kind: str  # "tempo" | "density" | "plain"
+    seed: int
+    conditioning: dict[str, float] = field(default_factory=dict)
+    requested: float = math.nan
+
+
+def plan_jobs(preset: Preset, seeds: int, quick: bool) -> list[Job]:
+    """The clips to generate: BPM x seed for tempo, level x seed for density, else `seeds` plain clips."""
+    if seeds < 1:
+        raise TrainingError(f"seeds must be at least 1, got {seeds}")
+    jobs: list[Job] = []
+    if preset.has_condition("tempo"):
+        c = preset.condition("tempo")
+        bpms = [b for b in (QUICK_BPMS if quick else TEMPO_BPMS) if c.min <= b <= c.max]
+        if not bpms:
+            bpms = [c.default]
+            logger.warning("preset %s: tempo range %g..%g excludes 120-160 BPM; sweeping the default %g only",
+                           preset.name, c.min, c.max, c.default)
+        jobs += [Job("tempo", s, {"tempo": float(b)}, float(b)) for b in bpms for s in range(seeds)]
+    if preset.has_condition("density"):
+        c = preset.condition("density")
+        levels = np.geomspace(c.min, c.max, QUICK_DENSITY_LEVELS if quick else DENSITY_LEVELS)
+        jobs += [Job("density", s, {"density": float(v)}, float(v)) for v in levels for s in range(seeds)]
+    if not jobs:
+        jobs = [Job("plain", s) for s in range(seeds)]
+    return jobs
+
+
+def joins(preset: Preset, samples: int) -> tuple[list[int], list[int]]:
+    """Sample positions of decoder-window joins (not on a generator join) and of generator-half joins."""
+    cfg = preset.config
+    dec = cfg.autoencoder.dec2_window * cfg.samples_per_latent
+    gen = cfg.gan.half_len * cfg.samples_per_latent
+    gen_joins = list(range(gen, samples, gen))
+    return [j for j in range(dec, samples, dec) if j % gen], gen_joins
+
+
+class OnnxEncoder:
+    """The preset's encoder1 + encoder2 in ONNX Runtime: audio (2, samples) -> latents (steps, 2 latent_dim)."""
+
+    def __init__(self, engine: Engine):
+        from generator.engine import _session
+
+        self.cfg = engine.config
+        self.enc1 = _session(engine.preset.model_path("encoder1"), engine.threads)
+        self.enc2 = _session(engine.preset.model_path("encoder2"), engine.threads)
+        self.block = int(self.enc1.get_inputs()[0].shape[1])  # STFT frames per call (enc1_window)
+
+    def encode(self, audio: np.ndarray) -> np.ndarray:
+        """steps = ceil(samples / samples_per_latent) rounded up to whole encoder blocks; audio zero-padded."""
+        ae, spl = self.cfg.autoencoder, self.cfg.samples_per_latent
+        per_block = self.block // ae.level2_frames
+        steps = max(1, math.ceil(audio.shape[1] / spl))
+        steps = math.ceil(steps / per_block) * per_block
+        padded = np.zeros((2, steps * spl + self.cfg.audio.n_fft - self.cfg.audio.hop), np.float32)
+        n = min(audio.shape[1], padded.shape[1])
+        padded[:, :n] = audio[:, :n]
+        spec = np.stack([spectral.spectrogram(ch, self.cfg.audio) for ch in padded])  # (2, steps * 16, bins)
+        blocks = spec.reshape(2 * steps // per_block, self.block, -1)
+        frames = self.enc1.run(["frames"], {"spec": blocks})[0]
+        lat = self.enc2.run(["latents"], {"frames": frames})[0].reshape(2, steps, ae.latent_dim)
+        return np.concatenate([lat[0], lat[1]], axis=1)
+
+
+def _dataset(dataset: str | Path | Dataset | None, preset: Preset) -> tuple[Dataset | None, str]:
+    if isinstance(dataset, Dataset):
+        return dataset, ""
+    if dataset is None:
+        guess = preset.training.get("data")
+        if not guess or not (Path(guess) / "dataset.json").is_file():
+            return None, "no held-out audio: pass --dataset DIR (a prepared dataset)"
+        dataset = guess
+        logger.info("using the preset's training dataset %s for held-out audio", dataset)
+    try:
+        return Dataset(dataset), ""
+    except DatasetError as exc:
+        raise TrainingError(f"--dataset {dataset}: {exc}") from exc
+
+
+def _heldout(ds: Dataset, limit: int) -> list:
+    chunks = sorted(ds.split("heldout"), key=lambda c: c.id)
+    if len(chunks) > limit:
+        chunks = [chunks[int(i)] for i in np.linspace(0, len(chunks) - 1, limit).round()]
+    return chunks
+
+
+def _progress(iterable, desc: str, progress: bool | None, total: int | None = None):
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit="clip", disable=None if progress is None else not progress)
+
+
+def evaluate(
+    preset_path: str | Path,
+    dataset: str | Path | Dataset | None = None,
+    seeds: int = 4,
+    seconds: float = 24.0,
+    quick: bool = False,
+    threads: int | None = None,
+    progress: bool | None = None,
+    max_heldout: int = MAX_HELDOUT,
+) -> dict[str, Any]:
+    """Measure a preset; returns {"eval", sections..., "bars", "skipped"} ready for preset.json "metrics".
+
+    quick: 3 BPMs / 3 density levels, 1 seed, at most 6 s clips and 2 held-out clips (for tests and smoke runs).
+    """
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise TrainingError(f"seconds must be a positive number, got {seconds}")
+    started = time.perf_counter()
+    engine = Engine.load(preset_path, threads=threads)
+    preset, sr = engine.preset, engine.config.audio.sample_rate
+    if quick:
+        seeds, seconds, max_heldout = 1, min(seconds, QUICK_SECONDS), min(max_heldout, QUICK_HELDOUT)
+    ds, why_no_data = _dataset(dataset, preset)
+    jobs = plan_jobs(preset, seeds, quick)
+    rows: dict[str, list[tuple[float, float, float]]] = {"tempo": [], "density": []}
+    seam_dec, seam_gen, gen_feats = [], [], []
+    for job in _progress(jobs, "generate", progress):
+        audio = engine.generate(seconds, job.conditioning, seed=job.seed)
+        if job.kind == "tempo":
+            req = job.requested
+            est = measure_tempo(audio, sr, bpm_range=(req / math.sqrt(2), req * math.sqrt(2)))
+            rows["tempo"].append((req, est.bpm, est.ibi_cv))
+        elif job.kind == "density":
+            rows["density"].append((job.requested, onset_times(audio, sr).size / (audio.shape[1] / sr), math.nan))
+        dec, gen = joins(preset, audio.shape[1])
+        seam_dec.append(M.seam_flux_ratio(audio, dec, exclude=gen))
+        seam_gen.append(M.seam_flux_ratio(audio, gen, exclude=dec))
+        if ds is not None:
+            gen_feats.append(M.segment_features(audio, sr))
+    out: dict[str, Any] = {"skipped": {}}
+    if rows["tempo"]:
+        out["tempo"] = _tempo_section(rows["tempo"])
+    if rows["density"]:
+        out["density"] = _density_section(rows["density"])
+    out["seams"] = _seam_section(seam_dec, seam_gen)
+    if ds is None:
+        out["skipped"].update(autoencoder=why_no_data, realism=why_no_data)
+    else:
+        out.update(_heldout_sections(engine, ds, max_heldout, seconds if quick else None, gen_feats, progress,
+                                     out["skipped"]))
+    out["bars"] = bars(out)
+    out["eval"] = {
+        "seeds": seeds, "seconds": seconds, "quick": quick, "clips": len(jobs),
+        "dataset": str(ds.root) if ds is not None else None,
+        "date": _dt.date.today().isoformat(), "wall_time_s": round(time.perf_counter() - started, 1),
+    }
+    return clean(out)
+
+
+def _tempo_section(rows: list[tuple[float, float, float]]) -> dict[str, Any]:
+    req, bpm, cv = (np.array(x) for x in zip(*rows, strict=True))
+    summary = M.tempo_summary(req, bpm, cv)
+    per = [{"bpm": float(b), "median_measured": float(np.nanmedian(bpm[req == b])) if np.isfinite(bpm[req == b]).any()
+            else None, "within_tolerance": float(np.mean(np.abs(bpm[req == b] / b - 1) <= M.TEMPO_TOLERANCE))}
+           for b in np.unique(req)]
+    return {**summary, "per_bpm": per, "requested": req.tolist(), "measured": bpm.tolist()}
+
+
+def _density_section(rows: list[tuple[float, float, float]]) -> dict[str, Any]:
+    req, rate, _ = (np.array(x) for x in zip(*rows, strict=True))
+    per = [{"requested": float(v), "median_measured": float(np.median(rate[req == v]))} for v in np.unique(req)]
+    with np.errstate(divide="ignore"):
+        logratio = np.abs(np.log(np.maximum(rate, 1e-3) / req))
+    return {"spearman": M.spearman(req, rate), "median_abs_log_ratio": float(np.median(logratio)),
+            "per_level": per, "requested": req.tolist(), "measured": rate.tolist()}
+
+
+def _nanmean(values: list[float]) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    return float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
+
+
+def _seam_section(dec: list[float], gen: list[float]) -> dict[str, Any]:
+    d, g = _nanmean(dec), _nanmean(gen)
+    finite = [x for x in (d, g) if math.isfinite(x)]
+    return {"decoder_ratio": d, "generator_ratio": g, "max_ratio": max(finite) if finite else math.nan,
+            "threshold": SEAM_MAX_RATIO}
+
+
+def _heldout_sections(
+    engine: Engine, ds: Dataset, limit: int, crop_s: float | None, gen_feats: list[np.ndarray],
+    progress: bool | None, skipped: dict[str, str],
+) -> dict[str, Any]:
+    """Autoencoder reconstruction figures and the realism ratio from held-out chunks."""
+    sr = engine.config.audio.sample_rate
+    chunks = _heldout(ds, limit)
+    if not chunks:
+        skipped.update(autoencoder=f"dataset {ds.root} has no held-out chunks",
+                       realism=f"dataset {ds.root} has no held-out chunks")
+        return {}
+    has_enc = all(n in engine.preset.models for n in ("encoder1", "encoder2"))
+    encoder = OnnxEncoder(engine) if has_enc else None
+    if encoder is None:
+        skipped["autoencoder"] = "the preset ships no encoder1/encoder2 (exported with --no-encoders)"
+    f_scores, lsd, tempo_ok, ref_feats, bad = [], [], [], [], []
+    for chunk in _progress(chunks, "held-out", progress):
+        try:
+            audio = ds.audio(chunk)
+        except (OSError, RuntimeError) as exc:  # soundfile raises RuntimeError subclasses
+            bad.append({"id": chunk.id, "reason": str(exc)})
+            logger.warning("skipping held-out chunk %s: %s", chunk.id, exc)
+            continue
+        if crop_s is not None:
+            audio = audio[:, : int(crop_s * sr)]
+        ref_feats.append(M.segment_features(audio, sr))
+        if encoder is None:
+            continue
+        recon = engine.decode(encoder.encode(audio), seed=0)[:, : audio.shape[1]]
+        f_scores.append(M.onset_f_measure(onset_times(audio, sr), onset_times(recon, sr))[0])
+        lsd.append(M.mr_log_spectral_distance(audio, recon, sr))
+        orig = measure_tempo(audio, sr)
+        if orig.confidence >= PULSE_CONFIDENCE:
+            rec = measure_tempo(recon, sr, bpm_range=(orig.bpm / math.sqrt(2), orig.bpm * math.sqrt(2)))
+            tempo_ok.append(bool(abs(rec.bpm / orig.bpm - 1) <= M.TEMPO_TOLERANCE))
+    out: dict[str, Any] = {}
+    if encoder is not None and f_scores:
+        out["autoencoder"] = {
+            "onset_f_measure": float(np.mean(f_scores)), "onset_window_s": M.ONSET_WINDOW_S,
+            "mr_log_spectral_distance_db": float(np.mean(lsd)),
+            "tempo_preserved": float(np.mean(tempo_ok)) if tempo_ok else math.nan,
+            "clips": len(f_scores), "clips_with_pulse": len(tempo_ok), "skipped_clips": bad,
+        }
+    if len(ref_feats) >= 2 and gen_feats:
+        out["realism"] = {**M.realism_ratio(gen_feats, ref_feats), "heldout_clips": len(ref_feats),
+                          "segment_s": M.SEGMENT_S}
+    else:
+        skipped["realism"] = f"needs at least 2 readable held-out clips, got {len(ref_feats)}"
+    return out
+
+
+def _lookup(metrics: Mapping[str, Any], key: str) -> Any:
+    section, name = key.split("/")
+    return (metrics.get(section) or {}).get(name)
+
+
+def bars(metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Pass/fail for each bar in BARS whose section was measured (a missing or NaN value fails)."""
+    out = {}
+    for key, op, threshold in BARS:
+        if key.split("/")[0] not in metrics:
+            continue
+        value = _lookup(metrics, key)
+        ok = value is not None and math.isfinite(value) and (value >= threshold if op == ">=" else value <= threshold)
+        out[key] = {"value": value, "op": op, "threshold": threshold, "pass": bool(ok)}
+    return out
+
+
+def clean(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars -> Python, NaN/inf -> None, tuples -> lists."""
+    if isinstance(value, Mapping):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_results(preset_dir: str | Path, results: Mapping[str, Any], card: bool = True) -> Path:
+    """Merge `results` into preset.json "metrics" and (with card) rewrite MODEL_CARD.md; returns the directory."""
+    from training.model_card import write_model_card
+
+    directory = Path(preset_dir)
+    update_preset_json(directory, metrics=dict(results))
+    if card:
+        write_model_card(directory)
+    return directory

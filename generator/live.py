@@ -70,7 +70,8 @@ class LiveStream:
         self.lookahead_s = min_lookahead_s
         self.rtf = math.nan
         self._render_times: deque[float] = deque(maxlen=16)
-        self.latencies_ms: deque[float] = deque(maxlen=256)
+        self.latencies_ms: deque[float] = deque(maxlen=256)  # arrival -> audible, ms
+        self.late_ms: deque[float] = deque(maxlen=256)  # audible - the quantisation target (0 = on time), ms
         self.phase_errors_s: deque[float] = deque(maxlen=512)
         self.stretch = 1.0
         self.errors = 0
@@ -135,6 +136,8 @@ class LiveStream:
                 return
             beat = quantise(head, q, self.perf.bar, self._render_beat, self.phrase_bars)
             self._record(ControlRecord(beat, kind, name, value, q, at=round(head, 6)))
+            ideal = quantise(head, q, self.perf.bar, head, self.phrase_bars)  # with nothing rendered yet
+            self.late_ms.append((run.tempo.sample_at(beat) - run.tempo.sample_at(ideal)) / self.sr * 1000)
             self.latencies_ms.append(
                 (run.tempo.sample_at(beat) - (self._played_index() - self._run_frame0)) / self.sr * 1000
                 + self.output_latency_s * 1000

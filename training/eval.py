@@ -37,6 +37,7 @@ DENSITY_LEVELS, QUICK_DENSITY_LEVELS = 5, 3
 QUICK_SECONDS, QUICK_HELDOUT = 6.0, 2
 MAX_HELDOUT = 32
 PULSE_CONFIDENCE = 0.5  # held-out clips below this have no steady beat; "tempo preserved" skips them
+EVAL_SECTIONS = ("eval", "tempo", "density", "autoencoder", "realism", "seams", "bars", "skipped")
 SEAM_MAX_RATIO = 1.25  # joins "do not stand out": mean peak flux at joins at most 25 % above elsewhere
 # (metric key, comparison, threshold): the bars shipped presets must meet; reported as pass/fail in the card
 BARS = (
@@ -58,7 +59,7 @@ class Job:
 
 
 def plan_jobs(preset: Preset, seeds: int, quick: bool) -> list[Job]:
-    """The clips to generate: BPM x seed for tempo, level x seed for density, else `seeds` plain clips."""
+    """The clips to generate: BPM x seed for tempo, level x seed for density, else max(2, seeds) plain clips."""
     if seeds < 1:
         raise TrainingError(f"seeds must be at least 1, got {seeds}")
     jobs: list[Job] = []
@@ -74,8 +75,8 @@ def plan_jobs(preset: Preset, seeds: int, quick: bool) -> list[Job]:
         c = preset.condition("density")
         levels = np.geomspace(c.min, c.max, QUICK_DENSITY_LEVELS if quick else DENSITY_LEVELS)
         jobs += [Job("density", s, {"density": float(v)}, float(v)) for v in levels for s in range(seeds)]
-    if not jobs:
-        jobs = [Job("plain", s) for s in range(seeds)]
+    if not jobs:  # at least two clips, so that realism has two rows even in quick mode
+        jobs = [Job("plain", s) for s in range(max(2, seeds))]
     return jobs
 
 
@@ -274,11 +275,12 @@ def _heldout_sections(
             "tempo_preserved": float(np.mean(tempo_ok)) if tempo_ok else math.nan,
             "clips": len(f_scores), "clips_with_pulse": len(tempo_ok), "skipped_clips": bad,
         }
-    if len(ref_feats) >= 2 and gen_feats:
+    if len(ref_feats) >= 2 and sum(len(f) for f in gen_feats) >= 2:
         out["realism"] = {**M.realism_ratio(gen_feats, ref_feats), "heldout_clips": len(ref_feats),
                           "segment_s": M.SEGMENT_S}
     else:
-        skipped["realism"] = f"needs at least 2 readable held-out clips, got {len(ref_feats)}"
+        skipped["realism"] = (f"needs at least 2 readable held-out clips and 2 generated segments, got "
+                              f"{len(ref_feats)} and {sum(len(f) for f in gen_feats)}")
     return out
 
 
@@ -317,7 +319,8 @@ def write_results(preset_dir: str | Path, results: Mapping[str, Any], card: bool
     from training.model_card import write_model_card
 
     directory = Path(preset_dir)
-    update_preset_json(directory, metrics=dict(results))
+    stale = {k: None for k in EVAL_SECTIONS if k not in results}  # the last evaluation replaces all sections
+    update_preset_json(directory, metrics={**stale, **results})
     if card:
         write_model_card(directory)
     return directory

@@ -157,11 +157,12 @@ def test_mix_is_the_sum_of_processed_stems(rendered):
 
 
 def test_rendering_is_deterministic(rendered, tmp_path):
-    session, result, _ = rendered
+    session, result, audio = rendered
     again = render_session(session, tmp_path, threads=1)
+    # bit-identical samples (float WAV headers carry libsndfile's PEAK chunk with a time stamp, so compare data)
     for name in ("comp", "dry", "verb"):
-        assert again.stems[name].read_bytes() == result.stems[name].read_bytes()
-    assert again.mix.read_bytes() == result.mix.read_bytes()
+        assert np.array_equal(sf.read(again.stems[name], dtype="float32")[0], audio[name].T)
+    assert np.array_equal(sf.read(again.mix, dtype="float32")[0], audio["mix"].T)
 
 
 def test_automation_becomes_bar_quantised_records(tiny_preset):
@@ -182,7 +183,7 @@ def test_loudness_normalisation_and_true_peak_at_48k_flac(tiny_preset, tmp_path)
     assert loudness_lufs(mix.T, sr) == pytest.approx(-16.0, abs=1.0)
     assert true_peak_db(mix.T) <= -1.0 + 0.01
     master = result.report["master"]
-    assert master["gain_db"] > 0 and master["true_peak_out"] <= -1.0
+    assert master["lufs_in"] + master["gain_db"] == pytest.approx(-16.0) and master["true_peak_out"] <= -1.0
 
 
 def test_tempo_map_sets_the_grid(tiny_preset, tmp_path):
@@ -230,7 +231,6 @@ def test_replay_equals_the_live_path_and_the_equivalent_session(tiny_preset, tmp
     out = sf.read(result.stems["tiny"], dtype="float32", always_2d=True)[0].T
     live = render_offline(engine, header, records)
     assert out.shape == live.shape == (2, at_bar(5))
-    np.testing.assert_array_equal(out[:, :], np.clip(live, -1, 1) if False else out)  # shape/type sanity
     np.testing.assert_allclose(out, live, atol=2**-23)  # 24-bit file: within quantisation
     # the same performance written as a session (density steps to 6 at bar 3) renders the same audio
     text = f"""

@@ -100,6 +100,7 @@ def test_live_equals_offline_replay_of_its_log(engine):
     assert density.beat % 4 == 0 and density.at < density.beat <= density.at + 4  # the next bar line
     assert now.beat - now.at <= 1.0 / (60 / 128) + 1  # 'now': within about a second
     assert tempo.beat == int(tempo.beat) and cond.beat % 4 == 0 and cond.value == 140.0
+    assert sim.live.late_ms[0] == 0.0  # the density change made its bar line
     assert sim.ring.underruns == 0
     live = sim.audio()
     off = render_offline(engine, header, recs)

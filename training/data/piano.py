@@ -39,6 +39,7 @@ SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/Tim
 SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn", ".abc", ".mid", ".midi")
 SKIP_COLLECTIONS = ("demos", "theoryExercises", "leadSheet")
 CHORD_WINDOW_S = 0.03
+MAX_CONSECUTIVE_FAILURES = 25
 LABEL_SPECS = {
     "density": {
         "kind": "curve",
@@ -300,6 +301,10 @@ def prepare_piano(
     sf2 = str(soundfont or _default_soundfont())
     if not Path(sf2).is_file():
         raise DatasetError(f"soundfont {sf2} does not exist; pass a GM .sf2 file (e.g. {SOUNDFONTS[0]})")
+    with open(sf2, "rb") as fh:
+        head = fh.read(12)
+    if head[:4] != b"RIFF" or head[8:12] != b"sfbk":  # fluidsynth would silently fall back to its default font
+        raise DatasetError(f"soundfont {sf2} is not a SoundFont file (no RIFF/sfbk header); pass a GM .sf2 file")
     if works is None:
         pool = corpus_works(seed)
         sources = ["music21 corpus (round-robin over its collections)", "generated figuration"]
@@ -323,6 +328,7 @@ def prepare_piano(
     total = 0.0
     keep: set[str] = set()
     skipped: list[tuple[str, str]] = []
+    failures = 0
     new = reused = 0
     specs = work_specs(seed, pool, generated_fraction)
     executor = ProcessPoolExecutor(workers) if workers > 1 else None
@@ -353,7 +359,14 @@ def prepare_piano(
                     logger.info("skipping %s: %s", spec.source, result)
                     skipped.append((spec.source, str(result)))
                     cache.store(name, key, status="skipped", reason=str(result))
+                    failures += 1
+                    if failures >= MAX_CONSECUTIVE_FAILURES:
+                        raise DatasetError(
+                            f"{failures} works in a row failed to render (last: {spec.source}: {result}); "
+                            "check the soundfont and `fluidsynth --version`"
+                        )
                     continue
+                failures = 0
                 audio, onsets = result
                 spans = chunk_spans(audio.shape[1], chunk_steps, min_steps)
                 padded = np.pad(audio, ((0, 0), (0, spans[-1][1] - audio.shape[1])))

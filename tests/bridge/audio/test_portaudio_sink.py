@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.bridge.audio.recorder import SR, JackRecorder, continuity_errors, dominant_hz, stereo_sine
+from tests.bridge.audio.recorder import (
+    SR,
+    JackRecorder,
+    continuity_errors,
+    dominant_hz,
+    glitch_allowance,
+    stereo_sine,
+)
 
 pytestmark = pytest.mark.jack
 ROOT = Path(__file__).resolve().parents[3]
@@ -42,29 +49,25 @@ def test_portaudio_output_reaches_jack_ports(jack_server):
     child = _child(jack_server, "play", "system")
     try:
         assert child.stdout.readline().strip() == "READY"
-        with JackRecorder(SR // 4, servername=jack_server.name) as rec:
+        with JackRecorder(SR // 2, servername=jack_server.name) as rec:
             client = _portaudio_client(rec)
             rec.connect([f"{client}:out_0", f"{client}:out_1"])
             child.stdin.write("feed\n")
             child.stdin.flush()
             assert child.stdout.readline().strip() == "FED"
-            errors = []
-            for _ in range(3):  # one exact take of three is required (see continuity_errors)
-                audio = rec.record()
-                errors.append(continuity_errors(audio, stereo_sine(2 * SR, start=1000), atol=1e-6))
-                if errors[-1] == 0:
-                    break
+            audio = rec.record()
         child.stdin.write("stop\n")
         child.stdin.flush()
         stats = json.loads(child.stdout.readline())
         assert child.wait(timeout=20) == 0
+        errors = continuity_errors(audio, stereo_sine(2 * SR, start=1000), atol=1e-6)
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
     assert "system" in stats["device"] and "JACK" in stats["device"]
-    assert errors[-1] == 0, f"frames differing from the fed signal per take: {errors}"
-    assert stats["underruns"] == 0 and stats["frames_played"] > SR // 4
+    assert errors <= glitch_allowance(jack_server.period, rec.xruns), f"{errors} frames differ from the signal"
+    assert stats["underruns"] == 0 and stats["frames_played"] > SR // 2
     assert np.sqrt(np.mean(audio**2, axis=1)).min() > 0.1, "recording is silent on a channel"
     assert dominant_hz(audio[0]) == pytest.approx(440, abs=5), "left channel is not out_0's 440 Hz"
     assert dominant_hz(audio[1]) == pytest.approx(660, abs=5), "right channel is not out_1's 660 Hz"

@@ -92,8 +92,18 @@ def test_bad_arguments_are_clear_errors(tmp_path: Path) -> None:
         prepare_piano(0.0, 0, tmp_path / "x", soundfont=SF2)
     with pytest.raises(DatasetError, match="soundfont .*nope.sf2 does not exist"):
         prepare_piano(0.01, 0, tmp_path / "x", soundfont=tmp_path / "nope.sf2")
+    (tmp_path / "fake.sf2").write_bytes(b"not a soundfont" * 10)
+    with pytest.raises(DatasetError, match="fake.sf2 is not a SoundFont file"):
+        prepare_piano(0.01, 0, tmp_path / "x", soundfont=tmp_path / "fake.sf2")
     with pytest.raises(DatasetError, match="generated_fraction must be within 0..1"):
         prepare_piano(0.01, 0, tmp_path / "x", soundfont=SF2, works=[], generated_fraction=2.0)
+
+
+def test_a_run_of_failing_works_stops_with_an_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<not-a-score/>")
+    with pytest.raises(DatasetError, match="25 works in a row failed"):
+        prepare_piano(0.01, 0, tmp_path / "x", soundfont=SF2, works=[broken] * 30, generated_fraction=0.0)
 
 
 def test_cli_piano_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:

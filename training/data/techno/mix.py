@@ -1,8 +1,9 @@
 """pedalboard processing and mixing for the techno generator.
 
 Audio is float32 (channels, samples) at 44.1 kHz throughout. Effect settings arrive as plain numbers drawn by
-the renderer (:func:`draw_fx`), so a seed gives the same mix. Filters with swept cutoff run block by block
-through one LadderFilter whose state carries over between blocks.
+the renderer (:func:`draw_fx`), so a seed gives the same mix. Drum hits and chords are processed once as
+one-shots; filters with swept cutoff run block by block through one LadderFilter whose state carries over; drums,
+stabs and pads share one synced delay and one reverb through send buses.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ def swept_filter(
     """
     flt = pb.LadderFilter(mode=pb.LadderFilter.Mode.LPF24, cutoff_hz=1000.0, resonance=float(resonance),
                           drive=float(drive))
-    n = x.shape[1]
     cut = np.clip(np.asarray(cutoff_hz, dtype=np.float64), 20.0, 18000.0)
     on = active_blocks(x, block)
     out = np.zeros_like(x)

@@ -198,7 +198,10 @@ def chord(
     sustain: float,
     release_s: float,
 ) -> np.ndarray:
-    """Detuned chord (three voices per note: centre, flat left, sharp right), (2, n): envelope opens for *gate* samples, then releases."""
+    """Detuned chord, (2, n): three voices per note (centre, flat left, sharp right).
+
+    The envelope (attack, decay to sustain) stays open for *gate* samples, then releases.
+    """
     out = np.zeros((2, n), dtype=np.float32)
     for note in notes:
         f = float(midi_hz(note))

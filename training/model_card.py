@@ -1,0 +1,206 @@
+"""MODEL_CARD.md for a preset directory, written from preset.json alone (plus a spectrogram of generated audio).
+
+Sections: description and licence, configuration, networks, conditioning, training (data, data hours, steps,
+wall time, hardware), evaluation (the figures `musika eval` wrote into preset.json "metrics", with the bars as
+pass/fail), a spectrogram picture of a generated excerpt, and any hand-written ``## Notes`` section of the
+previous card, kept verbatim. Rewriting is idempotent: the card is a function of preset.json and the notes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from generator.preset import Preset, load_preset
+
+logger = logging.getLogger(__name__)
+
+CARD_FILE = "MODEL_CARD.md"
+SPECTROGRAM_FILE = "spectrogram.png"  # the name training/finalize.py writes too
+NOTES_HEADING = "## Notes"
+EXCERPT_SECONDS = 8.0
+EVAL_ROWS: dict[str, list[tuple[str, str, str]]] = {  # section -> (key, label, format)
+    "tempo": [("within_tolerance", "clips within +-2 % of the requested tempo", "{:.0%}"),
+              ("median_abs_error_pct", "median tempo error (%)", "{:.2f}"),
+              ("median_ibi_cv", "median inter-beat-interval CV", "{:.3f}"),
+              ("spearman", "Spearman, requested vs measured BPM", "{:.3f}"),
+              ("found_fraction", "clips where a beat was found", "{:.0%}")],
+    "density": [("spearman", "Spearman, requested vs measured onsets/s", "{:.3f}"),
+                ("median_abs_log_ratio", "median abs log(measured / requested)", "{:.2f}")],
+    "autoencoder": [("onset_f_measure", "onset F-measure, original vs reconstruction (50 ms)", "{:.3f}"),
+                    ("tempo_preserved", "clips whose tempo survives reconstruction (+-2 %)", "{:.0%}"),
+                    ("mr_log_spectral_distance_db", "multi-resolution log-spectral distance (dB)", "{:.2f}"),
+                    ("clips", "held-out clips", "{}")],
+    "realism": [("ratio", "Frechet distance ratio, generated / held-out halves (1 = as close as the data "
+                 "is to itself)", "{:.2f}"),
+                ("fd_generated", "Frechet distance, generated vs held-out", "{:.1f}"),
+                ("fd_heldout_halves", "Frechet distance, held-out half vs half", "{:.1f}")],
+    "seams": [("decoder_ratio", "peak spectral flux at decoder-window joins / elsewhere", "{:.2f}"),
+              ("generator_ratio", "peak spectral flux at generator-half joins / elsewhere", "{:.2f}")],
+}
+
+
+def extract_notes(card_text: str) -> str:
+    """The ``## Notes`` section of a card (heading included, up to the next ``## `` heading), or ""."""
+    lines = card_text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == NOTES_HEADING:
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
+            return "\n".join(lines[i:end]).rstrip() + "\n"
+    return ""
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    if value is None:
+        return "n/a"
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _onnx_parameters(path: Path) -> int | None:
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        return None
+    model = onnx.load(str(path), load_external_data=False)
+    return int(sum(numpy_helper.to_array(t).size for t in model.graph.initializer))
+
+
+def data_hours(training: Mapping[str, Any]) -> float | None:
+    """Training hours: training["data_hours"], else the train split of the dataset.json at training["data"]."""
+    if training.get("data_hours") is not None:
+        return float(training["data_hours"])
+    data = training.get("data")
+    info = Path(str(data)) / "dataset.json" if data else None
+    if info is not None and info.is_file():
+        meta = json.loads(info.read_text())
+        return float(meta.get("hours_by_split", {}).get("train", meta.get("hours", 0.0)))
+    return None
+
+
+def _training_lines(preset: Preset) -> list[str]:
+    t = preset.training
+    if not t:
+        return ["Not recorded (the preset was exported without a training run)."]
+    hours = data_hours(t)
+    wall = t.get("wall_time_s")
+    rows = [("data", f"`{t['data']}`" if t.get("data") else None),
+            ("data hours (train split)", f"{hours:.2f}" if hours is not None else None),
+            ("autoencoder steps", t.get("autoencoder_steps")), ("GAN steps", t.get("gan_steps")),
+            ("wall time", f"{wall / 3600:.2f} h" if isinstance(wall, int | float) else None),
+            ("hardware", t.get("hardware")), ("date", t.get("date")),
+            ("conditions", ", ".join(t.get("conditions", [])) or "none")]
+    lines = ["| | |", "|---|---|", *[f"| {k} | {_fmt(v, '{}')} |" for k, v in rows]]
+    extra = sorted(set(t) - {"data", "data_hours", "autoencoder_steps", "gan_steps", "wall_time_s", "hardware",
+                             "date", "conditions"})
+    lines += [f"| {k} | {_fmt(t[k], '{}')} |" for k in extra]
+    losses = preset.metrics.get("training_losses") or {}
+    if losses:
+        lines += ["", "Final training losses (names as in training/losses.py):", "", "| loss | value |", "|---|---|"]
+        lines += [f"| `{k}` | {_fmt(v, '{:.4g}')} |" for k, v in losses.items()]
+    return lines
+
+
+def _evaluation_lines(metrics: Mapping[str, Any]) -> list[str]:
+    ev = metrics.get("eval")
+    if not ev:
+        return ["Not evaluated yet: run `musika eval PRESET --dataset DIR`."]
+    lines = [f"`musika eval` on {ev.get('date')}: {ev.get('clips')} generated clips of {ev.get('seconds')} s "
+             f"({ev.get('seeds')} seed(s) per setting{', quick mode' if ev.get('quick') else ''}); held-out audio "
+             f"from `{ev.get('dataset')}`; {ev.get('wall_time_s')} s.", ""]
+    bar_rows = metrics.get("bars") or {}
+    if bar_rows:
+        lines += ["| bar | value | required | result |", "|---|---|---|---|"]
+        lines += [f"| `{k}` | {_fmt(b.get('value'), '{:.3g}')} | {b['op']} {b['threshold']:g} | "
+                  f"{'PASS' if b.get('pass') else 'FAIL'} |" for k, b in bar_rows.items()]
+        lines.append("")
+    lines += ["| metric | value | what it measures |", "|---|---|---|"]
+    for section, rows in EVAL_ROWS.items():
+        values = metrics.get(section)
+        if values:
+            lines += [f"| `{section}/{k}` | {_fmt(values.get(k), f)} | {label} |" for k, label, f in rows]
+    for section, reason in (metrics.get("skipped") or {}).items():
+        lines.append(f"| `{section}` | skipped | {reason} |")
+    per = (metrics.get("tempo") or {}).get("per_bpm") or []
+    if per:
+        lines += ["", "| requested BPM | median measured | within +-2 % |", "|---|---|---|"]
+        lines += [f"| {p['bpm']:g} | {_fmt(p.get('median_measured'), '{:.2f}')} | "
+                  f"{_fmt(p.get('within_tolerance'), '{:.0%}')} |" for p in per]
+    per = (metrics.get("density") or {}).get("per_level") or []
+    if per:
+        lines += ["", "| requested onsets/s | median measured |", "|---|---|"]
+        lines += [f"| {p['requested']:.2f} | {_fmt(p.get('median_measured'), '{:.2f}')} |" for p in per]
+    lines += ["", "Tempo: librosa beat_track (hop 64) plus a line fit over the beat times, octave errors folded. "
+              "Realism: Frechet distance on log-mel/MFCC/chroma/onset statistics of 3 s segments."]
+    return lines
+
+
+def render_card(preset: Preset, notes: str = "", picture: str | None = SPECTROGRAM_FILE) -> str:
+    """The card's markdown from a loaded preset (pure apart from reading ONNX weight counts)."""
+    cfg = preset.config
+    lines = [f"# {preset.name}", "", preset.description, "", f"License: {preset.license}", "", "## Configuration", "",
+             "| | |", "|---|---|",
+             f"| audio | {cfg.audio.sample_rate} Hz, {cfg.audio.channels} channels, STFT {cfg.audio.n_fft}/"
+             f"{cfg.audio.hop} |",
+             f"| latents | {cfg.autoencoder.latent_dim} per channel at {cfg.latent_rate_hz:.2f} Hz |",
+             f"| generator window | {cfg.gan.window_len} latents ({cfg.gan.window_len / cfg.latent_rate_hz:.1f} s), "
+             f"two halves of {cfg.gan.half_len} |",
+             f"| widths | generator base {cfg.gan.base_channels}, decoder1 {list(cfg.autoencoder.dec1_widths)}, "
+             f"decoder2 {list(cfg.autoencoder.dec2_widths)} |",
+             "", "## Networks", "", "| network | file | ONNX weights | parity (max abs) |", "|---|---|---|---|"]
+    parity = preset.metrics.get("onnx_parity_max_abs") or {}
+    for name, model in preset.models.items():
+        count = _onnx_parameters(preset.model_path(name)) if preset.path else None
+        lines.append(f"| {name} | `{model.file}` | {_fmt(count, '{:,}')} | {_fmt(parity.get(name), '{:.2e}')} |")
+    lines += ["", "## Conditioning", ""]
+    if preset.conditioning:
+        lines += ["| name | kind | unit | range | default |", "|---|---|---|---|---|"]
+        lines += [f"| {c.name} | {c.kind} | {c.unit} | {c.min:g}..{c.max:g} | {c.default:g} |"
+                  for c in preset.conditioning]
+    else:
+        lines.append("None: the model is unconditional.")
+    lines += ["", "## Training", "", *_training_lines(preset), "", "## Evaluation", "",
+              *_evaluation_lines(preset.metrics), ""]
+    if picture:
+        label = ", ".join(f"{c.name} {c.default:g} {c.unit}" for c in preset.conditioning) or "unconditioned"
+        lines += ["## Generated excerpt", "", f"![spectrogram of a generated excerpt ({label}, seed 1)]({picture})",
+                  ""]
+    if notes:
+        lines += [notes.rstrip(), ""]
+    return "\n".join(lines)
+
+
+def write_spectrogram(preset: Preset, seconds: float = EXCERPT_SECONDS, seed: int = 1,
+                      threads: int | None = None) -> Path:
+    """Generate `seconds` at the default conditioning and save its spectrogram as SPECTROGRAM_FILE."""
+    from generator.engine import Engine
+    from training.preview import spectrogram_png
+
+    audio = Engine(preset, threads=threads).generate(seconds, seed=seed)
+    label = ", ".join(f"{c.name} {c.default:g} {c.unit}" for c in preset.conditioning) or "unconditioned"
+    return spectrogram_png(Path(preset.path) / SPECTROGRAM_FILE,
+                           [(f"{preset.name}: generated excerpt ({label}), seed {seed}", audio)])
+
+
+def write_model_card(preset_dir: str | Path, picture: bool = True, seconds: float = EXCERPT_SECONDS,
+                     threads: int | None = None) -> Path:
+    """(Re)write MODEL_CARD.md (and with `picture`, the spectrogram PNG) in a preset directory; keeps ## Notes."""
+    preset = load_preset(preset_dir)
+    directory = Path(preset.path)
+    card = directory / CARD_FILE
+    notes = extract_notes(card.read_text()) if card.is_file() else ""
+    if picture:
+        write_spectrogram(preset, seconds=seconds, threads=threads)
+    has_picture = (directory / SPECTROGRAM_FILE).is_file()
+    tmp = card.with_name(f".{CARD_FILE}.tmp")
+    tmp.write_text(render_card(preset, notes, SPECTROGRAM_FILE if has_picture else None))
+    os.replace(tmp, card)
+    logger.info("wrote %s", card)
+    return card

@@ -124,8 +124,7 @@ def render_track(plan: TrackPlan, library: SampleLibrary | None = None) -> Rende
                 _place(hit, pos, grid[steps] * level, total, send)
         if name == "kick":
             kick_pos = pos
-    release = rng.uniform(0.06, 0.18)
-    duck = {k: mix.sidechain_gain(kick_pos, total, fx[k]["duck"], release) for k in ("bass", "stab", "pad")}
+    kick_env = mix.kick_envelope(kick_pos, total, rng.uniform(0.06, 0.18))
     if plan.bass:
         starts = np.array([round(e.step * step_s * SR) for e in plan.bass], dtype=np.int64)
         ends = np.array([round((e.step + e.gate) * step_s * SR) for e in plan.bass], dtype=np.int64)
@@ -136,19 +135,21 @@ def render_track(plan: TrackPlan, library: SampleLibrary | None = None) -> Rende
             shape=str(rng.choice(["saw", "square", "saw", "sine"])),
             glide_s=rng.uniform(0.03, 0.09), decay_s=rng.uniform(0.08, 0.4), sustain=rng.uniform(0.2, 0.8),
         )
-        dry += mix.bass_bus(audio, fenv, fx["bass"], bar_s) * duck["bass"] * np.float32(0.7071)
+        bass = mix.duck(mix.bass_bus(audio, fenv, fx["bass"], bar_s), kick_env, fx["bass"]["duck"])
+        dry += bass * np.float32(0.7071)
         sources["bass"] = "synth"
     if plan.stab:
         stab = _chords(rng, plan.stab, step_s, np.zeros((2, total), dtype=np.float32), "stab",
                        post=lambda x: mix.width(x, fx["stab"]["width"]))
-        stab = mix.stab_bus(stab, fx["stab"], bar_s, rng.random()) * duck["stab"]
+        stab = mix.duck(mix.stab_bus(stab, fx["stab"], bar_s, rng.random()), kick_env, fx["stab"]["duck"])
         dry += stab
         rev += fx["stab"]["rev"] * stab
         echo += fx["stab"]["echo"] * stab
         sources["stab"] = "synth"
     if plan.pad:
         pad = _chords(rng, plan.pad, step_s, np.zeros((2, total), dtype=np.float32), "pad",
-                      post=lambda x: mix.pad_voice(x, fx["pad"])) * duck["pad"]
+                      post=lambda x: mix.pad_voice(x, fx["pad"]))
+        pad = mix.duck(pad, kick_env, fx["pad"]["duck"])
         dry += pad
         rev += fx["pad"]["rev"] * pad
         sources["pad"] = "synth"

@@ -14,6 +14,7 @@ from scipy import signal
 
 SR = 44100
 TABLE = 4096
+_ONE = 1 << 20  # fixed-point scale of oscillator phase
 
 
 def midi_hz(midi: np.ndarray | float) -> np.ndarray:
@@ -41,11 +42,14 @@ def oscillator(shape: str, freq: np.ndarray | float, n: int, phase0: float = 0.0
     limit = SR / 2 / max(top, 1.0)
     harmonics = int(_LADDER[max(np.searchsorted(_LADDER, limit, side="right") - 1, 0)])
     table = _table(shape, harmonics)
-    if f.ndim == 0:
-        phase = np.arange(n) * (f * TABLE / SR) + phase0 * TABLE
+    start = int(phase0 * TABLE * _ONE)
+    if f.ndim == 0:  # fixed point, 20 fractional bits: exact and cheaper than float phase
+        idx = np.arange(n, dtype=np.int64) * int(round(float(f) * TABLE / SR * _ONE)) + start
     else:
-        phase = np.cumsum(f * (TABLE / SR)) + phase0 * TABLE
-    return table[phase.astype(np.int64) & (TABLE - 1)]
+        idx = np.cumsum(np.round(f * (TABLE / SR * _ONE)).astype(np.int64)) + start
+    idx >>= 20
+    idx &= TABLE - 1
+    return table[idx]
 
 
 def _env(n: int, decay_s: float, attack_s: float = 0.001) -> np.ndarray:
@@ -157,10 +161,10 @@ def bassline(
     Returns (audio (n,), filter envelope (n,) in 0..1 that the mixer turns into a swept cutoff).
     """
     n_notes = len(starts)
-    midi = np.full(n, pitches[0] if n_notes else 36.0)
-    if n_notes:
-        idx = np.clip(np.searchsorted(starts, np.arange(n), side="right") - 1, 0, None)
-        midi = pitches[idx].astype(np.float64)
+    midi = np.full(n, float(pitches[0]) if n_notes else 36.0)
+    if n_notes:  # each pitch holds from its note's start to the next note's start
+        bounds = np.clip(np.append(starts, n), 0, n)
+        midi[bounds[0] :] = np.repeat(np.asarray(pitches, dtype=np.float64), np.diff(bounds))
     g = max(int(glide_s * SR), 1)
     for i in np.flatnonzero(slides[:-1]) if n_notes else []:
         a = starts[i + 1]

@@ -52,6 +52,7 @@ class StemJob:
     start_beat: float
     end_beat: float
     on_grid: bool = True  # False (replay): the audio is kept as played, runs back to back from sample 0
+    search: tuple[str | Path, ...] = ()  # preset folders for presets a replay switches to
 
 
 @dataclass
@@ -72,7 +73,14 @@ def _render_stem_audio(job: StemJob) -> np.ndarray:
     from generator.stream import render_offline
 
     records = [ControlRecord(job.start_beat, "transport", "play", job.start_beat), *job.records]
-    return render_offline(job.engine, job.header, records, end_beat=job.end_beat)
+    engines = {job.engine.preset.name: job.engine}
+
+    def load(name: str) -> Engine:
+        if name not in engines:
+            engines[name] = Engine.load(name, threads=job.engine.threads, search=job.search)
+        return engines[name]
+
+    return render_offline(load, job.header, records, end_beat=job.end_beat)
 
 
 # -- planning (pure) ---------------------------------------------------------------------------------------------
@@ -164,7 +172,7 @@ def plan_replay(log: str | Path, session: Session | None = None, tail_bars: int 
     start = float(first.value or 0.0) if first and first.type == "transport" else 0.0
     recs = tuple(r for r in records if not (r is first and r.type == "transport"))
     hdr = replace(header, preset=engine.preset.name)
-    return out_session, [StemJob(stem, engine, hdr, recs, start, end_beat, on_grid=False)]
+    return out_session, [StemJob(stem, engine, hdr, recs, start, end_beat, on_grid=False, search=tuple(search))]
 
 
 def _safe_name(name: str) -> str:
@@ -221,17 +229,20 @@ def write_spectrogram(path: Path, audio: np.ndarray, sample_rate: int, title: st
     from matplotlib.figure import Figure
     from scipy.signal import stft
 
-    f, t, z = stft(audio.mean(axis=0), fs=sample_rate, nperseg=2048, noverlap=1536)
+    mono = audio.mean(axis=0)
+    hop = max(512, mono.size // 1200)  # about 1200 columns whatever the length
+    _, _, z = stft(mono, fs=sample_rate, nperseg=2048, noverlap=2048 - hop if hop < 2048 else 0, boundary=None)
     db = 20.0 * np.log10(np.abs(z) + 1e-9)
     top = db.max() if db.size else 0.0
     fig = Figure(figsize=(10, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    ax.pcolormesh(t, f / 1000.0, db, vmin=top - 90.0, vmax=top, shading="auto", cmap="magma")
+    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=top - 90.0, vmax=top, interpolation="nearest",
+              extent=(0.0, mono.size / sample_rate, 0.0, sample_rate / 2000.0))
     for s in bar_s:
         ax.axvline(s, color="white", alpha=0.25, linewidth=0.6)
     ax.set(title=title, xlabel="time (s); lines: bars", ylabel="kHz")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.91)
     fig.savefig(path)
     return path
 

@@ -160,6 +160,8 @@ def evaluate(
     """
     if not math.isfinite(seconds) or seconds <= 0:
         raise TrainingError(f"seconds must be a positive number, got {seconds}")
+    if seeds < 1:
+        raise TrainingError(f"seeds must be at least 1, got {seeds}")
     started = time.perf_counter()
     engine = Engine.load(preset_path, threads=threads)
     preset, sr = engine.preset, engine.config.audio.sample_rate
@@ -191,8 +193,8 @@ def evaluate(
     if ds is None:
         out["skipped"].update(autoencoder=why_no_data, realism=why_no_data)
     else:
-        out.update(_heldout_sections(engine, ds, max_heldout, seconds if quick else None, gen_feats, progress,
-                                     out["skipped"]))
+        crop = max(seconds, 2 * M.SEGMENT_S) if quick else None  # >= 2 segments per clip for realism halves
+        out.update(_heldout_sections(engine, ds, max_heldout, crop, gen_feats, progress, out["skipped"]))
     out["bars"] = bars(out)
     out["eval"] = {
         "seeds": seeds, "seconds": seconds, "quick": quick, "clips": len(jobs),
@@ -275,12 +277,14 @@ def _heldout_sections(
             "tempo_preserved": float(np.mean(tempo_ok)) if tempo_ok else math.nan,
             "clips": len(f_scores), "clips_with_pulse": len(tempo_ok), "skipped_clips": bad,
         }
-    if len(ref_feats) >= 2 and sum(len(f) for f in gen_feats) >= 2:
+    halves = (sum(len(f) for f in ref_feats[0::2]), sum(len(f) for f in ref_feats[1::2]))
+    if min(halves) >= 2 and sum(len(f) for f in gen_feats) >= 2:
         out["realism"] = {**M.realism_ratio(gen_feats, ref_feats), "heldout_clips": len(ref_feats),
                           "segment_s": M.SEGMENT_S}
     else:
-        skipped["realism"] = (f"needs at least 2 readable held-out clips and 2 generated segments, got "
-                              f"{len(ref_feats)} and {sum(len(f) for f in gen_feats)}")
+        skipped["realism"] = (f"needs 2 segments of {M.SEGMENT_S:g} s in each held-out half and 2 generated; "
+                              f"got {halves} from {len(ref_feats)} readable clips and "
+                              f"{sum(len(f) for f in gen_feats)}")
     return out
 
 

@@ -15,8 +15,8 @@ TensorBoard RUN/tensorboard/ae; metrics RUN/ae/metrics.jsonl.
 from __future__ import annotations
 
 import logging
-import time
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -246,6 +246,8 @@ def realism_ratio(generated: Sequence[np.ndarray], heldout: Sequence[np.ndarray]
     sd = np.where(sd > 1e-9, sd, 1.0)
     z = [(h - mu) / sd for h in heldout]
     half_a, half_b = np.concatenate(z[0::2]), np.concatenate(z[1::2])
+    if min(len(half_a), len(half_b)) < 2:
+        raise ValueError(f"each held-out half needs 2 feature rows, got {len(half_a)} and {len(half_b)}")
     fd_gen = frechet_distance((gen - mu) / sd, (ref - mu) / sd)
     fd_ref = frechet_distance(half_a, half_b)
     return {"fd_generated": fd_gen, "fd_heldout_halves": fd_ref, "ratio": fd_gen / max(fd_ref, 1e-12)}

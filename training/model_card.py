@@ -117,7 +117,8 @@ def _evaluation_lines(metrics: Mapping[str, Any]) -> list[str]:
              f"from `{ev.get('dataset')}`; {ev.get('wall_time_s')} s.", ""]
     bar_rows = metrics.get("bars") or {}
     if bar_rows:
-        lines += ["| bar | value | required | result |", "|---|---|---|---|"]
+        lines += ["Bars a shipped preset must meet (tempo presets: tempo and seams; density presets: Spearman):",
+                  "", "| bar | value | required | result |", "|---|---|---|---|"]
         lines += [f"| `{k}` | {_fmt(b.get('value'), '{:.3g}')} | {b['op']} {b['threshold']:g} | "
                   f"{'PASS' if b.get('pass') else 'FAIL'} |" for k, b in bar_rows.items()]
         lines.append("")

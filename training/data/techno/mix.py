@@ -78,7 +78,7 @@ def draw_fx(rng: np.random.Generator, step_s: float) -> dict[str, dict[str, floa
     return {
         "kick": {"drive_db": u(0, 14) * (rng.random() < 0.5), "gain_db": u(-1, 0), "pan": 0.0, "rev": 0.0,
                  "echo": 0.0, "hpf": 28.0},
-        "hat": {"hpf": u(400, 4000), "pan": u(-0.3, 0.3), "gain_db": u(-19, -11), "rev": u(0, 0.2),
+        "hat": {"hpf": u(400, 4000), "pan": u(-0.3, 0.3), "gain_db": u(-21, -12), "rev": u(0, 0.2),
                 "echo": u(0, 0.25), "drive_db": 0.0},
         "clap": {"hpf": u(150, 600), "pan": 0.0, "gain_db": u(-12, -6), "rev": u(0.1, 0.5), "echo": u(0, 0.1),
                  "drive_db": u(0, 6)},

@@ -80,12 +80,12 @@ def kick(rng: np.random.Generator) -> np.ndarray:
     """Sine kick with a pitch drop, click and saturation; (samples,)."""
     n = int(rng.uniform(0.3, 0.7) * SR)
     t = np.arange(n) / SR
-    f_end, f_start = rng.uniform(42, 62), rng.uniform(120, 320)
+    f_end, f_start = rng.uniform(42, 62), rng.uniform(150, 320)
     f = f_end + (f_start - f_end) * np.exp(-t / rng.uniform(0.012, 0.05))
     body = np.sin(2 * np.pi * np.cumsum(f) / SR)
     hold = rng.uniform(0.0, 0.08)
     env = np.where(t < hold, 1.0, np.exp(-(t - hold) / rng.uniform(0.08, 0.3)))
-    click = _band(rng.standard_normal(n), 1500.0, None) * np.exp(-t / 0.002) * rng.uniform(0.0, 0.6)
+    click = _band(rng.standard_normal(n), 1500.0, None) * np.exp(-t / 0.002) * rng.uniform(0.15, 0.6)
     drive = rng.uniform(1.0, 5.0)
     y = np.tanh(drive * (body * env + click)) / np.tanh(drive)
     return _fade(y.astype(np.float32))

@@ -1,0 +1,144 @@
+"""`musika eval` on the tiny random-weight presets: the figures are produced, finite, written and hash-safe.
+
+Random weights make noise, so nothing here checks quality; the metric functions themselves are tested on
+known signals in test_metrics.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from generator.engine import Engine
+from generator.preset import load_preset
+from training.data.dataset import DatasetWriter
+from training.errors import TrainingError
+from training.eval import QUICK_BPMS, OnnxEncoder, evaluate, write_results
+from training.eval_cli import add_parser
+from training.model_card import extract_notes
+
+pytest.importorskip("torch")
+
+SR = 44100
+
+
+def _finite_or_none(v) -> bool:
+    return v is None or (isinstance(v, int | float) and math.isfinite(v))
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    """A prepared dataset with three 6 s held-out click tracks (124, 132, 140 BPM) and one train chunk."""
+    root = tmp_path_factory.mktemp("dataset")
+    w = DatasetWriter(root, "test", seed=0)
+    rng = np.random.default_rng(0)
+    for i, bpm in enumerate((124, 132, 140, 128)):
+        y = rng.normal(0, 0.003, 6 * SR).astype(np.float32)
+        for b in np.arange(0.05, 6.0, 60 / bpm):
+            s = int(b * SR)
+            y[s : s + 400] += np.exp(-np.arange(400) / 80.0).astype(np.float32) * 0.7
+        w.add(f"c{i}", np.stack([y, y]), f"src{i}", split="heldout" if i < 3 else "train")
+    w.finish()
+    return root
+
+
+@pytest.fixture
+def preset_copy(tiny_preset, tmp_path):
+    """A private copy of the session-wide tiny preset (eval writes into the preset directory)."""
+    return shutil.copytree(tiny_preset, tmp_path / "tiny")
+
+
+def test_quick_eval_of_conditioned_preset_writes_figures_and_card(preset_copy, heldout):
+    card = preset_copy / "MODEL_CARD.md"
+    card.write_text(card.read_text() + "\n## Notes\n\nHand-written: keep me.\n")
+    before = json.loads((preset_copy / "preset.json").read_text())
+    res = evaluate(preset_copy, dataset=heldout, quick=True, seconds=3.0, progress=False)
+
+    t = res["tempo"]
+    assert t["requested"] == [float(b) for b in QUICK_BPMS]
+    assert len(t["measured"]) == 3 and all(_finite_or_none(v) for v in t["measured"])
+    assert 0.0 <= t["within_tolerance"] <= 1.0 and _finite_or_none(t["median_ibi_cv"])
+    d = res["density"]
+    assert len(d["requested"]) == 3 and all(v >= 0 for v in d["measured"])
+    assert _finite_or_none(d["spearman"])
+    s = res["seams"]
+    assert s["decoder_ratio"] > 0 and s["generator_ratio"] > 0 and s["max_ratio"] == pytest.approx(
+        max(s["decoder_ratio"], s["generator_ratio"]))
+    ae = res["autoencoder"]
+    assert 0.0 <= ae["onset_f_measure"] <= 1.0 and ae["clips"] == 2
+    assert math.isfinite(ae["mr_log_spectral_distance_db"]) and ae["mr_log_spectral_distance_db"] > 0
+    r = res["realism"]
+    assert r["ratio"] > 0 and math.isfinite(r["ratio"]) and r["heldout_clips"] == 2
+    assert set(res["bars"]) == {"tempo/within_tolerance", "tempo/median_ibi_cv", "seams/max_ratio",
+                                "density/spearman"}
+    assert all(isinstance(b["pass"], bool) for b in res["bars"].values())
+    assert res["skipped"] == {} and res["eval"]["quick"] is True and res["eval"]["seconds"] == 3.0
+    json.dumps(res, allow_nan=False)  # strict JSON: no NaN left
+
+    write_results(preset_copy, res)
+    after = json.loads((preset_copy / "preset.json").read_text())
+    assert after["models"] == before["models"]  # hashes untouched
+    assert after["metrics"]["onnx_parity_max_abs"] == before["metrics"]["onnx_parity_max_abs"]
+    assert after["metrics"]["tempo"] == res["tempo"]
+    load_preset(preset_copy)  # still verifies every model file
+    text = card.read_text()
+    for needle in ("## Evaluation", "`tempo/within_tolerance`", "`realism/ratio`", "FAIL", "## Training",
+                   "## Configuration", "spectrogram.png", "| 120 |"):
+        assert needle in text
+    assert extract_notes(text).strip() == "## Notes\n\nHand-written: keep me."
+    assert (preset_copy / "spectrogram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_of_plain_preset_without_data_is_deterministic_and_skips_data_sections(tiny_preset_plain):
+    a = evaluate(tiny_preset_plain, quick=True, seconds=3.0, progress=False)
+    b = evaluate(tiny_preset_plain, quick=True, seconds=3.0, progress=False)
+    a["eval"].pop("wall_time_s"), b["eval"].pop("wall_time_s")
+    assert a == b
+    assert "tempo" not in a and "density" not in a and a["eval"]["clips"] == 2
+    assert set(a["skipped"]) == {"autoencoder", "realism"} and "--dataset" in a["skipped"]["realism"]
+    assert set(a["bars"]) == {"seams/max_ratio"}
+    assert all(_finite_or_none(v) for v in a["seams"].values())
+
+
+def test_rewriting_results_replaces_stale_sections(preset_copy):
+    write_results(preset_copy, {"eval": {"seeds": 1}, "autoencoder": {"onset_f_measure": 0.5}}, card=False)
+    write_results(preset_copy, {"eval": {"seeds": 2}, "seams": {"max_ratio": 1.0}}, card=False)
+    metrics = load_preset(preset_copy).metrics
+    assert metrics["autoencoder"] is None and metrics["seams"] == {"max_ratio": 1.0}
+    assert metrics["onnx_parity_max_abs"]  # export's figures stay
+
+
+def test_onnx_encoder_round_trip_shapes(tiny_preset):
+    engine = Engine.load(tiny_preset)
+    audio = np.random.default_rng(0).normal(0, 0.1, (2, 40000)).astype(np.float32)
+    lat = OnnxEncoder(engine).encode(audio)
+    dim = engine.config.autoencoder.latent_dim
+    assert lat.shape == (16, 2 * dim)  # ceil(40000 / 4096) = 10 steps, rounded up to whole 8-step blocks
+    assert np.all(np.isfinite(lat))
+    assert engine.decode(lat).shape == (2, 16 * engine.config.samples_per_latent)
+
+
+def _cli(argv):
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_no_write_leaves_the_preset_alone_and_bad_input_is_named(preset_copy, tmp_path, capsys):
+    before = (preset_copy / "preset.json").read_bytes()
+    card = (preset_copy / "MODEL_CARD.md").read_bytes()
+    assert _cli(["eval", str(preset_copy), "--quick", "--seconds", "2", "--no-write"]) == 0
+    out = capsys.readouterr().out
+    assert "seams/max_ratio" in out and "autoencoder: skipped" in out
+    assert (preset_copy / "preset.json").read_bytes() == before
+    assert (preset_copy / "MODEL_CARD.md").read_bytes() == card
+    with pytest.raises(TrainingError, match=str(tmp_path / "nothing")):
+        _cli(["eval", str(preset_copy), "--dataset", str(tmp_path / "nothing"), "--no-write"])
+    with pytest.raises(TrainingError, match="seeds must be at least 1"):
+        _cli(["eval", str(preset_copy), "--seeds", "0", "--no-write"])

@@ -76,6 +76,7 @@ class DaemonCore:
         self.relocate_beats, self.relocate_every_s = relocate_beats, relocate_every_s
         self.playing = False  # what the live stream was last told
         self.bpm = float(bpm)
+        self.tempo_known: set[str] = set()  # sources that have told us their tempo
         self.bad_input: Counter[str] = Counter()
         self.ignored: Counter[str] = Counter()
         self.relocations = 0
@@ -162,6 +163,7 @@ class DaemonCore:
             _follow(tr, event)
         elif isinstance(event, TempoEvent):
             tr.set_tempo(event.bpm, t)
+            self.tempo_known.add(family)
         elif tr.playing or family == "link":
             tr.locate(event.beat, t)
         if family != "internal":
@@ -209,7 +211,7 @@ class DaemonCore:
                 tr.stop(now)
                 tr.locate(self.heard_beat(now), now)
             return
-        if tr.bpm != self.bpm:
+        if source in self.tempo_known and tr.bpm != self.bpm:
             self.bpm = tr.bpm
             self.live.set_tempo(tr.bpm, now=now)
         if tr.playing:

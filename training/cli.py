@@ -38,10 +38,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run folder (checkpoints, previews, tensorboard, latents)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (unset: torch's choice; use 1 on a busy machine)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (unset: torch's choice; use 1 on a busy machine)")
     p.add_argument("--resume", action="store_true", help="continue the run's checkpoint (exactly, after a kill)")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (unset: 250 for ae, 500 for gan)")
-    p.add_argument("--preview-every", type=int, default=None, help="steps between preview WAV/PNG (0: never; unset: 1000 ae, 2000 gan)")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="steps between checkpoints (unset: 250 for ae, 500 for gan)")
+    p.add_argument("--preview-every", type=int, default=None,
+                   help="steps between preview WAV/PNG (0: never; unset: 1000 ae, 2000 gan)")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--no-tensorboard", action="store_true")
     p.add_argument("--weight", action="append", metavar="NAME=VALUE",

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("bridge.commands.render", ""),
     ("training.data.cli", "train"),
     ("training.cli", "train"),
+    ("training.eval_cli", "train"),
     ("bridge.commands.bench", ""),
     ("bridge.commands.presets", ""),
     ("bridge.commands.doctor", ""),
@@ -38,7 +39,9 @@ class DeviceUnavailable(AudioOutputError):
 def _placeholder(subparsers: argparse._SubParsersAction, module: str, extra: str, error: Exception) -> None:
     name = module.rsplit(".", 1)[-1]
     if name == "cli":
-        names = ["train", "export", "eval"] if module == "training.cli" else ["prepare"]
+        names = ["train", "export"] if module == "training.cli" else ["prepare"]
+    elif name == "eval_cli":
+        names = ["eval"]
     else:
         names = [name]
     for n in names:

@@ -54,12 +54,12 @@ Broadcast = Callable[..., None]
 
 class DaemonCore:
     """Applies events to ``live`` (a LiveStream: play/cont/stop/locate/set_tempo/set_control/set_seed/set_preset,
-    telemetry(), play_head_beat(), output_latency_s, sync_source).
+    telemetry(), play_head_beat(), perf.current, output_latency_s, sync_source).
 
     mode/timeout_s: sync arbitration (bridge.sync). bpm/meter: the internal clock's start. specs: the controls
     that exist (bridge.controls.control_specs). presets: names accepted by PresetEvent. relocate_beats: a playing
     source whose position (PositionEvent) differs from what is heard by more than this (exact sources; coarse
-    ones 4x) re-anchors the stream, at most once per ``relocate_every_s``.
+    ones 4x) re-anchors the stream; not within ``relocate_every_s`` of a transport change or another re-anchor.
     Hooks the daemon sets: ``broadcast(address, *args)`` (echo to OSC subscribers), ``learn(control, t)``
     (start MIDI learn), ``set_current(name, value)`` (CC pickup), ``render(request)``, ``specs_for(preset)``.
     """
@@ -187,6 +187,7 @@ class DaemonCore:
 
     def _apply_transport(self, action: str, tr: Transport, t: float, now: float) -> None:
         beat = tr.beat_at(t)
+        self._last_relocate = now  # no phase check until the new run is heard
         if action == "stop":
             if self.playing:
                 self.live.stop(now=now)
@@ -216,6 +217,7 @@ class DaemonCore:
             self.live.set_tempo(tr.bpm, now=now)
         if tr.playing:
             beat = tr.beat_at(now)
+            self._last_relocate = now
             (self.live.locate if self.playing else self.live.play)(beat, at_time=now, now=now)
             self.playing = True
         elif self.playing:
@@ -230,13 +232,13 @@ class DaemonCore:
         return beat
 
     def _check_phase(self, event: PositionEvent, now: float) -> None:
-        if not self.playing:
+        if not self.playing or self.live.perf.current is None or now - self._last_relocate < self.relocate_every_s:
             return
         heard = self.heard_beat(now) - (now - event.time) * self.bpm / 60.0
         err = heard - event.beat
         self.sync_error_beats = err
         limit = self.relocate_beats * (1 if event.exact else 4)
-        if abs(err) > limit and now - self._last_relocate >= self.relocate_every_s:
+        if abs(err) > limit:
             self._last_relocate = now
             self.relocations += 1
             logger.warning("%s is at beat %.2f but beat %.2f is heard (%.0f ms off); re-anchoring",

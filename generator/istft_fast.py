@@ -19,34 +19,37 @@ from generator import spectral
 from generator.model_config import AudioConfig
 
 
-def polar_spectrum(norm: np.ndarray, phase: np.ndarray, cfg: AudioConfig, out: np.ndarray | None = None) -> np.ndarray:
-    """(..., bins) S and P -> complex64 magnitude(S) * exp(i pi P), computed in place in `out`."""
-    if out is None:
-        out = np.empty(norm.shape, dtype=np.complex64)
-    planes = out.view(np.float32).reshape(*norm.shape, 2)
-    re, im = planes[..., 0], planes[..., 1]
-    scale = np.float32(np.log(10.0) * cfg.db_sigma / 10.0)
-    offset = np.float32(np.log(10.0) * cfg.db_mu / 10.0)
-    mag = np.multiply(norm, scale, out=re, dtype=np.float32)
-    mag += offset
+BLOCK = 128  # frames per pass: every temporary of a block stays in the L2 cache
+
+
+class _Scratch:
+    """Reusable float32/complex64 buffers for one block of frames."""
+
+    def __init__(self, block: int, bins: int):
+        self.mag = np.empty((block, bins), np.float32)
+        self.ang = np.empty((block, bins), np.float32)
+        self.cos = np.empty((block, bins), np.float32)
+        self.spec = np.empty((block, bins), np.complex64)
+
+
+def _block_frames(norm: np.ndarray, phase: np.ndarray, cfg: AudioConfig, s: _Scratch, window: np.ndarray,
+                  workers: int) -> np.ndarray:
+    """(nb, bins) S and P -> windowed frames (nb, n_fft) float32, using the scratch buffers."""
+    nb = norm.shape[0]
+    mag, ang, cos, spec = s.mag[:nb], s.ang[:nb], s.cos[:nb], s.spec[:nb]
+    np.multiply(norm, np.float32(np.log(10.0) * cfg.db_sigma / 10.0), out=mag)
+    mag += np.float32(np.log(10.0) * cfg.db_mu / 10.0)
     np.exp(mag, out=mag)
     mag += np.float32(spectral.MAG_EPS)
-    np.sqrt(mag, out=mag)  # re now holds the magnitude
-    ang = np.multiply(phase, np.float32(np.pi), out=im, dtype=np.float32)
+    np.sqrt(mag, out=mag)
+    np.multiply(phase, np.float32(np.pi), out=ang)
+    np.cos(ang, out=cos)
     np.sin(ang, out=ang)
-    im *= re
-    # cos(x) = sqrt(1 - sin^2) loses the sign; compute it directly from the phase instead
-    cos = np.multiply(phase, np.float32(np.pi), dtype=np.float32)
-    np.cos(cos, out=cos)
-    re *= cos
-    return out
-
-
-def istft_frames(norm: np.ndarray, phase: np.ndarray, cfg: AudioConfig, workers: int = 1) -> np.ndarray:
-    """Windowed time-domain frames (..., n_fft) float32 from (..., bins) decoder outputs."""
-    spec = polar_spectrum(norm, phase, cfg)
-    frames = scipy.fft.irfft(spec, n=cfg.n_fft, axis=-1, overwrite_x=True, workers=workers)
-    frames *= spectral.synthesis_window(cfg)
+    planes = spec.view(np.float32).reshape(nb, -1, 2)
+    np.multiply(mag, cos, out=planes[..., 0])
+    np.multiply(mag, ang, out=planes[..., 1])
+    frames = scipy.fft.irfft(spec, n=cfg.n_fft, axis=-1, workers=workers)
+    frames *= window
     return frames
 
 
@@ -60,6 +63,8 @@ class FastStreamingIstft:
     state: spectral.IstftState = field(init=False)
 
     def __post_init__(self) -> None:
+        self._scratch = _Scratch(BLOCK, self.cfg.bins)
+        self._window = spectral.synthesis_window(self.cfg)
         self.reset()
 
     def reset(self) -> None:
@@ -72,10 +77,16 @@ class FastStreamingIstft:
         if t == 0:
             return np.zeros((c, 0), np.float32)
         overlap = n_fft // hop
-        frames = istft_frames(norm, phase, self.cfg, self.workers).reshape(c, t, overlap, hop)
+        norm = np.asarray(norm, dtype=np.float32)
+        phase = np.asarray(phase, dtype=np.float32)
         out = np.zeros((c, t + overlap - 1, hop), dtype=np.float32)
-        for j in range(overlap):
-            out[:, j : j + t] += frames[:, :, j]
+        for ch in range(c):
+            for t0 in range(0, t, BLOCK):
+                nb = min(BLOCK, t - t0)
+                fr = _block_frames(norm[ch, t0 : t0 + nb], phase[ch, t0 : t0 + nb], self.cfg, self._scratch,
+                                   self._window, self.workers).reshape(nb, overlap, hop)
+                for j in range(overlap):
+                    out[ch, t0 + j : t0 + j + nb] += fr[:, j]
         out = out.reshape(c, -1)
         out[:, : self.state.tail.shape[1]] += self.state.tail
         self.state.tail = out[:, t * hop :].copy()

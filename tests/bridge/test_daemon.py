@@ -138,3 +138,16 @@ def test_forced_source_ignores_others(tiny_preset) -> None:
     rig.handle(TransportEvent("play", "osc/reaper", rig.t, 0.0))
     assert rig.records() == [] and rig.core.arbiter.current == "midi"
     assert "forced" in rig.core.arbiter.reason
+
+
+def test_position_far_from_what_is_heard_re_anchors_once(rig) -> None:
+    rig.handle(TransportEvent("play", "midi", rig.t, 0.0))
+    rig.handle(PositionEvent(0.0, "midi", rig.t, exact=True))  # right after play: nothing to compare yet
+    assert rig.core.relocations == 0
+    rig.t += 5.0  # nobody reads the ring, so the play head is still at the start while the DAW is at beat 10
+    rig.handle(PositionEvent(10.0, "midi", rig.t, exact=True))
+    assert rig.core.relocations == 1 and rig.core.sync_error_beats < -9
+    assert rig.kinds()[-2:] == [("transport", "stop"), ("transport", "play")]
+    rig.t += 0.5
+    rig.handle(PositionEvent(11.0, "midi", rig.t, exact=True))  # within relocate_every_s: left alone
+    assert rig.core.relocations == 1

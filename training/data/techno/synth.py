@@ -84,7 +84,7 @@ def kick(rng: np.random.Generator) -> np.ndarray:
     f = f_end + (f_start - f_end) * np.exp(-t / rng.uniform(0.012, 0.05))
     body = np.sin(2 * np.pi * np.cumsum(f) / SR)
     hold = rng.uniform(0.0, 0.08)
-    env = np.where(t < hold, 1.0, np.exp(-(t - hold) / rng.uniform(0.08, 0.3)))
+    env = np.where(t < hold, 1.0, np.exp(-(t - hold) / rng.uniform(0.06, 0.2)))
     click = _band(rng.standard_normal(n), 1500.0, None) * np.exp(-t / 0.002) * rng.uniform(0.15, 0.6)
     drive = rng.uniform(1.0, 5.0)
     y = np.tanh(drive * (body * env + click)) / np.tanh(drive)

@@ -1,0 +1,329 @@
+"""End to end with real processes: `musika serve` (tiny preset) plays into a JACK dummy server, a JACK client in
+this process records it, a DAW stand-in process sends MIDI clock/Start/Stop through JACK MIDI, and an OSC client
+on 127.0.0.1 drives tempo, density and transport and reads /musika/status.
+
+The tiny preset's random weights make noise, so tempo and phase are judged from telemetry (/musika/status: tempo,
+heard beat vs the sender's beat, underruns); the recording must be non-silent stereo while playing and silent
+after a stop. Readiness comes from the daemon's "musika: serving ..." line and the sender's marks, never sleeps.
+
+Also runnable as the MIDI sender: ``python -m tests.bridge.test_serve_e2e PORT`` (JACK_DEFAULT_SERVER set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.bridge.osc_client import OscClient
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.jack
+READY_S = 90.0  # upper bounds on waiting (the machine may be busy), not speed requirements
+
+
+# ---------------------------------------------------------------------------------------- the DAW stand-in
+def sender_main(port: str) -> int:
+    """Clock at 120 BPM (stopped 1 beat), Start, 10 beats, step to 140 BPM for 12 beats, Stop, 1.5 s of clock,
+    Start, 6 beats, Stop. Prints "<mark> <time.monotonic()> <bpm>" when each part begins."""
+    import mido
+
+    backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK", load=True)
+    deadline = time.monotonic() + 20.0
+    while not (names := [n for n in backend.get_output_names() if port in n]):
+        if time.monotonic() > deadline:
+            print(f"no MIDI port matching {port!r}", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    with backend.open_output(names[0]) as out:
+        when = time.perf_counter() + 0.05
+
+        def clocks(beats: float, bpm: float, mark: str = "") -> None:
+            nonlocal when
+            for i in range(round(beats * 24)):
+                while (left := when - time.perf_counter()) > 0:
+                    time.sleep(left - 0.001 if left > 0.002 else 0)
+                out.send(mido.Message("clock"))
+                if i == 0 and mark:
+                    print(mark, time.monotonic(), bpm, flush=True)
+                when += 60.0 / (24 * bpm)
+
+        clocks(1, 120)
+        out.send(mido.Message("start"))
+        clocks(10, 120, "start")
+        clocks(12, 140, "tempo")
+        out.send(mido.Message("stop"))
+        print("stop", time.monotonic(), 140, flush=True)
+        clocks(1.5 * 140 / 60, 140)
+        out.send(mido.Message("start"))
+        clocks(6, 140, "restart")
+        out.send(mido.Message("stop"))
+        print("end", time.monotonic(), 140, flush=True)
+        time.sleep(0.1)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- test helpers
+class Recorder:
+    """A JACK client with in_L/in_R recording into a preallocated buffer, with (monotonic time, frame) marks."""
+
+    def __init__(self, seconds: float = 40.0, rate: int = 44100):
+        import jack
+
+        self.client = jack.Client("recorder", no_start_server=True)
+        self.ins = [self.client.inports.register(n) for n in ("in_L", "in_R")]
+        self.buf = np.zeros((2, int(seconds * rate)), np.float32)
+        self.n = 0
+        self.marks: list[tuple[float, int]] = []
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames: int) -> None:
+        self.marks.append((time.monotonic(), self.n))
+        k = min(frames, self.buf.shape[1] - self.n)
+        for c, port in enumerate(self.ins):
+            self.buf[c, self.n:self.n + k] = port.get_array()[:k]
+        self.n += k
+
+    def connect(self, outputs: list[str]) -> None:
+        for src, dst in zip(outputs, self.ins, strict=True):
+            self.client.connect(src, dst)
+
+    def window(self, t0: float, t1: float) -> np.ndarray:
+        """Audio recorded between monotonic times t0 and t1, (2, frames)."""
+        times, frames = np.array(self.marks).T
+        a, b = np.interp([t0, t1], times, frames).astype(int)
+        return self.buf[:, a:b]
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+class Daemon:
+    """`musika serve` as a subprocess; stderr goes to a file (read it when a test fails)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, log: Path):
+        self.proc, self.log = proc, log
+        self.ready = ""
+        self.osc_port = 0
+        self.outputs: list[str] = []
+
+    @classmethod
+    async def start(cls, args: list[str], env: dict, tmp: Path) -> Daemon:
+        log = tmp / "serve.log"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge.cli", "serve", *args, cwd=tmp, env={**env, "PYTHONPATH": str(ROOT)},
+            stdout=asyncio.subprocess.PIPE, stderr=log.open("w"))
+        daemon = cls(proc, log)
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), READY_S)
+        except TimeoutError:
+            proc.kill()
+            raise
+        daemon.ready = line.decode().strip()
+        assert daemon.ready.startswith("musika: serving"), f"no ready line: {daemon.ready!r}\n{log.read_text()}"
+        daemon.osc_port = int(re.search(r"OSC on 127\.0\.0\.1:(\d+)", daemon.ready).group(1))
+        ports = re.search(r"output jack \(([^)]*)\)", daemon.ready).group(1)
+        daemon.outputs = ports.split("/")
+        return daemon
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), 20.0)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+
+async def status(client: OscClient) -> dict:
+    client.send("/musika/status")
+    args = await client.expect("/musika/status")
+    return dict(zip(args[::2], args[1::2], strict=True))
+
+
+async def until(deadline: float) -> None:
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+
+
+def rms(x: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=1))
+
+
+def assert_stereo_sound(audio: np.ndarray) -> None:
+    assert audio.shape[0] == 2 and audio.shape[1] > 4410
+    assert np.all(np.isfinite(audio))
+    assert np.all(rms(audio) > 1e-4), f"silent channel: rms {rms(audio)}"
+
+
+def phase_error_beats(st: dict, start_time: float, bpm: float) -> float:
+    """Heard beat minus the sender's beat at the status time (the sender's beat 0 is its first clock)."""
+    return st["heard_beat"] - (st["time"] - start_time) * bpm / 60.0
+
+
+# ---------------------------------------------------------------------------------------- tests
+def test_follows_midi_clock_tempo_step_and_stop_start(jack_server, tiny_preset, tmp_path) -> None:
+    (tmp_path / "musika.toml").write_text(
+        '[midi]\nbackend = "jack"\n[[midi.cc]]\ncontrol = "density"\ncc = 74\n'
+        '[sync]\ntimeout_s = 1.0\n[output]\nkind = "jack"\n')
+    asyncio.run(_midi_scenario(jack_server, tiny_preset, tmp_path))
+
+
+async def _midi_scenario(jack_server, preset, tmp: Path) -> None:
+    daemon = await Daemon.start(["--config", "musika.toml", "--preset", str(preset), "--osc-port", "0",
+                                 "--control-log", "perf.jsonl"], jack_server.env, tmp)
+    recorder = Recorder()
+    client = await OscClient.connect(daemon.osc_port)
+    sender = None
+    try:
+        assert "MIDI in 'Musika' (jack)" in daemon.ready and "sync auto" in daemon.ready
+        recorder.connect(daemon.outputs)
+        st = await status(client)
+        assert st["state"] == "stopped" and st["sync_source"] == "internal"
+        sender = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.bridge.test_serve_e2e", "Musika", cwd=ROOT, env=jack_server.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        marks: dict[str, float] = {}
+
+        async def mark(name: str) -> float:
+            while name not in marks:
+                line = await asyncio.wait_for(sender.stdout.readline(), 30.0)
+                assert line, (await sender.stderr.read()).decode()
+                key, t, _bpm = line.decode().split()
+                marks[key] = float(t)
+            return marks[name]
+
+        t_start = await mark("start")
+        await until(t_start + 4.0)  # 8 beats in at 120 BPM
+        st = await status(client)
+        assert (st["state"], st["sync_source"]) == ("playing", "midi")
+        assert st["bpm"] == pytest.approx(120.0, abs=1.0) and st["host_bpm"] == pytest.approx(120.0, abs=1.0)
+        assert phase_error_beats(st, t_start, 120.0) == pytest.approx(0.0, abs=0.15), st
+        t_tempo = await mark("tempo")
+        await until(t_tempo + 4.5)  # the estimator settles, re-conditions at a bar line, then the look-ahead
+        st = await status(client)
+        assert st["bpm"] == pytest.approx(140.0, abs=1.0) and st["host_bpm"] == pytest.approx(140.0, abs=1.0), st
+        t_stop = await mark("stop")
+        await until(t_stop + 0.8)
+        st = await status(client)
+        assert (st["state"], st["sync_source"]) == ("stopped", "midi")
+        t_restart = await mark("restart")
+        await until(t_restart + 2.0)
+        st = await status(client)
+        assert st["state"] == "playing" and st["bpm"] == pytest.approx(140.0, abs=1.0)
+        assert phase_error_beats(st, t_restart, 140.0) == pytest.approx(0.0, abs=0.15), st
+        t_end = await mark("end")
+        assert await asyncio.wait_for(sender.wait(), 10.0) == 0
+        await until(t_end + 2.0)  # the clock went silent for longer than timeout_s: fallback to internal
+        st = await status(client)
+        assert st["sync_source"] == "internal" and "midi silent" in st["sync_reason"]
+        assert st["underruns"] == 0 and st["bad_input"] == 0
+    finally:
+        client.close()
+        if sender is not None and sender.returncode is None:
+            sender.kill()
+        code = await daemon.stop(signal.SIGINT)
+        recorder.close()
+        daemon.kill()
+    assert code == 0, daemon.log.read_text()[-3000:]
+    assert_stereo_sound(recorder.window(t_start + 1.0, t_stop))
+    assert np.abs(recorder.window(t_stop + 0.4, t_restart)).max() == 0.0  # silent after Stop
+    assert_stereo_sound(recorder.window(t_restart + 1.0, t_end))
+    log = (tmp / "perf.jsonl").read_text().splitlines()
+    names = [r.split('"name":"')[1].split('"')[0] for r in log[1:] if '"transport"' in r]
+    assert names == ["play", "stop", "play", "stop"], log
+
+
+def test_osc_drives_tempo_density_transport_and_survives_garbage(jack_server, tiny_preset, tmp_path) -> None:
+    asyncio.run(_osc_scenario(jack_server, tiny_preset, tmp_path))
+
+
+async def _osc_scenario(jack_server, preset, tmp: Path) -> None:
+    daemon = await Daemon.start(["--preset", str(preset), "--osc-port", "0", "--sync", "internal", "--bpm", "120",
+                                 "--no-midi", "--output", "jack", "--control-log", "perf.jsonl"],
+                                jack_server.env, tmp)
+    recorder = Recorder()
+    client = await OscClient.connect(daemon.osc_port)
+    try:
+        assert "sync internal" in daemon.ready and "MIDI" not in daemon.ready
+        recorder.connect(daemon.outputs)
+        t0 = time.monotonic()
+        await until(t0 + 1.5)
+        st = await status(client)
+        assert (st["state"], st["sync_source"], st["bpm"]) == ("playing", "internal", 120.0)
+        assert abs(st["sync_error_ms"]) < 60.0
+        client.send("/musika/tempo", 132.0)
+        assert await client.expect("/musika/tempo") == [pytest.approx(132.0)]
+        client.send("/musika/param/density", 0.9)
+        assert await client.expect("/musika/param/density") == [pytest.approx(0.9)]
+        client.send_raw(b"this is not OSC")
+        client.send("/musika/tempo", "fast")
+        assert (await client.expect("/musika/error"))[0] == "/musika/tempo"
+        t1 = time.monotonic()
+        await until(t1 + 3.0)  # the tempo lands at the next beat rendered, within the look-ahead
+        st = await status(client)
+        assert st["state"] == "playing" and st["bpm"] == pytest.approx(132.0) and st["host_bpm"] == 132.0
+        assert st["param_density"] == pytest.approx(0.5 + 0.9 * (12.0 - 0.5))
+        assert st["osc_bad"] == 2 and st["bad_input"] == 2
+        client.send("/musika/transport/stop")
+        await client.expect("/musika/ack")
+        t_stop = time.monotonic()
+        await until(t_stop + 1.0)
+        assert (await status(client))["state"] == "stopped"
+        client.send("/musika/transport/play")
+        await client.expect("/musika/ack")
+        t_play = time.monotonic()
+        await until(t_play + 2.5)
+        st = await status(client)
+        assert st["state"] == "playing" and st["bpm"] == pytest.approx(132.0)
+        assert abs(st["sync_error_ms"]) < 60.0
+        assert st["underruns"] == 0
+    finally:
+        client.close()
+        code = await daemon.stop(signal.SIGTERM)
+        recorder.close()
+        daemon.kill()
+    assert code == 0, daemon.log.read_text()[-3000:]
+    assert_stereo_sound(recorder.window(t0 + 0.8, t_stop))
+    assert np.abs(recorder.window(t_stop + 0.5, t_play)).max() == 0.0
+    assert_stereo_sound(recorder.window(t_play + 1.0, t_play + 2.5))
+    log = (tmp / "perf.jsonl").read_text()
+    assert '"name":"density"' in log and '"type":"tempo"' in log and log.count('"name":"stop"') == 2
+
+
+def test_unavailable_device_or_port_exits_3(jack_server, tiny_preset, tmp_path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        env = {**jack_server.env, "PYTHONPATH": str(ROOT)}
+        common = [sys.executable, "-m", "bridge.cli", "serve", "--preset", str(tiny_preset), "--no-midi",
+                  "--control-log", ""]
+        busy = subprocess.run([*common, "--output", "jack", "--osc-port", str(port)], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert busy.returncode == 3, busy.stderr
+        assert f"127.0.0.1:{port}" in busy.stderr and "0 picks a free one" in busy.stderr
+    env["JACK_DEFAULT_SERVER"] = "no-such-server"
+    nojack = subprocess.run([*common, "--output", "jack", "--osc-port", "0"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert nojack.returncode == 3, nojack.stderr
+    assert "JACK" in nojack.stderr and "--output" in nojack.stderr
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("JACK_NO_START_SERVER", "1")
+    sys.exit(sender_main(sys.argv[1]))

@@ -18,21 +18,25 @@ import onnxruntime as ort
 
 from generator import spectral
 from generator.errors import ConditioningError, PresetError
-from generator.preset import Preset, load_preset
+from generator.istft_fast import FastStreamingIstft
+from generator.preset import Preset, load_preset, sha256_file
 
 logger = logging.getLogger(__name__)
 
 _NET_IDS = {"generator": 1, "decoder2": 2, "decoder1": 3}
 MAX_BATCH = 64
+PRECISIONS = ("auto", "fp32", "int8")
 
 
-def _session(path: Path, threads: int | None) -> ort.InferenceSession:
+def _session(path: Path, threads: int | None, spin: bool = True) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.intra_op_num_threads = threads or 0
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
@@ -43,7 +47,7 @@ def _session(path: Path, threads: int | None) -> ort.InferenceSession:
 class DecodeState:
     """What carries over between streaming decode calls: the iSTFT tail and the next decoder window index."""
 
-    istft: spectral.StreamingIstft
+    istft: spectral.StreamingIstft | FastStreamingIstft
     next_window: int = 0
 
 
@@ -52,15 +56,40 @@ class Engine:
 
     Shapes: coordinates (halves, half_len, coord_dim); latents (steps, 2 * latent_dim) with dims
     [0, latent_dim) the left channel; audio float32 (2, samples) at 44.1 kHz, samples_per_latent per latent step.
+
+    precision: "auto" runs the preset's int8 decoders when it ships them and their quality guard passed at
+    export (metrics["optimisation"]["int8"]), else fp32; "fp32" never uses them; "int8" requires them.
+    max_batch: decoder windows per ONNX Runtime call. istft: "fast" (generator.istft_fast, the default) or
+    "reference" (generator.spectral.StreamingIstft); both give the same samples to float32 rounding.
+    spin: let ONNX Runtime's worker threads spin while waiting (faster on an idle machine, wasteful on a busy one).
     """
 
-    def __init__(self, preset: Preset, threads: int | None = None):
+    def __init__(
+        self,
+        preset: Preset,
+        threads: int | None = None,
+        precision: str = "auto",
+        max_batch: int = MAX_BATCH,
+        istft: str = "fast",
+        spin: bool = True,
+    ):
+        if precision not in PRECISIONS:
+            raise PresetError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if istft not in ("fast", "reference"):
+            raise PresetError(f"istft must be 'fast' or 'reference', got {istft!r}")
+        if max_batch < 1:
+            raise PresetError(f"max_batch must be a positive number of decoder windows, got {max_batch}")
         self.preset = preset
         self.config = preset.config
         self.threads = threads
-        self.sessions = {
-            name: _session(preset.model_path(name), threads) for name in ("generator", "decoder2", "decoder1")
-        }
+        self.max_batch = int(max_batch)
+        self.istft = istft
+        paths = {name: preset.model_path(name) for name in ("generator", "decoder2", "decoder1")}
+        self.precision = self._resolve_precision(precision)
+        if self.precision == "int8":
+            paths.update(self._int8_paths())
+        self.model_files = paths
+        self.sessions = {name: _session(path, threads, spin) for name, path in paths.items()}
         self._noise_len = {}
         for name, sess in self.sessions.items():
             shapes = {i.name: i.shape for i in sess.get_inputs()}
@@ -68,8 +97,50 @@ class Engine:
         self._gen_inputs = {i.name for i in self.sessions["generator"].get_inputs()}
 
     @classmethod
-    def load(cls, path: str | Path, threads: int | None = None, search: tuple[str | Path, ...] = ()) -> Engine:
-        return cls(load_preset(path, search=search), threads=threads)
+    def load(
+        cls, path: str | Path, threads: int | None = None, search: tuple[str | Path, ...] = (), **options
+    ) -> Engine:
+        """Load a preset by name or path; `options` are precision, max_batch, istft, spin (see the class)."""
+        return cls(load_preset(path, search=search), threads=threads, **options)
+
+    # -- precision ------------------------------------------------------------------------------------------
+    def _int8_note(self) -> dict:
+        note = (self.preset.metrics.get("optimisation") or {}).get("int8") or {}
+        return note if isinstance(note, dict) else {}
+
+    def _resolve_precision(self, precision: str) -> str:
+        note = self._int8_note()
+        if precision == "fp32":
+            return "fp32"
+        if precision == "int8":
+            if not note.get("files"):
+                raise PresetError(
+                    f"preset {self.preset.name!r} ships no int8 decoders; use precision 'fp32' or 'auto', or "
+                    "re-export it with int8 (training.export.export_preset(..., int8='static'))"
+                )
+            if not (note.get("quality") or {}).get("passed"):
+                logger.warning("preset %s: int8 decoders failed their quality guard at export (%s); using them "
+                               "because precision 'int8' was asked for", self.preset.name, note.get("quality"))
+            return "int8"
+        return "int8" if note.get("files") and (note.get("quality") or {}).get("passed") else "fp32"
+
+    def _int8_paths(self) -> dict[str, Path]:
+        """The int8 decoder files, each checked against the sha256 recorded at export."""
+        out = {}
+        for name, entry in self._int8_note()["files"].items():
+            if name not in ("decoder1", "decoder2"):
+                continue
+            path = (self.preset.path / entry["file"]).resolve()
+            if not path.is_file():
+                raise PresetError(f"preset {self.preset.name!r}: int8 {name} file {path} is missing")
+            actual = sha256_file(path)
+            if actual != entry["sha256"]:
+                raise PresetError(
+                    f"preset {self.preset.name!r}: {path} fails its integrity check (sha256 {actual}, preset.json "
+                    f"expects {entry['sha256']}); restore it, re-export the preset, or use precision 'fp32'"
+                )
+            out[name] = path
+        return out
 
     # -- conditioning ---------------------------------------------------------------------------------------
     def conditioning_inputs(
@@ -137,8 +208,8 @@ class Engine:
         feeds.update(self.conditioning_inputs(conditioning, halves))
         feeds = {k: v for k, v in feeds.items() if k in self._gen_inputs}
         out = []
-        for i in range(0, halves, MAX_BATCH):
-            part = {k: v[i : i + MAX_BATCH] for k, v in feeds.items()}
+        for i in range(0, halves, self.max_batch):
+            part = {k: v[i : i + self.max_batch] for k, v in feeds.items()}
             out.append(self.sessions["generator"].run(["latents"], part)[0])
         return np.concatenate(out).reshape(halves * g.half_len, 2 * self.config.autoencoder.latent_dim)
 
@@ -172,8 +243,8 @@ class Engine:
         feeds = {k: v for k, v in feeds.items() if v is not None}
         n = next(iter(feeds.values())).shape[0]
         parts = [
-            self.sessions[name].run(outputs, {k: v[i : i + MAX_BATCH] for k, v in feeds.items()})
-            for i in range(0, n, MAX_BATCH)
+            self.sessions[name].run(outputs, {k: v[i : i + self.max_batch] for k, v in feeds.items()})
+            for i in range(0, n, self.max_batch)
         ]
         return [np.concatenate([p[j] for p in parts]) for j in range(len(outputs))]
 
@@ -191,7 +262,9 @@ class Engine:
         return np.clip(audio, -1.0, 1.0, out=audio)
 
     def new_decode_state(self) -> DecodeState:
-        return DecodeState(istft=spectral.StreamingIstft(channels=2, cfg=self.config.audio))
+        if self.istft == "reference":
+            return DecodeState(istft=spectral.StreamingIstft(channels=2, cfg=self.config.audio))
+        return DecodeState(istft=FastStreamingIstft(channels=2, cfg=self.config.audio))
 
     def generate(
         self,

@@ -28,10 +28,12 @@ from generator.errors import MusikaError
 from generator.model_config import ModelConfig
 from generator.onnx_io import INPUTS, NETWORKS, OPSET, OUTPUTS, REQUIRED_NETWORKS
 from generator.preset import Condition, ModelFile, Preset, load_preset, sha256_file, write_preset_json
+from training.export_opt import INT8_METHODS, fast_network, write_int8_variants
 
 logger = logging.getLogger(__name__)
 
 PARITY_TOL = 1e-4
+OPTIMISE = ("exact", "none")
 
 
 class ExportError(MusikaError):
@@ -247,8 +249,16 @@ def export_preset(
     training: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     license: str = "unknown",
+    optimise: str = "exact",
+    int8: str | None = None,
 ) -> Path:
     """Export every ONNX network in `networks` into the preset directory ``out_dir/name`` and return it.
+
+    optimise "exact" (default) exports the decoders as the time-major MatMul rewrite of
+    training/export_opt.py (same inputs/outputs, parity-checked against the original network); "none"
+    exports the faithful Conv/ConvTranspose graphs. int8 "static" or "dynamic" (needs optimise "exact")
+    also writes ``decoder{1,2}.int8.onnx`` and records them with sha256 and the quality-guard figures in
+    metrics["optimisation"]; the engine uses them when the guard passed (Engine precision "auto").
 
     Networks named in generator.onnx_io.NETWORKS are exported (others, e.g. the critic, are ignored);
     generator, decoder2 and decoder1 are required. Each file gets a parity check; the per-network figures
@@ -259,6 +269,10 @@ def export_preset(
     if missing:
         raise ExportError(f"export_preset: missing required networks {missing}; got {sorted(networks)}")
     conds = _conditions(conditioning, cfg)
+    if optimise not in OPTIMISE:
+        raise ExportError(f"optimise must be one of {', '.join(OPTIMISE)}, got {optimise!r}")
+    if int8 is not None and (int8 not in INT8_METHODS or optimise != "exact"):
+        raise ExportError(f"int8 must be None or one of {', '.join(INT8_METHODS)} with optimise='exact'; got {int8!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / name
@@ -273,12 +287,18 @@ def export_preset(
             if net_name not in networks:
                 continue
             path = tmp / f"{net_name}.onnx"
-            export_onnx(net_name, networks[net_name], cfg, path)
+            fast = fast_network(net_name, copy.deepcopy(networks[net_name])) if optimise == "exact" else None
+            export_onnx(net_name, fast if fast is not None else networks[net_name], cfg, path)
             parity[net_name] = parity_check(net_name, networks[net_name], path, cfg)
             params[net_name] = sum(p.numel() for p in networks[net_name].parameters())
             files[net_name] = ModelFile(file=path.name, sha256=sha256_file(path))
         all_metrics = dict(metrics or {})
         all_metrics["onnx_parity_max_abs"] = parity
+        note: dict[str, Any] = {"decoder_graphs": "time-major MatMul rewrite (exact)" if optimise == "exact"
+                                else "faithful Conv/ConvTranspose"}
+        if int8 is not None:
+            note["int8"] = write_int8_variants(tmp, networks, cfg, conds, int8)
+        all_metrics["optimisation"] = note
         preset = Preset(
             name=name,
             description=description,

@@ -1,7 +1,10 @@
-"""Stage timing of the inference chain: generator, decoder2, decoder1, iSTFT, and the whole chain.
+"""Stage timing of the inference chain: generator, decoder2, decoder1, iSTFT, the whole chain and the live chain.
 
-Each measurement runs in its own process (`python -m generator.bench PRESET --threads N`) so that thread pools
-and peak resident memory belong to that configuration alone.
+Each measurement runs in its own process (`python -m generator.bench PRESET --threads N ...`) so that thread
+pools, loaded sessions and peak resident memory belong to that configuration alone. A measurement reports the
+best of `repeats` runs per stage, the preset load time, the time to the first audio of a fresh process (load +
+first generator half + first 2 s decoded), the whole live chain with tempo lock (generator.stream.render_offline)
+and the peak resident memory (ru_maxrss) of the process.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import numpy as np
 from generator import spectral
 from generator.coords import CoordinateStream
 from generator.engine import Engine
+from generator.istft_fast import FastStreamingIstft
+
+FIRST_AUDIO_SECONDS = 2.0
 
 
 def naive_istft(norm: np.ndarray, phase: np.ndarray, cfg) -> np.ndarray:
@@ -42,11 +48,64 @@ def _best(fn, repeats: int) -> tuple[float, Any]:
     return best, result
 
 
-def measure(preset: str | Path, threads: int, seconds: float = 23.78, repeats: int = 3, naive: bool = False) -> dict:
-    """Time each stage for `seconds` of stereo audio; returns seconds per stage and real-time factors."""
-    t_load0 = time.perf_counter()
-    engine = Engine.load(preset, threads=threads)
-    load_s = time.perf_counter() - t_load0
+def _istft_fn(kind: str, mag: np.ndarray, ph: np.ndarray, cfg):
+    if kind == "naive":
+        return lambda: [naive_istft(mag[c], ph[c], cfg) for c in range(mag.shape[0])]
+    if kind == "reference":
+        return lambda: spectral.StreamingIstft(mag.shape[0], cfg).process(mag, ph)
+    return lambda: FastStreamingIstft(mag.shape[0], cfg).process(mag, ph)
+
+
+ISTFT_LABEL = {"naive": "naive complex128", "reference": "float32 rfft", "fast": "float32 rfft, blocked"}
+
+
+def _first_audio(preset: str | Path, threads: int, options: dict) -> tuple[float, float]:
+    """(load seconds, seconds from nothing loaded to the first FIRST_AUDIO_SECONDS of audio)."""
+    t0 = time.perf_counter()
+    engine = Engine.load(preset, threads=threads, **options)
+    load_s = time.perf_counter() - t0
+    cfg = engine.config
+    coords = CoordinateStream(cfg.gan, seed=0).halves(0, 1)
+    lat = engine.latents(coords, {c.name: c.default for c in engine.preset.conditioning})
+    steps = -(-int(FIRST_AUDIO_SECONDS * cfg.latent_rate_hz) // cfg.autoencoder.dec2_window)
+    engine.decode(lat[: steps * cfg.autoencoder.dec2_window], state=engine.new_decode_state())
+    return load_s, time.perf_counter() - t0
+
+
+def _live_chain(engine: Engine, seconds: float) -> float | None:
+    """Wall time of the whole live chain (planner, generator, decoders, beat tracking, tempo lock,
+    crossfades) for `seconds` of audio at the preset's default tempo (128 BPM without tempo conditioning)."""
+    from generator.control_log import SessionHeader
+    from generator.stream import LockSettings, render_offline
+
+    has_tempo = engine.preset.has_condition("tempo")
+    bpm = engine.preset.condition("tempo").default if has_tempo else 128.0
+    bars = max(1, round(seconds * bpm / 60 / 4))
+    header = SessionHeader(preset=engine.preset.name, seed=0, bpm=bpm)
+    t0 = time.perf_counter()
+    render_offline(engine, header, bars=bars, settings=LockSettings(lock=has_tempo))
+    return time.perf_counter() - t0
+
+
+def measure(
+    preset: str | Path,
+    threads: int,
+    seconds: float = 23.78,
+    repeats: int = 3,
+    naive: bool = False,
+    precision: str = "auto",
+    istft: str | None = None,
+    live: bool = False,
+    label: str = "",
+) -> dict:
+    """Time each stage for `seconds` of stereo audio; returns seconds per stage and real-time factors.
+
+    naive: the faithful rebuild (naive complex128 iSTFT, chain = sum of the stages). istft: "naive",
+    "reference" or "fast" (default: naive when `naive`, else fast)."""
+    istft = istft or ("naive" if naive else "fast")
+    options = {"precision": precision, "istft": "reference" if istft == "reference" else "fast"}
+    load_s, first_s = _first_audio(preset, threads, options)
+    engine = Engine.load(preset, threads=threads, **options)
     cfg = engine.config
     steps = int(np.ceil(seconds * cfg.latent_rate_hz / cfg.gan.half_len)) * cfg.gan.half_len
     halves = steps // cfg.gan.half_len
@@ -71,29 +130,44 @@ def measure(preset: str | Path, threads: int, seconds: float = 23.78, repeats: i
     )
     mag = mag.reshape(2, -1, mag.shape[-1])
     ph = ph.reshape(2, -1, ph.shape[-1])
-    if naive:
-        t_istft, _ = _best(lambda: [naive_istft(mag[c], ph[c], cfg.audio) for c in range(2)], repeats)
-    else:
-        t_istft, _ = _best(lambda: spectral.StreamingIstft(2, cfg.audio).process(mag, ph), repeats)
-    t_chain, _ = _best(lambda: engine.decode(engine.latents(coords, cond)), repeats)
+    t_istft, _ = _best(_istft_fn(istft, mag, ph, cfg.audio), repeats)
     stages = {"generator": t_gen, "decoder2": t_d2, "decoder1": t_d1, "istft": t_istft}
-    total = t_chain if not naive else sum(stages.values())
+    if istft == "naive":
+        total = sum(stages.values())
+    else:
+        total, _ = _best(lambda: engine.decode(engine.latents(coords, cond)), repeats)
+    t_live = _live_chain(engine, seconds) if live else None
     return {
         "preset": engine.preset.name,
+        "label": label or engine.preset.name,
         "threads": threads,
+        "precision": engine.precision,
         "audio_seconds": round(audio_s, 3),
         "load_seconds": round(load_s, 3),
+        "first_audio_seconds": round(first_s, 3),
         "stage_seconds": {k: round(v, 4) for k, v in stages.items()},
         "chain_seconds": round(total, 4),
         "rtf": round(audio_s / total, 1),
-        "istft": "naive complex128 numpy" if naive else "float32 rfft overlap-add",
+        "live_rtf": round(seconds / t_live, 1) if t_live else None,
+        "istft": ISTFT_LABEL[istft],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
 
-def measure_in_subprocess(preset: str | Path, threads: int, seconds: float, repeats: int, naive: bool = False) -> dict:
+def measure_in_subprocess(
+    preset: str | Path,
+    threads: int,
+    seconds: float,
+    repeats: int,
+    naive: bool = False,
+    precision: str = "auto",
+    istft: str | None = None,
+    live: bool = False,
+    label: str = "",
+) -> dict:
     cmd = [sys.executable, "-m", "generator.bench", str(preset), "--threads", str(threads),
-           "--seconds", str(seconds), "--repeats", str(repeats)] + (["--naive"] if naive else [])
+           "--seconds", str(seconds), "--repeats", str(repeats), "--precision", precision, "--label", label]
+    cmd += (["--naive"] if naive else []) + (["--istft", istft] if istft else []) + (["--live"] if live else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"bench worker failed for {preset} ({threads} threads): {out.stderr.strip()[-500:]}")
@@ -101,15 +175,22 @@ def measure_in_subprocess(preset: str | Path, threads: int, seconds: float, repe
 
 
 def format_table(rows: list[dict]) -> str:
-    head = "| preset | threads | iSTFT | gen ms | dec2 ms | dec1 ms | iSTFT ms | chain s | x real time | peak MB |"
-    lines = [head, "|" + "---|" * 10]
+    """Markdown table; `x faithful` is the chain speed-up over the first row of the same thread count whose
+    label contains "faithful" (the full-size reference rebuilt as the original runs it)."""
+    base = {r["threads"]: r["chain_seconds"] for r in reversed(rows) if "faithful" in r.get("label", "")}
+    head = ("| configuration | threads | precision | iSTFT | gen ms | dec2 ms | dec1 ms | iSTFT ms | chain s "
+            "| x real time | x faithful | live x RT | load s | first audio s | peak MB |")
+    lines = [head, "|" + "---|" * 15]
     for r in rows:
         s = r["stage_seconds"]
+        ref = base.get(r["threads"])
+        speedup = f"{ref / r['chain_seconds']:.2f}" if ref else "-"
+        live = r.get("live_rtf") or "-"
         lines.append(
-            f"| {r['preset']} | {r['threads']} | {r['istft']} | {s['generator'] * 1e3:.0f} | "
-            f"{s['decoder2'] * 1e3:.0f} | "
-            f"{s['decoder1'] * 1e3:.0f} | {s['istft'] * 1e3:.0f} | {r['chain_seconds']:.3f} | {r['rtf']} | "
-            f"{r['peak_rss_mb']} |"
+            f"| {r.get('label') or r['preset']} | {r['threads']} | {r.get('precision', 'fp32')} | {r['istft']} "
+            f"| {s['generator'] * 1e3:.0f} | {s['decoder2'] * 1e3:.0f} | {s['decoder1'] * 1e3:.0f} "
+            f"| {s['istft'] * 1e3:.0f} | {r['chain_seconds']:.3f} | {r['rtf']} | {speedup} | {live} "
+            f"| {r.get('load_seconds', 0):.2f} | {r.get('first_audio_seconds', 0):.2f} | {r['peak_rss_mb']} |"
         )
     return "\n".join(lines)
 
@@ -121,8 +202,13 @@ def _worker() -> None:
     p.add_argument("--seconds", type=float, default=23.78)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--naive", action="store_true")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
+    p.add_argument("--istft", choices=["naive", "reference", "fast"])
+    p.add_argument("--live", action="store_true")
+    p.add_argument("--label", default="")
     a = p.parse_args()
-    print(json.dumps(measure(a.preset, a.threads, a.seconds, a.repeats, a.naive)))
+    print(json.dumps(measure(a.preset, a.threads, a.seconds, a.repeats, a.naive, a.precision, a.istft, a.live,
+                             a.label)))
 
 
 if __name__ == "__main__":

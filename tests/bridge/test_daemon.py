@@ -4,6 +4,7 @@ silent, and bad input is counted without stopping anything. The control log is t
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 
@@ -151,3 +152,44 @@ def test_position_far_from_what_is_heard_re_anchors_once(rig) -> None:
     rig.t += 0.5
     rig.handle(PositionEvent(11.0, "midi", rig.t, exact=True))  # within relocate_every_s: left alone
     assert rig.core.relocations == 1
+
+
+SESSION = """
+[session]
+tempo = 128.0
+bars = 2
+[output]
+format = "wav"
+spectrograms = false
+[[stems]]
+name = "one"
+preset = "{preset}"
+"""
+
+
+def test_render_over_osc_replies_progress_done_and_error(rig, tiny_preset, tmp_path) -> None:
+    from bridge.daemon import RenderJobs
+    from tests.bridge.osc_client import running
+
+    (tmp_path / "sessions").mkdir()
+    (tmp_path / "sessions" / "s.toml").write_text(SESSION.format(preset=tiny_preset))
+    (tmp_path / "sessions" / "bad.toml").write_text("[session]\ntempo = 'fast'\n")
+    roots = {"sessions": tmp_path / "sessions", "renders": tmp_path / "renders"}
+
+    async def scenario() -> tuple[list, str, str]:
+        async with running(on_event=rig.core.handle, path_roots=roots) as (server, client, _events):
+            jobs = RenderJobs(server)
+            rig.core.render = jobs.submit
+            client.send("/musika/render", "s.toml", "out")
+            progress = [(await client.expect("/musika/render/progress"))[0]]
+            done = (await client.expect("/musika/render/done"))[0]
+            client.send("/musika/render", "bad.toml")
+            error = (await client.expect("/musika/render/error"))[0]
+            await jobs.stop()
+            return progress, done, error
+
+    progress, done, error = asyncio.run(scenario())
+    assert 0.0 <= progress[0] <= 1.0
+    assert done == str((tmp_path / "renders" / "out").resolve())
+    assert (tmp_path / "renders" / "out" / "one.wav").is_file()
+    assert "bad.toml" in error and "tempo" in error

@@ -1,7 +1,10 @@
 """`musika bench`: real-time factor per stage and for the whole chain, per preset and thread count.
 
 Also measures the full-size reference configuration (random weights, exported once into runs/bench/ with the
-training extra) both with the naive complex128 iSTFT of a faithful rebuild and with our float32 chain.
+training extra) three ways side by side, from the same weights: the faithful rebuild (Conv/ConvTranspose
+graphs, naive complex128 iSTFT), our exact fp32 chain (time-major MatMul decoders, blocked float32 iSTFT)
+and our int8 chain (static QDQ decoders). Presets are measured as the engine runs them by default
+(precision "auto") and, when that picks int8, in fp32 too.
 """
 
 from __future__ import annotations
@@ -13,18 +16,30 @@ from pathlib import Path
 
 from generator.bench import format_table, measure_in_subprocess
 from generator.errors import MusikaError
-from generator.preset import list_preset_dirs, preset_search_path, resolve_preset_dir
+from generator.preset import list_preset_dirs, load_preset, preset_search_path, resolve_preset_dir
 
 logger = logging.getLogger(__name__)
 
 REFERENCE_DIR = Path("runs/bench")
+REFERENCE_VERSION = 2  # bump when the reference build changes; older builds are rebuilt
+NOISE_SCALE = 0.05  # noise-injection scalars of the random reference (0 would make decoder noise a no-op)
 
 
-def reference_preset(root: Path = REFERENCE_DIR) -> Path:
-    """The full-size reference configuration with random weights (built once; needs torch)."""
-    target = root / "reference"
-    if (target / "preset.json").is_file():
-        return target
+def _current(target: Path) -> bool:
+    if not (target / "preset.json").is_file():
+        return False
+    try:
+        return load_preset(target, verify=False).training.get("bench_reference_version") == REFERENCE_VERSION
+    except MusikaError:
+        return False
+
+
+def reference_presets(root: Path = REFERENCE_DIR) -> dict[str, Path]:
+    """{"faithful": ..., "optimised": ...}: the full-size reference with random weights exported as the
+    faithful graphs and as our optimised graphs + int8 variants (built once; needs torch)."""
+    targets = {"faithful": root / "reference", "optimised": root / "reference-opt"}
+    if all(_current(t) for t in targets.values()):
+        return targets
     try:
         import torch
 
@@ -35,27 +50,47 @@ def reference_preset(root: Path = REFERENCE_DIR) -> Path:
         raise MusikaError(f"building the reference configuration needs torch ({exc}); run `make test` once") from exc
     torch.manual_seed(0)
     nets = {k: v for k, v in build_networks(ModelConfig()).items() if k in ("generator", "decoder2", "decoder1")}
-    logger.info("exporting the full-size reference configuration (random weights) to %s", target)
-    return export_preset(nets, ModelConfig(), root, "reference", "full-size reference shapes, random weights")
+    with torch.no_grad():
+        for net in nets.values():
+            for m in net.modules():
+                if m.__class__.__name__ == "NoiseInjection":
+                    m.weight.fill_(NOISE_SCALE)
+    training = {"bench_reference_version": REFERENCE_VERSION, "weights": "random, torch seed 0"}
+    logger.info("exporting the full-size reference configuration (random weights) to %s", root)
+    export_preset(nets, ModelConfig(), root, "reference", "full-size reference shapes, random weights, faithful "
+                  "graphs", training=training, optimise="none")
+    export_preset(nets, ModelConfig(), root, "reference-opt", "full-size reference shapes, random weights, "
+                  "optimised graphs + int8", training=training, optimise="exact", int8="static")
+    return targets
 
 
-def bench(presets: list[str], threads: list[int], seconds: float, repeats: int, reference: bool) -> list[dict]:
+def bench(
+    presets: list[str], threads: list[int], seconds: float, repeats: int, reference: bool, live: bool = True
+) -> list[dict]:
     rows = []
     if reference:
-        ref = reference_preset()
+        ref = reference_presets()
         for n in threads:
-            rows.append(measure_in_subprocess(ref, n, seconds, repeats, naive=True))
-            rows.append(measure_in_subprocess(ref, n, seconds, repeats, naive=False))
+            rows.append(measure_in_subprocess(ref["faithful"], n, seconds, repeats, naive=True,
+                                              label="reference, faithful rebuild"))
+            rows.append(measure_in_subprocess(ref["optimised"], n, seconds, repeats, precision="fp32",
+                                              label="reference, exact fp32"))
+            rows.append(measure_in_subprocess(ref["optimised"], n, seconds, repeats, precision="int8",
+                                              label="reference, int8"))
     for p in presets:
         path = resolve_preset_dir(p)
         for n in threads:
-            rows.append(measure_in_subprocess(path, n, seconds, repeats))
+            row = measure_in_subprocess(path, n, seconds, repeats, live=live)
+            rows.append(row)
+            if row["precision"] == "int8":
+                rows.append(measure_in_subprocess(path, n, seconds, repeats, precision="fp32", live=live,
+                                                  label=f"{row['preset']} (fp32)"))
     return rows
 
 
 def run(args: argparse.Namespace) -> int:
     presets = args.preset or [d.name for root in preset_search_path() for d in list_preset_dirs(root)]
-    rows = bench(presets, args.threads, args.seconds, args.repeats, not args.no_reference)
+    rows = bench(presets, args.threads, args.seconds, args.repeats, not args.no_reference, not args.no_live)
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))
     return 0
 
@@ -63,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench",
-        help="time each inference stage and the whole chain (real-time factors, peak memory)",
+        help="time each inference stage and the whole chain (real-time factors, load time, peak memory)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--preset", action="append", help="preset to measure (default: every installed preset)")
@@ -71,5 +106,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=23.78, help="audio per measurement")
     p.add_argument("--repeats", type=int, default=3, help="best of N runs")
     p.add_argument("--no-reference", action="store_true", help="skip the full-size reference configuration")
+    p.add_argument("--no-live", action="store_true", help="skip the live chain (tempo lock) measurement")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
+
+
+def reference_preset(root: Path = REFERENCE_DIR) -> Path:
+    """The faithful full-size reference preset (kept for callers of the earlier API)."""
+    return reference_presets(root)["faithful"]

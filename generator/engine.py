@@ -24,12 +24,13 @@ from generator.preset import Preset, load_preset, sha256_file
 logger = logging.getLogger(__name__)
 
 _NET_IDS = {"generator": 1, "decoder2": 2, "decoder1": 3}
-MAX_BATCH = 64
+MAX_BATCH = 16  # decoder windows per call: as fast as 64 here and ~120 MB less resident memory (BENCHMARKS.md)
 PRECISIONS = ("auto", "fp32", "int8")
 
 
-def _session(path: Path, threads: int | None, spin: bool = True) -> ort.InferenceSession:
+def _session(path: Path, threads: int | None, spin: bool = True, arena: bool = True) -> ort.InferenceSession:
     opts = ort.SessionOptions()
+    opts.enable_cpu_mem_arena = arena
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.intra_op_num_threads = threads or 0
@@ -61,7 +62,9 @@ class Engine:
     export (metrics["optimisation"]["int8"]), else fp32; "fp32" never uses them; "int8" requires them.
     max_batch: decoder windows per ONNX Runtime call. istft: "fast" (generator.istft_fast, the default) or
     "reference" (generator.spectral.StreamingIstft); both give the same samples to float32 rounding.
-    spin: let ONNX Runtime's worker threads spin while waiting (faster on an idle machine, wasteful on a busy one).
+    spin: let ONNX Runtime's worker threads spin while waiting (off by default: on a machine shared with a DAW
+    spinning threads steal the cores the audio needs, and 2-thread decoding was ~2x slower with it).
+    arena: ONNX Runtime's CPU memory arena (faster repeated calls, higher resident memory).
     """
 
     def __init__(
@@ -71,7 +74,8 @@ class Engine:
         precision: str = "auto",
         max_batch: int = MAX_BATCH,
         istft: str = "fast",
-        spin: bool = True,
+        spin: bool = False,
+        arena: bool = True,
     ):
         if precision not in PRECISIONS:
             raise PresetError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -89,7 +93,7 @@ class Engine:
         if self.precision == "int8":
             paths.update(self._int8_paths())
         self.model_files = paths
-        self.sessions = {name: _session(path, threads, spin) for name, path in paths.items()}
+        self.sessions = {name: _session(path, threads, spin, arena) for name, path in paths.items()}
         self._noise_len = {}
         for name, sess in self.sessions.items():
             shapes = {i.name: i.shape for i in sess.get_inputs()}
@@ -100,7 +104,7 @@ class Engine:
     def load(
         cls, path: str | Path, threads: int | None = None, search: tuple[str | Path, ...] = (), **options
     ) -> Engine:
-        """Load a preset by name or path; `options` are precision, max_batch, istft, spin (see the class)."""
+        """Load a preset by name or path; `options` are precision, max_batch, istft, spin, arena (see the class)."""
         return cls(load_preset(path, search=search), threads=threads, **options)
 
     # -- precision ------------------------------------------------------------------------------------------

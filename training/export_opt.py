@@ -202,9 +202,10 @@ class _Feeds:
 def quantise_int8(
     src: str | Path, dst: str | Path, calibration: list[Mapping[str, np.ndarray]] | None, method: str = "static"
 ) -> None:
-    """Write an int8 version of the fp32 ONNX model `src` to `dst` (MatMul nodes only, weights per channel).
+    """Write an int8 version of the fp32 ONNX model `src` to `dst` (weights int8 per output channel).
 
-    static: QDQ, uint8 activations with MinMax (moving average) scales from the `calibration` feeds; dynamic:
+    static: QDQ on MatMul and Concat, uint8 activations with MinMax (moving average) scales from the
+    `calibration` feeds; dynamic (MatMul only):
     activation scales computed per call (better accuracy, but results then depend on the batch composition).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
@@ -231,7 +232,7 @@ def quantise_int8(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"],
+            op_types_to_quantize=["MatMul", "Concat"],  # uint8 Concat: the im2col copies shrink 4x (21 % faster)
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"CalibMovingAverage": True, "WeightSymmetric": True},
         )

@@ -67,6 +67,7 @@ class AeTrainConfig:
     batch: int = 8
     lr: float = 3e-4
     critic_lr: float = 1e-4
+    clip_grad: float = 1.0  # global gradient-norm ceiling per level (0: off); keeps loud material from diverging
     betas: tuple[float, float] = (0.8, 0.99)
     critic_channels: int = 64
     weights: Mapping[str, float] = field(default_factory=dict)
@@ -210,6 +211,8 @@ class _AeTrainer:
         average_gradients(info, [self.nets["encoder1"], self.nets["decoder1"]])
         terms["ae1/grad_norm"] = L.grad_norm(self.level1)
         self._finite_or_raise(terms, [], "")
+        if self.cfg.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.level1, self.cfg.clip_grad)
         self.opts["level1"].step()
         return terms
 
@@ -233,6 +236,8 @@ class _AeTrainer:
         average_gradients(info, [self.nets["encoder2"], self.nets["decoder2"]])
         terms["ae2/grad_norm"] = L.grad_norm(self.level2)
         self._finite_or_raise(terms, [], "")
+        if self.cfg.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.level2, self.cfg.clip_grad)
         self.opts["level2"].step()
         return terms
 

@@ -21,7 +21,7 @@ from generator.preset import list_preset_dirs, load_preset, preset_search_path, 
 logger = logging.getLogger(__name__)
 
 REFERENCE_DIR = Path("runs/bench")
-REFERENCE_VERSION = 2  # bump when the reference build changes; older builds are rebuilt
+REFERENCE_VERSION = 3  # bump when the reference build changes; older builds are rebuilt
 NOISE_SCALE = 0.05  # noise-injection scalars of the random reference (0 would make decoder noise a no-op)
 
 

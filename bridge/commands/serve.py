@@ -107,15 +107,8 @@ class Server:
 
     async def _start(self) -> None:
         cfg, loop = self.cfg, asyncio.get_running_loop()
-        search = tuple(cfg.presets_dirs)
-        self.engine = first = Engine.load(cfg.preset, threads=cfg.threads, search=search)
-        cache = {first.preset.name: first}
-
-        def loader(name: str) -> Engine:
-            if name not in cache:
-                cache[name] = Engine.load(name, threads=cfg.threads, search=search)
-            return cache[name]
-
+        self.engine = first = Engine.load(cfg.preset, threads=cfg.threads, search=tuple(cfg.presets_dirs))
+        loader = make_loader(first, cfg)
         name, sr = first.preset.name, first.config.audio.sample_rate
         lookahead = warm_up(loader, name, sr)
         from bridge.audio import AudioRing
@@ -269,6 +262,18 @@ class Server:
             self.log.close()
         self.osc = self.link = self.ableton = self.midi = self.live = self.sink = self.log = None
         logger.info("musika serve stopped")
+
+
+def make_loader(first: Engine, cfg: Config) -> Any:
+    """Preset name -> Engine, loading each once (the first one is already loaded; it may come from a path)."""
+    cache = {first.preset.name: first}
+
+    def load(name: str) -> Engine:
+        if name not in cache:
+            cache[name] = Engine.load(name, threads=cfg.threads, search=tuple(cfg.presets_dirs))
+        return cache[name]
+
+    return load
 
 
 def warm_up(loader: Any, preset: str, sample_rate: int, pieces: int = 3) -> float:

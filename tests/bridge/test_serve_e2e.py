@@ -171,6 +171,13 @@ def assert_stereo_sound(audio: np.ndarray) -> None:
     assert np.all(rms(audio) > 1e-4), f"silent channel: rms {rms(audio)}"
 
 
+def diag(st: dict, recorder: Recorder) -> str:
+    times, frames = np.array(recorder.marks).T
+    lost = (times[-1] - times[0]) - (frames[-1] - frames[0]) / 44100
+    keys = ("bpm", "host_beat", "heard_beat", "sync_error_ms", "underruns", "xruns", "relocations", "buffer_ms")
+    return f"{ {k: st.get(k) for k in keys} }, JACK lost {lost * 1000:.0f} ms vs the monotonic clock"
+
+
 def phase_error_beats(st: dict, start_time: float, bpm: float) -> float:
     """Heard beat minus the sender's beat at the status time (the sender's beat 0 is its first clock)."""
     return st["heard_beat"] - (st["time"] - start_time) * bpm / 60.0
@@ -213,7 +220,7 @@ async def _midi_scenario(jack_server, preset, tmp: Path) -> None:
         st = await status(client)
         assert (st["state"], st["sync_source"]) == ("playing", "midi")
         assert st["bpm"] == pytest.approx(120.0, abs=1.0) and st["host_bpm"] == pytest.approx(120.0, abs=1.0)
-        assert phase_error_beats(st, t_start, 120.0) == pytest.approx(0.0, abs=0.15), repr(st)
+        assert phase_error_beats(st, t_start, 120.0) == pytest.approx(0.0, abs=0.15), diag(st, recorder)
         t_tempo = await mark("tempo")
         await until(t_tempo + 4.5)  # the estimator settles, re-conditions at a bar line, then the look-ahead
         st = await status(client)
@@ -226,13 +233,15 @@ async def _midi_scenario(jack_server, preset, tmp: Path) -> None:
         await until(t_restart + 2.0)
         st = await status(client)
         assert st["state"] == "playing" and st["bpm"] == pytest.approx(140.0, abs=1.0)
-        assert phase_error_beats(st, t_restart, 140.0) == pytest.approx(0.0, abs=0.15), repr(st)
+        assert phase_error_beats(st, t_restart, 140.0) == pytest.approx(0.0, abs=0.15), diag(st, recorder)
         t_end = await mark("end")
         assert await asyncio.wait_for(sender.wait(), 10.0) == 0
         await until(t_end + 2.0)  # the clock went silent for longer than timeout_s: fallback to internal
         st = await status(client)
         assert st["sync_source"] == "internal" and st["sync_reason"].startswith("internal (auto")
         assert st["underruns"] == 0 and st["bad_input"] == 0
+        relocations = st["relocations"]
+        assert relocations <= 1, diag(st, recorder)
     finally:
         client.close()
         if sender is not None and sender.returncode is None:
@@ -248,7 +257,9 @@ async def _midi_scenario(jack_server, preset, tmp: Path) -> None:
     assert_stereo_sound(recorder.window(t_restart + 1.0, t_end))
     log = (tmp / "perf.jsonl").read_text().splitlines()
     names = [r.split('"name":"')[1].split('"')[0] for r in log[1:] if '"transport"' in r]
-    assert names == ["play", "stop", "play", "stop"], log
+    # play/stop pairs: the two runs, plus one per re-anchoring (after the tempo step the engine, which rendered
+    # ahead at the old tempo, may lag by more than relocate_beats and is re-anchored)
+    assert names == ["play", "stop"] * (2 + relocations), "\n".join(log)
 
 
 def test_osc_drives_tempo_density_transport_and_survives_garbage(jack_server, tiny_preset, tmp_path) -> None:

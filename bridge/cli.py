@@ -12,7 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from generator.errors import AudioOutputError, MusikaError
+from bridge.errors import DeviceUnavailable
+from generator.errors import MusikaError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_DEVICE = 0, 1, 2, 3
 
@@ -30,10 +31,6 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
 )
 
 logger = logging.getLogger("musika")
-
-
-class DeviceUnavailable(AudioOutputError):
-    """An audio device, JACK server, MIDI or network port could not be opened at start (exit code 3)."""
 
 
 def _placeholder(subparsers: argparse._SubParsersAction, module: str, extra: str, error: Exception) -> None:
@@ -86,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
-    except DeviceUnavailable as exc:
+    except DeviceUnavailable as exc:  # includes every sink/port error raised as DeviceUnavailable
         print(f"musika {args.command}: {exc}", file=sys.stderr)
         return EXIT_DEVICE
     except MusikaError as exc:

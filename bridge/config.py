@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from bridge.controls import CCMapping
 from bridge.errors import ConfigError

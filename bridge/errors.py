@@ -6,7 +6,7 @@ exit code. Messages name the thing, the value received, what is valid, and what 
 
 from __future__ import annotations
 
-from generator.errors import MusikaError
+from generator.errors import AudioOutputError, MusikaError
 
 
 class BridgeError(MusikaError):
@@ -19,3 +19,7 @@ class ConfigError(BridgeError, ValueError):
 
 class MidiPortError(BridgeError):
     """A MIDI backend or port cannot be opened (no server, no such port, no virtual ports on this OS)."""
+
+
+class DeviceUnavailable(BridgeError, AudioOutputError):
+    """An audio device, JACK server, MIDI or network port could not be opened at start (exit code 3)."""

@@ -285,6 +285,6 @@ class OscServer:
                 timeout = max(min(slot[1] for slot in self.subscribers.values()) - loop.time(), 0.001)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 

@@ -257,12 +257,26 @@ class Engine:
 
         With a `state`, decoding continues a stream (carrying the iSTFT tail and window index): the
         concatenated outputs of successive calls equal one call on the concatenated latents. Without one,
-        the final iSTFT tail is dropped so the output is exactly T * samples_per_latent long."""
+        the final iSTFT tail is dropped so the output is exactly T * samples_per_latent long.
+
+        Long inputs are decoded in chunks of max_batch / 2 windows (both channels in one call), each going
+        through both decoders and the iSTFT before the next starts: the same samples as one pass, with
+        memory bounded by the chunk instead of the piece."""
         if state is None:
-            state = self.new_decode_state()
-        mag, phase = self.decode_spectra(latents, seed=seed, first_window=state.next_window)
-        state.next_window += latents.shape[0] // self.config.autoencoder.dec2_window
-        audio = state.istft.process(mag, phase)  # without a state the iSTFT tail is simply not kept
+            state = self.new_decode_state()  # without a state the iSTFT tail is simply not kept
+        win = self.config.autoencoder.dec2_window
+        if latents.shape[0] % win:
+            raise ValueError(f"latent steps ({latents.shape[0]}) must be a multiple of the decoder window ({win})")
+        step = max(1, self.max_batch // 2) * win
+        parts = []
+        for i in range(0, latents.shape[0], step):
+            chunk = latents[i : i + step]
+            mag, phase = self.decode_spectra(chunk, seed=seed, first_window=state.next_window)
+            state.next_window += chunk.shape[0] // win
+            parts.append(state.istft.process(mag, phase))
+        if not parts:
+            return np.zeros((2, 0), np.float32)
+        audio = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         return np.clip(audio, -1.0, 1.0, out=audio)
 
     def new_decode_state(self) -> DecodeState:

@@ -25,11 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from bridge.cli import DeviceUnavailable
 from bridge.config import OUTPUTS, QUANTISE, SYNC_SOURCES, Config, load_config, with_overrides
 from bridge.controls import control_specs
 from bridge.daemon import DaemonCore, RenderJobs
-from bridge.errors import ConfigError, MidiPortError
+from bridge.errors import ConfigError, DeviceUnavailable, MidiPortError
 from bridge.events import TransportEvent
 from generator.control_log import ControlLogWriter, SessionHeader
 from generator.engine import Engine

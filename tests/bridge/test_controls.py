@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 import random
+import tomllib
 
 import pytest
-import tomllib
 
 from bridge.controls import (
     CCMapper,

@@ -28,6 +28,8 @@ from tests.bridge.osc_client import OscClient
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.jack
+# the `musika` command line of this checkout
+MUSIKA = [sys.executable, "-m", "bridge"]
 READY_S = 90.0  # upper bounds on waiting (the machine may be busy), not speed requirements
 
 
@@ -122,7 +124,7 @@ class Daemon:
     async def start(cls, args: list[str], env: dict, tmp: Path) -> Daemon:
         log = tmp / "serve.log"
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bridge.cli", "serve", *args, cwd=tmp, env={**env, "PYTHONPATH": str(ROOT)},
+            *MUSIKA, "serve", *args, cwd=tmp, env={**env, "PYTHONPATH": str(ROOT)},
             stdout=asyncio.subprocess.PIPE, stderr=log.open("w"))
         daemon = cls(proc, log)
         try:
@@ -324,7 +326,7 @@ def test_unavailable_device_or_port_exits_3(jack_server, tiny_preset, tmp_path) 
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
         env = {**jack_server.env, "PYTHONPATH": str(ROOT)}
-        common = [sys.executable, "-m", "bridge.cli", "serve", "--preset", str(tiny_preset), "--no-midi",
+        common = [*MUSIKA, "serve", "--preset", str(tiny_preset), "--no-midi",
                   "--control-log", ""]
         busy = subprocess.run([*common, "--output", "jack", "--osc-port", str(port)], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120)

@@ -48,12 +48,12 @@ def _best(fn, repeats: int) -> tuple[float, Any]:
     return best, result
 
 
-def _istft_fn(kind: str, mag: np.ndarray, ph: np.ndarray, cfg):
+def _istft_fn(kind: str, mag: np.ndarray, ph: np.ndarray, cfg, workers: int = 1):
     if kind == "naive":
         return lambda: [naive_istft(mag[c], ph[c], cfg) for c in range(mag.shape[0])]
     if kind == "reference":
         return lambda: spectral.StreamingIstft(mag.shape[0], cfg).process(mag, ph)
-    return lambda: FastStreamingIstft(mag.shape[0], cfg).process(mag, ph)
+    return lambda: FastStreamingIstft(mag.shape[0], cfg, workers=workers).process(mag, ph)
 
 
 ISTFT_LABEL = {"naive": "naive complex128", "reference": "float32 rfft", "fast": "float32 rfft, blocked"}
@@ -130,7 +130,7 @@ def measure(
     )
     mag = mag.reshape(2, -1, mag.shape[-1])
     ph = ph.reshape(2, -1, ph.shape[-1])
-    t_istft, _ = _best(_istft_fn(istft, mag, ph, cfg.audio), repeats)
+    t_istft, _ = _best(_istft_fn(istft, mag, ph, cfg.audio, max(1, threads)), repeats)
     stages = {"generator": t_gen, "decoder2": t_d2, "decoder1": t_d1, "istft": t_istft}
     if istft == "naive":
         total = sum(stages.values())
@@ -175,15 +175,15 @@ def measure_in_subprocess(
 
 
 def format_table(rows: list[dict]) -> str:
-    """Markdown table; `x faithful` is the chain speed-up over the first row of the same thread count whose
-    label contains "faithful" (the full-size reference rebuilt as the original runs it)."""
-    base = {r["threads"]: r["chain_seconds"] for r in reversed(rows) if "faithful" in r.get("label", "")}
+    """Markdown table; `x faithful` is, for rows of the same preset, the chain speed-up over the row of the same
+    thread count whose label contains "faithful" (the reference rebuilt as the original runs it)."""
+    base = {(r["preset"], r["threads"]): r["chain_seconds"] for r in rows if "faithful" in r.get("label", "")}
     head = ("| configuration | threads | precision | iSTFT | gen ms | dec2 ms | dec1 ms | iSTFT ms | chain s "
             "| x real time | x faithful | live x RT | load s | first audio s | peak MB |")
     lines = [head, "|" + "---|" * 15]
     for r in rows:
         s = r["stage_seconds"]
-        ref = base.get(r["threads"])
+        ref = base.get((r["preset"], r["threads"])) or base.get((r["preset"].removesuffix("-opt"), r["threads"]))
         speedup = f"{ref / r['chain_seconds']:.2f}" if ref else "-"
         live = r.get("live_rtf") or "-"
         lines.append(

@@ -95,6 +95,16 @@ class Joiner:
         self._tail = np.array(piece[:, n - xf :], dtype=np.float32)
         return out
 
+    @property
+    def tail(self) -> np.ndarray | None:
+        """The held-back tail (channels, xfade) of the latest piece, or None (see :meth:`restore`)."""
+        return self._tail
+
+    def restore(self, tail: np.ndarray | None) -> None:
+        """Go back to the state after an earlier piece whose :attr:`tail` this was (None: as after a reset), so
+        the pieces after it can be re-rendered and joined again exactly as before."""
+        self._tail = tail
+
     def finish(self) -> np.ndarray:
         """Release the held-back tail unchanged (end of a stream that stops cleanly)."""
         tail = self._tail if self._tail is not None else np.zeros((self.channels, 0), np.float32)

@@ -282,7 +282,8 @@ class Engine:
     def new_decode_state(self) -> DecodeState:
         if self.istft == "reference":
             return DecodeState(istft=spectral.StreamingIstft(channels=2, cfg=self.config.audio))
-        return DecodeState(istft=FastStreamingIstft(channels=2, cfg=self.config.audio))
+        workers = max(1, self.threads or 1)  # the iSTFT's FFTs use as many threads as ONNX Runtime
+        return DecodeState(istft=FastStreamingIstft(channels=2, cfg=self.config.audio, workers=workers))
 
     def generate(
         self,

@@ -11,7 +11,7 @@ they plan the same audio.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from generator.control_log import ControlRecord, SessionHeader
@@ -20,6 +20,7 @@ from generator.errors import MusikaError
 REF_BPM = 120.0  # the coordinate stream advances one latent-time second per two beats
 EPS = 1e-9
 QUANTISE_MODES = ("bar", "now", "phrase")
+MAX_NUDGE = 0.06  # largest relative tempo offset used to pull the audio back onto the host's beat
 # controls that only scale the output and need no new latent stream
 OUTPUT_ONLY = frozenset({"gain"})
 
@@ -36,18 +37,72 @@ def bar_beats(meter: tuple[int, int]) -> float:
     return num * 4.0 / den
 
 
-def quantise(arrival: float, mode: str, bar: float, earliest: float, phrase_bars: int = 8) -> float:
+def quantise(arrival: float, mode: str, bar: float, earliest: float, phrase_bars: int = 8,
+             origin: float = 0.0) -> float:
     """Effective beat of a change arriving at beat `arrival` when nothing before `earliest` can change.
 
     now: as soon as possible; bar: the next bar line (a change exactly on a bar line takes effect there);
-    phrase: the next multiple of `phrase_bars` bars. A boundary already fixed moves to the next one."""
+    phrase: the next multiple of `phrase_bars` bars. Bar lines are at origin + k * bar. A boundary already fixed
+    moves to the next one."""
     if mode not in QUANTISE_MODES:
         raise PlanError(f"quantise {mode!r} is not valid; use one of {', '.join(QUANTISE_MODES)}")
     t = max(arrival, earliest)
     if mode == "now":
         return t
     unit = bar * (phrase_bars if mode == "phrase" else 1)
-    return math.ceil((t - EPS) / unit) * unit
+    return origin + math.ceil((t - origin - EPS) / unit) * unit
+
+
+@dataclass
+class BarGrid:
+    """Bar lines of the host timeline: (origin beat, bar length in beats) from each meter change on."""
+
+    bar: float
+    changes: list[tuple[float, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.changes = self.changes or [(0.0, self.bar)]
+
+    def at(self, beat: float) -> tuple[float, float]:
+        """(origin, bar length) of the meter in force at `beat`."""
+        cur = self.changes[0]
+        for c in self.changes:
+            if c[0] <= beat + EPS:
+                cur = c
+        return cur
+
+    def set(self, beat: float, bar: float) -> None:
+        """Bars of `bar` beats from `beat` on (changes planned after it are dropped)."""
+        self.changes = [c for c in self.changes if c[0] < beat - EPS] or [(beat, bar)]
+        if self.changes[-1][0] < beat - EPS:
+            self.changes.append((beat, bar))
+
+    def floor(self, beat: float) -> float:
+        """The bar line at or before `beat`."""
+        o, n = self.at(beat)
+        return o + math.floor((beat - o) / n + EPS) * n
+
+    def next(self, line: float) -> float:
+        """The bar line after bar line `line` (a meter change inside the bar is a bar line)."""
+        o, n = self.at(line)
+        nxt = line + n
+        later = [c for c, _ in self.changes if line + EPS < c < nxt - EPS]
+        return later[0] if later else nxt
+
+    def index(self, beat: float) -> int:
+        """Bar number (from 0 at beat 0) of the bar holding `beat`."""
+        count = 0
+        for i, (o, n) in enumerate(self.changes):
+            end = self.changes[i + 1][0] if i + 1 < len(self.changes) else math.inf
+            if beat < end - EPS:
+                return count + math.floor((beat - o) / n + EPS)
+            count += math.ceil((end - o) / n - EPS)
+        return count
+
+    def quantise(self, arrival: float, mode: str, earliest: float, phrase_bars: int = 8) -> float:
+        """:func:`quantise` on this grid (the meter in force at the later of arrival and earliest)."""
+        o, n = self.at(max(arrival, earliest))
+        return quantise(arrival, mode, n, earliest, phrase_bars, origin=o)
 
 
 @dataclass(frozen=True)
@@ -60,6 +115,8 @@ class EpochDef:
     seed: int
     coord_step: int
     values: tuple[tuple[str, float], ...]
+    bar: float = 4.0  # bar length (beats) and a bar line (beat) of the meter at start_beat
+    bar_origin: float = 0.0
 
     def value(self, name: str, default: float | None = None) -> float | None:
         return dict(self.values).get(name, default)
@@ -79,14 +136,13 @@ class TempoTrack:
         self.changes = [(self.start_beat, self.bpm)]
 
     def set(self, beat: float, bpm: float) -> None:
-        """Tempo `bpm` from `beat` on (beat >= the last change; an equal beat replaces it)."""
+        """Tempo `bpm` from `beat` on. Changes planned after `beat` are dropped (a later record replaces what an
+        earlier one planned ahead, e.g. a phase nudge); one at the same beat is replaced."""
         _check_bpm(bpm)
-        last = self.changes[-1][0]
-        if beat < last - EPS:
-            raise PlanError(f"tempo change at beat {beat:.3f} is before the last one ({last:.3f}) in this run")
-        if abs(beat - last) <= EPS:
-            self.changes[-1] = (last, bpm)
-        else:
+        if beat < self.start_beat - EPS:
+            raise PlanError(f"tempo change at beat {beat:.3f} is before the run's start ({self.start_beat:.3f})")
+        self.changes = [c for c in self.changes if c[0] < beat - EPS] or [(self.start_beat, bpm)]
+        if self.changes[-1][0] < beat - EPS:
             self.changes.append((beat, bpm))
 
     def bpm_at(self, beat: float) -> float:
@@ -122,6 +178,24 @@ class TempoTrack:
         return [x for x, _ in self.changes if a + EPS < x < b - EPS]
 
 
+def phase_nudge(c0: float, heard_c0: float, host_time: Callable[[float], float], bpm: float, max_beats: int = 8,
+                max_nudge: float = MAX_NUDGE) -> tuple[float, float]:
+    """Catch up with the host after a tempo change: the audio reaches beat `c0` at time `heard_c0` (seconds), the
+    host plays beat b at `host_time(b)` at `bpm`. Returns (c1, bpm_x): beats [c0, c1) play at bpm_x so that beat
+    c1 is heard on the host's beat, over the fewest whole beats (<= max_beats) that keep bpm_x within
+    `max_nudge` (relative) of bpm; (c0, bpm) when c0 is already within 0.2 ms. Out of reach: the clamped nudge
+    over max_beats (the rest of the error remains)."""
+    if abs(host_time(c0) - heard_c0) < 2e-4:
+        return c0, bpm
+    for k in range(1, max_beats + 1):
+        dt = host_time(c0 + k) - heard_c0
+        if dt > 0 and abs(k * 60.0 / dt / bpm - 1.0) <= max_nudge:
+            return c0 + k, k * 60.0 / dt
+    dt = host_time(c0 + max_beats) - heard_c0
+    x = max_beats * 60.0 / dt if dt > 0 else math.inf
+    return c0 + max_beats, min(max(x, bpm * (1 - max_nudge)), bpm * (1 + max_nudge))
+
+
 def _check_bpm(bpm: float) -> None:
     if not (isinstance(bpm, int | float) and math.isfinite(bpm) and 20.0 <= bpm <= 400.0):
         raise PlanError(f"tempo {bpm!r} BPM is not valid; use 20..400")
@@ -136,6 +210,7 @@ class Run:
     epochs: list[EpochDef]
     gains: list[tuple[float, float]]  # (beat, dB)
     end_beat: float | None = None
+    grid: BarGrid | None = None  # the performance's bar lines (None: every `bar` beats from 0)
 
     def epoch_at(self, beat: float) -> EpochDef:
         cur = self.epochs[0]
@@ -165,6 +240,12 @@ class Piece:
     gain_db: float
     bar: int  # index of the bar the piece starts in
     first: bool  # first piece of its run (fades in from silence)
+    span_end: float = math.nan  # a piece cut short by a change inside its cell is stretched to here, then cut
+    s_span: int = -1
+
+    @property
+    def cut_short(self) -> bool:
+        return self.s_span > self.s1
 
 
 class Performance:
@@ -177,6 +258,7 @@ class Performance:
         self.header = header
         self.sample_rate = header.sample_rate
         self.bar = bar_beats(header.meter)
+        self.grid = BarGrid(self.bar)
         self.preset = header.preset
         self.seed = int(header.seed)
         self.bpm = float(header.bpm)
@@ -190,12 +272,13 @@ class Performance:
     def _epoch(self, beat: float) -> EpochDef:
         values = tuple(sorted((k, float(v)) for k, v in self.controls.items() if k not in OUTPUT_ONLY))
         step = int(math.floor(beat * 60.0 / REF_BPM * self.sample_rate / 4096.0 + EPS))
-        return EpochDef(beat, self.preset, self.seed, max(step, 0), values)
+        origin, bar = self.grid.at(beat)
+        return EpochDef(beat, self.preset, self.seed, max(step, 0), values, bar, origin)
 
     def _start_run(self, beat: float) -> None:
         self.controls["tempo"] = self.bpm  # a new run conditions the model on the host tempo in force
         run = Run(beat, TempoTrack(beat, self.bpm, self.sample_rate), [self._epoch(beat)],
-                  [(beat, float(self.controls.get("gain", 0.0)))])
+                  [(beat, float(self.controls.get("gain", 0.0)))], grid=self.grid)
         self.runs.append(run)
         self.playing = True
         self.position = beat
@@ -212,6 +295,8 @@ class Performance:
             raise PlanError(f"{rec.type} {rec.name} at beat {rec.beat:.3f} is before its run ({run.start_beat:.3f})")
         if rec.type == "transport":
             self._transport(rec)
+        elif rec.type == "tempo" and rec.name == "meter":
+            self._meter(rec, run)
         elif rec.type == "tempo":
             self.bpm = float(rec.value)
             if run is not None:
@@ -238,6 +323,25 @@ class Performance:
             else:
                 run.epochs.append(ep)
                 run.epochs.sort(key=lambda e: e.start_beat)
+
+    def _meter(self, rec: ControlRecord, run: Run | None) -> None:
+        """A meter record (type tempo, name meter, value [numerator, denominator]): bars of the new length from
+        its beat on; while playing, a new epoch starts there (the beat tracker follows the new bar)."""
+        try:
+            num, den = (int(x) for x in rec.value)
+        except (TypeError, ValueError) as exc:
+            raise PlanError(f"meter record value {rec.value!r} is not valid; use [numerator, denominator]") from exc
+        bar = bar_beats((num, den))
+        beat = rec.beat if run is not None else self.grid.quantise(rec.beat, "bar", rec.beat)
+        self.grid.set(beat, bar)
+        self.bar = bar
+        if run is None:
+            return
+        run.epochs = [e if e.start_beat < beat - EPS else replace(e, bar=bar, bar_origin=beat) for e in run.epochs]
+        if not any(abs(e.start_beat - beat) <= EPS for e in run.epochs):
+            run.epochs.append(replace(run.epoch_at(beat), start_beat=beat, bar=bar, bar_origin=beat,
+                                      coord_step=self._epoch(beat).coord_step))
+            run.epochs.sort(key=lambda e: e.start_beat)
 
     def _transport(self, rec: ControlRecord) -> None:
         run = self.current
@@ -268,21 +372,27 @@ def pieces(run: Run, start: float, end: float, bar: float, min_samples: int = 0,
     epoch starts, gain and tempo changes.
 
     A cut closer than `min_samples` to the previous one is dropped (the piece runs on), so every piece is at
-    least `min_samples` long except a short last one when `end` itself is that close."""
+    least `min_samples` long except a short last one when `end` itself is that close. Bar lines, the beat grid
+    and tempo changes are *hard* cuts; epoch starts and gain changes between them are *soft*: the piece before
+    one is stretched over its whole cell (up to the next hard cut, `span_end`) and then cut short, so it sounds
+    exactly as it did when it was rendered before the change was known (the live path rewinds to a soft cut
+    without rendering that piece again)."""
     cuts = {start, end}
-    b = math.floor(start / bar + EPS) * bar
+    hard = {end}
+    grid = run.grid or BarGrid(bar)
+    b = grid.floor(start)
     while b < end - EPS:
-        if b > start + EPS:
-            cuts.add(b)
+        nb = grid.next(b)
+        hard.add(b)
         if max_beats:
             k = b + max_beats
-            while k < min(b + bar, end) - EPS:
-                if k > start + EPS:
-                    cuts.add(k)
+            while k < nb - EPS:
+                hard.add(k)
                 k += max_beats
-        b += bar
+        b = nb
+    hard.update(run.tempo.change_beats(start, end))
+    cuts.update(h for h in hard if start + EPS < h < end - EPS)
     cuts.update(e.start_beat for e in run.epochs if start + EPS < e.start_beat < end - EPS)
-    cuts.update(run.tempo.change_beats(start, end))
     cuts.update(g for g, _ in run.gains if start + EPS < g < end - EPS)
     edges = [start]
     for c in sorted(cuts):
@@ -299,5 +409,6 @@ def pieces(run: Run, start: float, end: float, bar: float, min_samples: int = 0,
         s0, s1 = run.tempo.sample_at(a), run.tempo.sample_at(z)
         if s1 <= s0:
             continue
-        yield Piece(a, z, s0, s1, run.epoch_at(a), run.tempo.bpm_at(a), run.gain_at(a),
-                    int(math.floor(a / bar + EPS)), abs(a - run.start_beat) <= EPS)
+        h = max(z, min((x for x in hard if x > a + EPS), default=z))
+        yield Piece(a, z, s0, s1, run.epoch_at(a), run.tempo.bpm_at(a), run.gain_at(a), grid.index(a),
+                    abs(a - run.start_beat) <= EPS, h, run.tempo.sample_at(h))

@@ -36,7 +36,8 @@ class LockSettings:
     """Tempo-lock options: lock=False plays the generated audio unstretched (presets without tempo)."""
 
     lock: bool = True
-    high_quality: bool = True
+    high_quality: bool = False  # Rubber Band's finer engine: ~4x the CPU for no gain in beat placement
+    tolerance: float = 0.002  # |stretch factor - 1| below this: a plain copy (beats move < 0.2 % of a piece)
     measure_phase: bool = True
     min_confidence: float = 0.3  # below this a measured beat grid is not trusted (the conditioned tempo is)
     piece_beats: float = 1.0  # longest piece: a change with quantise "now" waits at most this long to render
@@ -49,8 +50,8 @@ class EpochSource:
     to a decoder window). Bar starts G_j (j = 0 is the host bar containing the epoch start) are found in order.
     """
 
-    def __init__(self, engine: Engine, epoch: EpochDef, bar: float, settings: LockSettings):
-        self.engine, self.epoch, self.bar, self.settings = engine, epoch, bar, settings
+    def __init__(self, engine: Engine, epoch: EpochDef, settings: LockSettings):
+        self.engine, self.epoch, self.bar, self.settings = engine, epoch, epoch.bar, settings
         cfg = engine.config
         self.sr = cfg.audio.sample_rate
         self.spl = cfg.samples_per_latent
@@ -77,9 +78,9 @@ class EpochSource:
         self.audio = np.zeros((2, 0), np.float32)  # samples [offset, offset + audio.shape[1])
         self.offset = 0
         self.tracker = BarTracker(
-            self.segment, self.sr, bar, self.cond_bpm, epoch.start_beat,
+            self.segment, self.sr, epoch.bar, self.cond_bpm, epoch.start_beat,
             nominal_start=float((epoch.coord_step - self.n_start) * self.spl),
-            lock=self.lock, min_confidence=settings.min_confidence,
+            lock=self.lock, min_confidence=settings.min_confidence, origin=epoch.bar_origin,
         )
 
     # -- generation ----------------------------------------------------------------------------------------
@@ -164,8 +165,12 @@ class Renderer:
     def source(self, run_id: int, epoch: EpochDef) -> EpochSource:
         key = (run_id, epoch)
         if key not in self._sources:
-            self._sources[key] = EpochSource(self.engine(epoch.preset), epoch, self.bar, self.settings)
+            self._sources[key] = EpochSource(self.engine(epoch.preset), epoch, self.settings)
         return self._sources[key]
+
+    def has_source(self, run_id: int, epoch: EpochDef) -> bool:
+        """Whether the epoch's source exists already (its first piece costs more: decode warm-up, grid)."""
+        return (run_id, epoch) in self._sources
 
     def release(self, keep: Iterable[tuple[int, EpochDef]]) -> None:
         """Forget sources not in `keep` (superseded epochs, finished runs)."""
@@ -173,16 +178,25 @@ class Renderer:
         for k in [k for k in self._sources if k not in keep]:
             del self._sources[k]
 
+    @property
+    def min_piece(self) -> int:
+        """Shortest piece (samples): two crossfades and a sample."""
+        return 2 * self.xfade + 2
+
     def pieces(self, run: Run, start: float, stop: float) -> Iterator[Piece]:
         """The planner's pieces with this renderer's cutting rules (live and offline share them)."""
-        return pieces(run, start, stop, self.bar, min_samples=2 * self.xfade + 2, max_beats=self.settings.piece_beats)
+        return pieces(run, start, stop, self.bar, min_samples=self.min_piece, max_beats=self.settings.piece_beats)
 
     def render(self, run_id: int, piece: Piece) -> PieceResult:
         src = self.source(run_id, piece.epoch)
         n = piece.s1 - piece.s0
-        out, factor = lock_piece(src.tracker, piece.start, piece.end, n, self.xfade, self.sr,
-                                 self.settings.high_quality)
-        src.trim(int(src.tracker.position(piece.start)) - STRETCH_CONTEXT - int(2 * self.bar * src.period))
+        end, n_span = (piece.span_end, piece.s_span - piece.s0) if piece.cut_short else (piece.end, n)
+        out, factor = lock_piece(src.tracker, piece.start, end, n_span, self.xfade, self.sr,
+                                 self.settings.high_quality, self.settings.tolerance)
+        out = out[:, : self.xfade + n]
+        # keep what a live rewind may render again (up to the look-ahead, <= 4 s, behind the newest piece)
+        keep = max(2 * src.bar * src.period, 6.0 * self.sr)
+        src.trim(int(src.tracker.position(piece.start) - STRETCH_CONTEXT - keep))
         if piece.gain_db:
             out *= np.float32(10.0 ** (piece.gain_db / 20.0))
         errs = np.zeros(0)

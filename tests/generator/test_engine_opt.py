@@ -60,3 +60,17 @@ def test_engine_option_errors_name_the_value(tiny_preset):
         Engine.load(tiny_preset, istft="slow")
     with pytest.raises(PresetError, match="no int8"):
         Engine.load(tiny_preset, precision="int8")
+
+
+def test_bench_worker_reports_every_stage_and_the_table_compares(tiny_preset):
+    from generator.bench import format_table, measure, measure_in_subprocess
+
+    row = measure_in_subprocess(tiny_preset, 1, 2.0, 1, live=True, label="tiny")
+    assert row["label"] == "tiny" and row["precision"] == "fp32" and row["istft"].startswith("float32")
+    assert set(row["stage_seconds"]) == {"generator", "decoder2", "decoder1", "istft"}
+    assert row["rtf"] > 0 and row["live_rtf"] > 0 and row["peak_rss_mb"] > 0
+    assert 0 < row["load_seconds"] <= row["first_audio_seconds"]
+    naive = measure(tiny_preset, 1, 2.0, 1, naive=True, label="tiny faithful")
+    assert naive["istft"].startswith("naive") and naive["live_rtf"] is None
+    table = format_table([naive, row])
+    assert "| tiny faithful | 1 | fp32 | naive complex128 |" in table and "| 1.00 |" in table

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from generator.control_log import ControlRecord, SessionHeader
-from generator.planner import Performance, PlanError, TempoTrack, bar_beats, pieces, quantise
+from generator.planner import BarGrid, Performance, PlanError, TempoTrack, bar_beats, phase_nudge, pieces, quantise
 from generator.telemetry import Telemetry, format_status
 
 
@@ -32,10 +32,38 @@ def test_tempo_track_maps_beats_to_samples_and_back():
     assert t.sample_at(4.0) == 88200 and t.sample_at(5.0) == 88200 + 44100
     assert t.beat_at(88200 + 22050) == pytest.approx(4.5)
     assert t.bpm_at(3.9) == 120.0 and t.bpm_at(4.0) == 60.0
-    with pytest.raises(PlanError, match="before the last"):
-        t.set(2.0, 100.0)
+    t.set(6.0, 90.0)
+    t.set(2.0, 100.0)  # a later record replaces what was planned after its beat (a phase nudge re-planned)
+    assert t.changes == [(0.0, 120.0), (2.0, 100.0)]
+    with pytest.raises(PlanError, match="before the run's start"):
+        t.set(-1.0, 100.0)
     with pytest.raises(PlanError, match="20..400"):
         t.set(6.0, 1000.0)
+
+
+def test_phase_nudge_catches_up_within_the_limit():
+    host = lambda b: 10.0 + b * 60 / 120  # noqa: E731 (host plays beat b at this time)
+    assert phase_nudge(8.0, host(8.0), host, 120.0) == (8.0, 120.0)  # on the grid already
+    c1, bpm = phase_nudge(8.0, host(8.0) + 0.01, host, 120.0)  # 10 ms late: one beat 2 % faster
+    assert c1 == 9.0 and host(9.0) == pytest.approx(host(8.0) + 0.01 + 60 / bpm)
+    c1, bpm = phase_nudge(8.0, host(8.0) + 0.1, host, 120.0)  # 100 ms: more beats, within 6 %
+    assert c1 > 9.0 and bpm <= 120.0 * 1.06 and host(c1) == pytest.approx(host(8.0) + 0.1 + (c1 - 8) * 60 / bpm)
+    c1, bpm = phase_nudge(8.0, host(8.0) + 5.0, host, 120.0, max_beats=4)  # out of reach: clamped
+    assert (c1, bpm) == (12.0, pytest.approx(120.0 * 1.06))
+
+
+def test_bar_grid_with_a_meter_change():
+    g = BarGrid(4.0)
+    g.set(8.0, 3.5)
+    assert [g.floor(x) for x in (7.9, 8.0, 11.4, 11.5)] == [4.0, 8.0, 8.0, 11.5]
+    assert g.next(4.0) == 8.0 and g.next(8.0) == 11.5 and g.index(11.6) == 3
+    assert g.quantise(8.1, "bar", 0.0) == 11.5 and g.quantise(5.0, "phrase", 0.0, phrase_bars=2) == 8.0
+    p = _perf(ControlRecord(8.0, "tempo", "meter", [7, 8]))
+    run = p.runs[0]
+    assert [(e.start_beat, e.bar, e.bar_origin) for e in run.epochs] == [(0.0, 4.0, 0.0), (8.0, 3.5, 8.0)]
+    assert [x.start for x in pieces(run, 4.0, 16.0, 4.0)] == [4.0, 8.0, 11.5, 15.0]
+    with pytest.raises(PlanError, match="meter 4/3"):
+        p.apply(ControlRecord(12.0, "tempo", "meter", [4, 3]))
 
 
 def _perf(*records):

@@ -1,0 +1,109 @@
+"""The live output stream on top of an audio ring: stream positions, the real play head, and rewinding.
+
+The live worker writes one continuous *stream* of stereo samples; stream index 0 is the first sample written
+through this object. The ring (bridge.audio.AudioRing: write(), flush(), frames_written, depth_frames) only counts
+its own positions, and a flush (a jump, a rewind) makes the two diverge, so :class:`Playout` keeps the offset.
+The recent stream (everything not yet heard plus ``keep_s`` seconds before the play head) is kept, so that the
+not-yet-heard part can be rewritten from any later position (:meth:`rewind`).
+
+Timing (pure: ``now`` arrives as an argument): the stream sample at index ``x`` is heard at
+``now + (x - head) / sr + latency``, where ``head`` is the first sample the reader has not taken and latency is
+the sink's own output latency. This holds while the device reads without underruns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+class Playout:
+    """Stream writer over `ring` at `sample_rate` Hz; `latency_s` is the sink's output latency beyond the ring."""
+
+    def __init__(self, ring: Any, sample_rate: int, latency_s: float = 0.0, keep_s: float = 1.0):
+        self.ring, self.sr, self.latency_s = ring, int(sample_rate), float(latency_s)
+        self.keep = int(keep_s * self.sr)
+        self._shift = int(ring.frames_written)  # ring index - stream index
+        self.end = 0  # stream samples written
+        self._hist: deque[tuple[int, np.ndarray]] = deque()  # (stream index, block), contiguous
+        self.rewinds = 0
+        self.lost_races = 0
+
+    # ---------------------------------------------------------------------------------------------- positions
+    def head(self) -> int:
+        """Stream index of the first sample the reader has not taken (the play head)."""
+        return int(self.ring.frames_written) - int(self.ring.depth_frames) - self._shift
+
+    def heard_at(self, x: float, now: float) -> float:
+        """Host time (seconds, the clock of `now`) at which stream sample `x` is heard."""
+        return now + (x - self.head()) / self.sr + self.latency_s
+
+    def index_heard_at(self, t: float, now: float) -> float:
+        """Stream index (fractional) heard at host time `t` (inverse of :meth:`heard_at`)."""
+        return self.head() + (t - now - self.latency_s) * self.sr
+
+    # ---------------------------------------------------------------------------------------------- writing
+    def write(self, block: np.ndarray) -> None:
+        """Append (2, n) float32 to the stream."""
+        if block.shape[1] == 0:
+            return
+        self.ring.write(block)
+        self._hist.append((self.end, block))
+        self.end += block.shape[1]
+        floor = self.head() - self.keep
+        while self._hist and self._hist[0][0] + self._hist[0][1].shape[1] < floor:
+            self._hist.popleft()
+
+    def silence(self, n: int) -> None:
+        self.write(np.zeros((2, int(n)), np.float32))
+
+    def slice(self, a: int, b: int) -> np.ndarray | None:
+        """Stream samples [a, b) still held, or None when any of them is not (too old or not written)."""
+        if a < 0 or b > self.end or b < a:
+            return None
+        parts = []
+        for start, block in self._hist:
+            lo, hi = max(a, start), min(b, start + block.shape[1])
+            if hi > lo:
+                parts.append(block[:, lo - start : hi - start])
+        out = np.concatenate(parts, axis=1) if parts else np.zeros((2, 0), np.float32)
+        return out if out.shape[1] == b - a else None
+
+    def rewind(self, x: int | None) -> int:
+        """Drop the stream from index `x` on (what is unread there is flushed from the ring) and continue writing
+        at `x`. Returns the index writing continues at: `x`, or the old end when the reader had already passed
+        `x` (a lost race: nothing is dropped then). `x` None: cut at the first unread sample, wherever it is."""
+        if x is not None and x >= self.end:
+            return self.end
+        written = int(self.ring.frames_written)
+        dropped = int(self.ring.flush())
+        first = written - dropped - self._shift  # first unread stream sample when the flush took effect
+        self._shift += dropped
+        if x is None:
+            x = first
+        keep_to = x if x >= first else self.end
+        if x < first:
+            self.lost_races += 1
+            logger.warning("rewind to %d lost the race with the reader (at %d); keeping what was written", x, first)
+        old_end, self.end = self.end, first
+        tail = [(s, b) for s, b in self._hist if s + b.shape[1] > first]
+        self._hist = deque((s, b) for s, b in self._hist if s < first)
+        if self._hist:  # cut the last kept block at `first`
+            s, b = self._hist[-1]
+            if s + b.shape[1] > first:
+                self._hist[-1] = (s, b[:, : first - s])
+        for s, b in tail:  # re-write [first, keep_to)
+            lo, hi = max(s, first), min(s + b.shape[1], keep_to)
+            if hi > lo:
+                self.ring.write(b[:, lo - s : hi - s])
+                self._hist.append((lo, b[:, lo - s : hi - s]))
+                self.end = hi
+        if keep_to == old_end:
+            return self.end
+        self.rewinds += 1
+        return self.end

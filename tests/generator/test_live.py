@@ -1,0 +1,208 @@
+"""Live timing against a simulated device: when each beat is heard, measured on the audio itself.
+
+The device reads one period per tick at the simulated time t (sample i of the recording is read at i / SR and
+heard LATENCY later). Where a run's first sample lands is found in the recording and checked bit for bit against
+the offline replay of the control log, whose tempo map then gives the time every beat is heard."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from bridge.audio.ring import AudioRing
+from generator.control_log import ControlLogWriter, SessionHeader, parse_lines
+from generator.engine import Engine
+from generator.live import LiveStream
+from generator.planner import Performance
+from generator.playout import Playout
+from generator.stream import render_offline
+
+SR = 44100
+PERIOD = 512
+LATENCY = 0.0116  # the sink's output latency (s)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_preset):
+    return Engine.load(tiny_preset, threads=1)
+
+
+class Sim:
+    """A live stream and a device that reads a period per tick; `busy` ticks read without the worker running."""
+
+    def __init__(self, engine, bpm=128.0, meter=(4, 4)):
+        self.header = SessionHeader(engine.preset.name, 3, bpm, meter, SR, {})
+        self.log = io.StringIO()
+        self.ring = AudioRing(SR * 8)
+        self.t = 1000.0
+        self.t0 = self.t
+        self.engine = engine
+        self.live = LiveStream(engine, self.ring, self.header, log=ControlLogWriter(self.log, self.header),
+                               clock=lambda: self.t, output_latency_s=LATENCY)
+        self.out: list[np.ndarray] = []
+
+    def tick(self, n: int, busy: bool = False) -> None:
+        for _ in range(n):
+            while not busy and self.live.step(now=self.t):
+                pass
+            o = np.zeros((2, PERIOD), np.float32)
+            self.ring.read_into(o, channels_first=True)
+            self.out.append(o)
+            self.t += PERIOD / SR
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.out, axis=1)
+
+    def heard(self, index: float) -> float:
+        """Host time at which recording sample `index` is heard."""
+        return self.t0 + index / SR + LATENCY
+
+    def runs(self):
+        """[(run, recording index of its sample 0)], each run verified bit for bit against the offline replay."""
+        header, recs = parse_lines(self.log.getvalue().splitlines())
+        perf = Performance(header)
+        for r in recs:
+            perf.apply(r)
+        live = self.audio()
+        end = perf.runs[-1].start_beat + 4 if perf.runs[-1].end_beat is None else None
+        off = render_offline(self.engine, header, recs, end_beat=end)
+        out, pos, at = [], 0, 0
+        for run in perf.runs:
+            stop = run.end_beat if run.end_beat is not None else end
+            n = run.tempo.sample_at(stop)
+            nz = np.flatnonzero(np.any(live[:, at:] != 0, axis=0))
+            k = at + int(nz[0])
+            m = min(n, live.shape[1] - k) - 2 * self.live.renderer.xfade  # the live run's end fades elsewhere
+            np.testing.assert_array_equal(live[:, k : k + m], off[:, pos : pos + m])
+            out.append((run, k))
+            pos += n
+            at = k + n
+        return out
+
+
+def test_a_busy_worker_does_not_shift_the_run(engine):
+    sim = Sim(engine)
+    sim.tick(10)
+    t_play = sim.t
+    sim.live.play(0.0, at_time=t_play, now=t_play)
+    sim.tick(20, busy=True)  # the worker is rendering something else for 230 ms
+    sim.tick(100)
+    [(run, k)] = sim.runs()
+    # the run's first sample is heard exactly when the host is at the run's start beat
+    assert sim.heard(k) == pytest.approx(t_play + run.start_beat * 60 / 128, abs=2 / SR)
+    assert sim.ring.underruns == 0
+
+
+def test_a_jump_is_heard_on_the_hosts_beat(engine):
+    sim = Sim(engine)
+    sim.live.play(0.0)
+    sim.tick(120)
+    t_jump = sim.t
+    sim.live.locate(32.0, at_time=t_jump, now=t_jump)
+    sim.tick(100)
+    (_, _), (run, k) = sim.runs()
+    assert run.start_beat > 32.0
+    assert sim.heard(k) == pytest.approx(t_jump + (run.start_beat - 32.0) * 60 / 128, abs=2 / SR)
+    assert sim.ring.flushed_frames > 0 and sim.ring.underruns == 0
+
+
+@pytest.mark.parametrize("anchor", ["host", "heard"])
+def test_tempo_step_follows_the_host_from_its_beat(engine, anchor):
+    sim = Sim(engine)
+    t_play = sim.t
+    sim.live.play(0.0, at_time=t_play, now=t_play)
+    sim.tick(180)
+    t_step = sim.t
+    host_beat = (t_step - t_play) * 128 / 60  # the host switches to 140 BPM at this beat
+    if anchor == "host":
+        sim.live.set_tempo(140.0, now=t_step, beat=host_beat, at_time=t_step)
+    else:  # no position given: the host is taken to be at the beat heard now
+        sim.live.set_tempo(140.0, now=t_step)
+    sim.tick(250)
+    [(run, k)] = sim.runs()
+    changes = run.tempo.changes
+    assert changes[-1][1] == 140.0 and changes[-1][0] - host_beat <= 4.0  # back on the grid within a bar
+    # from there on, every beat is heard when the host plays it
+    beats = np.arange(np.ceil(changes[-1][0]), np.ceil(changes[-1][0]) + 8)
+    heard = np.array([sim.heard(k + run.tempo.sample_at(b)) for b in beats])
+    host = t_step + (beats - host_beat) * 60 / 140
+    assert np.abs(heard - host).max() < 0.5e-3
+    assert sim.ring.underruns == 0
+
+
+def test_phase_correction_without_a_tempo_change(engine):
+    """A host position 20 ms ahead of what is heard: the stream catches up within a few beats."""
+    sim = Sim(engine)
+    t_play = sim.t
+    sim.live.play(0.0, at_time=t_play, now=t_play)
+    sim.tick(150)
+    t = sim.t
+    host_beat = (t - t_play) * 128 / 60 + 0.020 * 128 / 60
+    sim.live.set_tempo(128.0, now=t, beat=host_beat, at_time=t)
+    sim.tick(200)
+    [(run, k)] = sim.runs()
+    (b0, nudge), (b1, bpm) = run.tempo.changes[-2:]
+    assert bpm == 128.0 and 128.0 < nudge <= 128.0 * 1.06
+    beats = np.arange(b1, b1 + 4)
+    heard = np.array([sim.heard(k + run.tempo.sample_at(b)) for b in beats])
+    assert np.abs(heard - (t + (beats - host_beat) * 60 / 128)).max() < 0.5e-3
+
+
+def test_changes_land_soon_after_the_play_head_even_with_a_deep_look_ahead(engine):
+    sim = Sim(engine)
+    sim.live.min_lookahead_s = 2.0  # a slow machine: two seconds rendered ahead
+    sim.live.play(0.0)
+    sim.tick(250)
+    sim.live.set_control("density", 8.0, quantise="now")
+    sim.tick(5)
+    sim.live.set_control("density", 2.0)  # the next bar line after the play head, not after the render position
+    sim.tick(100)
+    header, recs = parse_lines(sim.log.getvalue().splitlines())
+    now, bar = recs[1], recs[2]
+    assert now.beat - now.at < 0.5 * 128 / 60  # within half a second, though 2 s were rendered ahead
+    assert sim.live.latencies_ms[0] < 500
+    assert bar.beat == np.ceil(bar.at / 4) * 4
+    assert sim.live.late_ms[-1] == 0.0 and sim.ring.underruns == 0  # the bar change made its bar line
+    sim.runs()  # and it still replays bit for bit
+
+
+def test_meter_change_at_the_next_bar(engine):
+    sim = Sim(engine)
+    sim.live.play(0.0)
+    sim.tick(100)
+    sim.live.set_meter(7, 8)
+    sim.tick(250)  # past the meter change
+    sim.live.set_control("density", 8.0)
+    sim.tick(200)
+    header, recs = parse_lines(sim.log.getvalue().splitlines())
+    meter, density = recs[1], recs[2]
+    assert (meter.type, meter.name, list(meter.value)) == ("tempo", "meter", [7, 8])
+    assert meter.beat % 4 == 0 and meter.at < meter.beat <= meter.at + 4
+    assert (density.beat - meter.beat) % 3.5 == 0 and density.beat > density.at > meter.beat
+    tel = sim.live.telemetry()
+    head = sim.live.play_head_beat()
+    assert tel.bar == meter.beat // 4 + int((head - meter.beat) // 3.5)
+    assert tel.beat == pytest.approx((head - meter.beat) % 3.5)
+    [(run, _)] = sim.runs()
+    assert [e.bar for e in run.epochs] == [4.0, 3.5, 3.5]
+    with pytest.raises(Exception, match="meter 4/3"):
+        sim.live._meter(4, 3, now=sim.t)
+
+
+def test_playout_rewind_keeps_what_was_read():
+    ring = AudioRing(SR)
+    p = Playout(ring, SR, latency_s=0.01)
+    p.write(np.ones((2, 1000), np.float32))
+    p.write(np.full((2, 1000), 2.0, np.float32))
+    out = np.zeros((2, 600), np.float32)
+    ring.read_into(out, channels_first=True)
+    assert p.head() == 600 and p.heard_at(1000, now=5.0) == pytest.approx(5.0 + 400 / SR + 0.01)
+    assert p.rewind(500) == 2000  # already read: refused, nothing lost
+    assert p.rewind(1500) == 1500 and p.end == 1500 and ring.depth_frames == 900
+    p.write(np.full((2, 100), 3.0, np.float32))
+    rest = np.zeros((2, 1000), np.float32)
+    assert ring.read_into(rest, channels_first=True) == 1000
+    assert rest[0, 399] == 1.0 and rest[0, 400] == 2.0 and rest[0, 899] == 2.0 and rest[0, 900] == 3.0
+    assert p.slice(1400, 1600)[0, -1] == 3.0 and p.slice(0, 10) is not None and p.slice(1500, 1700) is None

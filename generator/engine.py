@@ -18,7 +18,6 @@ import onnxruntime as ort
 
 from generator import spectral
 from generator.errors import ConditioningError, PresetError
-from generator.istft_fast import FastStreamingIstft
 from generator.preset import Preset, load_preset, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ def _session(path: Path, threads: int | None, spin: bool = True, arena: bool = T
 class DecodeState:
     """What carries over between streaming decode calls: the iSTFT tail and the next decoder window index."""
 
-    istft: spectral.StreamingIstft | FastStreamingIstft
+    istft: spectral.StreamingIstft
     next_window: int = 0
 
 
@@ -60,8 +59,8 @@ class Engine:
 
     precision: "auto" runs the preset's int8 decoders when it ships them and their quality guard passed at
     export (metrics["optimisation"]["int8"]), else fp32; "fp32" never uses them; "int8" requires them.
-    max_batch: decoder windows per ONNX Runtime call. istft: "fast" (generator.istft_fast, the default) or
-    "reference" (generator.spectral.StreamingIstft); both give the same samples to float32 rounding.
+    max_batch: decoder windows per ONNX Runtime call. istft: "fast" (blocked spectral.StreamingIstft, the
+    default) or "reference" (the one-pass spectral.istft per call, for comparisons; not for streaming).
     spin: let ONNX Runtime's worker threads spin while waiting (off by default: on a machine shared with a DAW
     spinning threads steal the cores the audio needs, and 2-thread decoding was ~2x slower with it).
     arena: ONNX Runtime's CPU memory arena (faster repeated calls, higher resident memory).
@@ -280,10 +279,8 @@ class Engine:
         return np.clip(audio, -1.0, 1.0, out=audio)
 
     def new_decode_state(self) -> DecodeState:
-        if self.istft == "reference":
-            return DecodeState(istft=spectral.StreamingIstft(channels=2, cfg=self.config.audio))
-        workers = max(1, self.threads or 1)  # the iSTFT's FFTs use as many threads as ONNX Runtime
-        return DecodeState(istft=FastStreamingIstft(channels=2, cfg=self.config.audio, workers=workers))
+        workers = 1 if self.istft == "reference" else max(1, self.threads or 1)  # FFT threads = ORT threads
+        return DecodeState(istft=spectral.StreamingIstft(channels=2, cfg=self.config.audio, workers=workers))
 
     def generate(
         self,

@@ -325,6 +325,7 @@ class LiveStream:
         """One unit of work at host time `now` (default: the clock): apply queued requests, then render one piece
         if the stream is below the look-ahead. Returns True when it rendered (call again soon), False when idle."""
         now = self.clock() if now is None else now
+        self.playout.observe(now)
         while True:
             try:
                 kind, args, t = self._requests.get_nowait()

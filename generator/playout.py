@@ -6,9 +6,14 @@ its own positions, and a flush (a jump, a rewind) makes the two diverge, so :cla
 The recent stream (everything not yet heard plus ``keep_s`` seconds before the play head) is kept, so that the
 not-yet-heard part can be rewritten from any later position (:meth:`rewind`).
 
-Timing (pure: ``now`` arrives as an argument): the stream sample at index ``x`` is heard at
-``now + (x - head) / sr + latency``, where ``head`` is the first sample the reader has not taken and latency is
-the sink's own output latency. This holds while the device reads without underruns.
+Timing (pure: ``now`` arrives as an argument). The device takes audio in periods, so between two reads the play
+head stands still while time goes on. :meth:`observe` notes ``now - frames_played / sr`` (frames_played: every
+frame handed to the device, silence included); its largest recent value is the time of the device's last read
+minus the frames it had taken, a clock of the device. Stream sample ``x`` is then heard at
+``clock + (frames_played + x - head) / sr + latency``: ``head`` is the first sample the reader has not taken and
+latency the sink's own output latency (from handing a frame to the device to hearing it). Without observations
+(or a ring without frames_played) it is ``now + (x - head) / sr + latency``, up to one device period early.
+Both hold while the device reads without underruns.
 """
 
 from __future__ import annotations
@@ -33,19 +38,45 @@ class Playout:
         self._hist: deque[tuple[int, np.ndarray]] = deque()  # (stream index, block), contiguous
         self.rewinds = 0
         self.lost_races = 0
+        self._clock: deque[tuple[float, float]] = deque()  # (now, now - frames_played / sr)
+        self.clock_window_s = 2.0
 
     # ---------------------------------------------------------------------------------------------- positions
     def head(self) -> int:
         """Stream index of the first sample the reader has not taken (the play head)."""
         return int(self.ring.frames_written) - int(self.ring.depth_frames) - self._shift
 
+    def observe(self, now: float) -> None:
+        """Note the device's progress at host time `now` (call often: every worker step)."""
+        played = getattr(self.ring, "frames_played", None)
+        if played is None:
+            return
+        self._clock.append((now, now - played / self.sr))
+        while self._clock and self._clock[0][0] < now - self.clock_window_s:
+            self._clock.popleft()
+
+    def _origin(self, now: float) -> tuple[float, int]:
+        """(time, stream index) pair on the device's time line: stream index `x` is taken at
+        time + (x - index) / sr."""
+        for _ in range(3):  # read played and head from the same device period
+            played = getattr(self.ring, "frames_played", None)
+            head = self.head()
+            if played is None or played == getattr(self.ring, "frames_played", None):
+                break
+        if played is None or not self._clock:
+            return now, head
+        clock = max(now - played / self.sr, max(c for _, c in self._clock))
+        return clock + played / self.sr, head
+
     def heard_at(self, x: float, now: float) -> float:
         """Host time (seconds, the clock of `now`) at which stream sample `x` is heard."""
-        return now + (x - self.head()) / self.sr + self.latency_s
+        t, i = self._origin(now)
+        return t + (x - i) / self.sr + self.latency_s
 
     def index_heard_at(self, t: float, now: float) -> float:
         """Stream index (fractional) heard at host time `t` (inverse of :meth:`heard_at`)."""
-        return self.head() + (t - now - self.latency_s) * self.sr
+        t0, i = self._origin(now)
+        return i + (t - t0 - self.latency_s) * self.sr
 
     # ---------------------------------------------------------------------------------------------- writing
     def write(self, block: np.ndarray) -> None:

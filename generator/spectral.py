@@ -113,20 +113,60 @@ class IstftState:
     samples_out: int = 0
 
 
+BLOCK = 128  # frames per pass: every temporary of a block stays in the L2 cache
+
+
+class _Scratch:
+    """Reusable float32/complex64 buffers for one block of frames."""
+
+    def __init__(self, block: int, bins: int):
+        self.mag = np.empty((block, bins), np.float32)
+        self.ang = np.empty((block, bins), np.float32)
+        self.cos = np.empty((block, bins), np.float32)
+        self.spec = np.empty((block, bins), np.complex64)
+
+
+def _block_frames(norm: np.ndarray, phase: np.ndarray, cfg: AudioConfig, s: _Scratch, window: np.ndarray,
+                  workers: int) -> np.ndarray:
+    """(nb, bins) S and P -> windowed frames (nb, n_fft) float32, using the scratch buffers."""
+    nb = norm.shape[0]
+    mag, ang, cos, spec = s.mag[:nb], s.ang[:nb], s.cos[:nb], s.spec[:nb]
+    np.multiply(norm, np.float32(np.log(10.0) * cfg.db_sigma / 10.0), out=mag)
+    mag += np.float32(np.log(10.0) * cfg.db_mu / 10.0)
+    np.exp(mag, out=mag)
+    mag += np.float32(MAG_EPS)
+    np.sqrt(mag, out=mag)
+    np.multiply(phase, np.float32(np.pi), out=ang)
+    np.cos(ang, out=cos)
+    np.sin(ang, out=ang)
+    planes = spec.view(np.float32).reshape(nb, -1, 2)
+    np.multiply(mag, cos, out=planes[..., 0])
+    np.multiply(mag, ang, out=planes[..., 1])
+    frames = scipy.fft.irfft(spec, n=cfg.n_fft, axis=-1, workers=workers)
+    frames *= window
+    return frames
+
+
 @dataclass
 class StreamingIstft:
-    """Chunked iSTFT that gives exactly the samples of one :func:`istft` pass over all frames.
+    """Chunked iSTFT that gives the samples of one :func:`istft` pass over all frames (to float32 rounding).
 
     Each :meth:`process` call with T frames returns T * hop finished samples per channel; :meth:`flush`
-    returns the last n_fft - hop samples. Channels are processed together: arrays are (channels, frames, bins).
+    returns the last n_fft - hop samples. Arrays are (channels, frames, bins) in, (channels, T * hop) out.
     Latency: the first sample of frame t is final once frame t + n_fft/hop - 1 has been processed.
+    Frames are processed in blocks of BLOCK so every temporary stays in the CPU cache: the dB -> magnitude step
+    and cos/sin run in place in reusable float32 buffers, the inverse real FFT runs in float32 (pocketfft,
+    `workers` threads), then the window and a strided overlap-add.
     """
 
     channels: int = 2
     cfg: AudioConfig = DEFAULT
+    workers: int = 1
     state: IstftState = field(init=False)
 
     def __post_init__(self) -> None:
+        self._scratch = _Scratch(BLOCK, self.cfg.bins)
+        self._window = synthesis_window(self.cfg)
         self.reset()
 
     def reset(self) -> None:
@@ -135,11 +175,21 @@ class StreamingIstft:
     def process(self, norm: np.ndarray, phase: np.ndarray) -> np.ndarray:
         """(channels, T, bins) x 2 -> (channels, T * hop) float32."""
         c, t = norm.shape[0], norm.shape[1]
-        hop = self.cfg.hop
+        hop, n_fft = self.cfg.hop, self.cfg.n_fft
         if t == 0:
             return np.zeros((c, 0), np.float32)
-        frames = _frames_time(norm.reshape(c * t, -1), phase.reshape(c * t, -1), self.cfg).reshape(c, t, -1)
-        out = np.stack([_overlap_add(frames[i], self.cfg) for i in range(c)])  # (c, t*hop + tail)
+        overlap = n_fft // hop
+        norm = np.asarray(norm, dtype=np.float32)
+        phase = np.asarray(phase, dtype=np.float32)
+        out = np.zeros((c, t + overlap - 1, hop), dtype=np.float32)
+        for ch in range(c):
+            for t0 in range(0, t, BLOCK):
+                nb = min(BLOCK, t - t0)
+                fr = _block_frames(norm[ch, t0 : t0 + nb], phase[ch, t0 : t0 + nb], self.cfg, self._scratch,
+                                   self._window, self.workers).reshape(nb, overlap, hop)
+                for j in range(overlap):
+                    out[ch, t0 + j : t0 + j + nb] += fr[:, j]
+        out = out.reshape(c, -1)
         out[:, : self.state.tail.shape[1]] += self.state.tail
         self.state.tail = out[:, t * hop :].copy()
         self.state.samples_out += t * hop

@@ -301,13 +301,13 @@ def calibration_feeds(d2_path: Path, latents: np.ndarray, chunk: int = 16) -> di
 
 def render_decoders(d2_path: Path, d1_path: Path, latents: np.ndarray, seed: int, cfg) -> np.ndarray:
     """Decode channel-stacked windows (2 W, dec2_window, dim) to stereo audio (2, samples) with noise `seed`."""
-    from generator.istft_fast import FastStreamingIstft
+    from generator.spectral import StreamingIstft
 
     s2, s1 = _session(d2_path), _session(d1_path)
     frames = s2.run(["frames"], {"latents": latents, "noise": _noise(s2, len(latents), seed)})[0]
     mag, phase = s1.run(["magnitude", "phase"], {"frames": frames, "noise": _noise(s1, len(latents), seed + 1)})
     bins = mag.shape[-1]
-    audio = FastStreamingIstft(2, cfg.audio).process(mag.reshape(2, -1, bins), phase.reshape(2, -1, bins))
+    audio = StreamingIstft(2, cfg.audio).process(mag.reshape(2, -1, bins), phase.reshape(2, -1, bins))
     return np.clip(audio, -1.0, 1.0, out=audio)
 
 

@@ -63,8 +63,11 @@ def export_run(
     description: str = "",
     license: str = "unknown",
     encoders: bool = True,
+    int8: str | None = "static",
 ) -> Path:
-    """Export the checkpoints into ``out_dir/name`` and return the preset directory."""
+    """Export the checkpoints into ``out_dir/name`` and return the preset directory.
+
+    int8 "static" (default) also ships int8 decoders, used by the engine only when their quality guard passed."""
     from training.encode import load_autoencoder
     from training.export import export_preset
     from training.loop_gan import generate_audio
@@ -100,7 +103,7 @@ def export_run(
     metrics = {k: float(v) for k, v in {**ae_state.get("metrics", {}), **gan_state.get("metrics", {})}.items()}
     directory = export_preset(networks, model, out_dir, name, description or f"Musika preset {name}",
                               conditioning=conds, training=training, metrics={"training_losses": metrics},
-                              license=license)
+                              license=license, int8=int8)
     audio = generate_audio(gen, nets["decoder2"], nets["decoder1"], model, conds, seed=1, windows=1)
     label = ", ".join(f"{c.name} {c.default:g} {c.unit}" for c in conds) or "unconditioned"
     spectrogram_png(directory / SPECTROGRAM_FILE, [(f"{name}: generated excerpt ({label}), seed 1", audio)])

@@ -95,6 +95,17 @@ def test_a_busy_worker_does_not_shift_the_run(engine):
     assert sim.ring.underruns == 0
 
 
+def test_the_run_is_anchored_to_the_devices_period_not_to_when_the_worker_wakes(engine):
+    sim = Sim(engine)
+    sim.tick(10)  # the device's last read was at sim.t - PERIOD / SR
+    t_play = sim.t - PERIOD / SR + 0.004
+    sim.live.play(0.0, at_time=t_play, now=t_play)
+    sim.live.step(now=t_play + 0.003)  # the worker wakes up 7 ms after the read, 4.6 ms before the next
+    sim.tick(100)
+    [(run, k)] = sim.runs()
+    assert sim.heard(k) == pytest.approx(t_play + run.start_beat * 60 / 128, abs=2 / SR)
+
+
 def test_a_jump_is_heard_on_the_hosts_beat(engine):
     sim = Sim(engine)
     sim.live.play(0.0)
@@ -199,6 +210,9 @@ def test_playout_rewind_keeps_what_was_read():
     out = np.zeros((2, 600), np.float32)
     ring.read_into(out, channels_first=True)
     assert p.head() == 600 and p.heard_at(1000, now=5.0) == pytest.approx(5.0 + 400 / SR + 0.01)
+    p.observe(4.999)  # the device took its last period 1 ms before 5.0: sample 600 goes out at 4.999
+    assert p.heard_at(1000, now=5.0) == pytest.approx(4.999 + 400 / SR + 0.01)
+    assert p.index_heard_at(4.999 + 0.01, now=5.0) == pytest.approx(600)
     assert p.rewind(500) == 2000  # already read: refused, nothing lost
     assert p.rewind(1500) == 1500 and p.end == 1500 and ring.depth_frames == 900
     p.write(np.full((2, 100), 3.0, np.float32))

@@ -44,7 +44,7 @@ def test_synthesis_window_is_hann_over_1_5():
     assert np.allclose(spectral.synthesis_window(), spectral.hann_periodic(1024) / 1.5, atol=1e-7)
 
 
-@pytest.mark.parametrize("sizes", [[1, 63, 64, 65, 107], [300], [8, 8, 8, 276], [299, 1]])
+@pytest.mark.parametrize("sizes", [[1, 63, 64, 65, 107], [300], [8, 8, 8, 276], [299, 1], [127, 1, 128, 44]])
 def test_streaming_istft_equals_one_pass(frames, sizes):
     s, p = frames
     one = spectral.istft(s, p)
@@ -66,3 +66,13 @@ def test_istft_rejects_wrong_shapes(frames):
     s, p = frames
     with pytest.raises(ValueError, match="513"):
         spectral.istft(s[:, :100], p[:, :100])
+
+
+def test_streaming_istft_matches_the_naive_complex128_rebuild(frames):
+    from generator.bench import naive_istft
+
+    s, p = frames
+    fast = spectral.StreamingIstft(channels=1, workers=2)
+    out = np.concatenate([fast.process(s[None], p[None]), fast.flush()], axis=1)[0]
+    naive = naive_istft(s, p, spectral.DEFAULT)
+    assert np.abs(out - naive).max() < 1e-5 * max(1.0, float(np.abs(naive).max()))

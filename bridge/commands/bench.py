@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 from generator.bench import format_table, measure_in_subprocess
@@ -88,10 +90,33 @@ def bench(
     return rows
 
 
+def torch_vs_onnx(threads: list[int], repeats: int) -> list[dict]:
+    """Eager PyTorch vs ONNX Runtime per network on the same weights (each thread count in its own process)."""
+    rows = []
+    for n in threads:
+        cmd = [sys.executable, "-m", "training.bench_torch", "--threads", str(n), "--repeats", str(repeats)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise MusikaError(f"torch comparison failed ({n} threads; needs the training extra): {out.stderr[-400:]}")
+        rows += json.loads(out.stdout.strip().splitlines()[-1])
+    return rows
+
+
+def format_torch_table(rows: list[dict]) -> str:
+    lines = ["| network | threads | eager PyTorch ms | ORT faithful graph ms | ORT exact rewrite ms | ORT speed-up |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['network']} | {r['threads']} | {r['torch_ms']} | {r['ort_faithful_ms']} | {r['ort_exact_ms']} | "
+              f"{r['speedup']}x |" for r in rows]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     presets = args.preset or [d.name for root in preset_search_path() for d in list_preset_dirs(root)]
     rows = bench(presets, args.threads, args.seconds, args.repeats, not args.no_reference, not args.no_live)
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    if args.torch:
+        trows = torch_vs_onnx(args.threads, args.repeats)
+        print(json.dumps(trows, indent=2) if args.json else "\n" + format_torch_table(trows))
     return 0
 
 
@@ -107,6 +132,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=3, help="best of N runs")
     p.add_argument("--no-reference", action="store_true", help="skip the full-size reference configuration")
     p.add_argument("--no-live", action="store_true", help="skip the live chain (tempo lock) measurement")
+    p.add_argument("--torch", action="store_true", help="also time eager PyTorch vs ONNX Runtime on the same weights")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 

@@ -207,12 +207,13 @@ def test_playout_rewind_keeps_what_was_read():
     p = Playout(ring, SR, latency_s=0.01)
     p.write(np.ones((2, 1000), np.float32))
     p.write(np.full((2, 1000), 2.0, np.float32))
+    assert p.heard_at(1000, now=5.0) == pytest.approx(5.0 + 1000 / SR + 0.01)  # no device progress noted yet
+    p.observe(4.990)
     out = np.zeros((2, 600), np.float32)
-    ring.read_into(out, channels_first=True)
-    assert p.head() == 600 and p.heard_at(1000, now=5.0) == pytest.approx(5.0 + 400 / SR + 0.01)
-    p.observe(4.999)  # the device took its last period 1 ms before 5.0: sample 600 goes out at 4.999
-    assert p.heard_at(1000, now=5.0) == pytest.approx(4.999 + 400 / SR + 0.01)
-    assert p.index_heard_at(4.999 + 0.01, now=5.0) == pytest.approx(600)
+    ring.read_into(out, channels_first=True)  # the device takes 600 frames right after 4.990
+    # ... so it takes the next ones 600 / SR later, whenever the worker looks (the head alone would say "now")
+    assert p.head() == 600 and p.heard_at(1000, now=5.0) == pytest.approx(4.990 + 1000 / SR + 0.01)
+    assert p.index_heard_at(4.990 + 1000 / SR + 0.01, now=5.0) == pytest.approx(1000)
     assert p.rewind(500) == 2000  # already read: refused, nothing lost
     assert p.rewind(1500) == 1500 and p.end == 1500 and ring.depth_frames == 900
     p.write(np.full((2, 100), 3.0, np.float32))

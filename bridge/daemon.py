@@ -123,8 +123,7 @@ class DaemonCore:
         elif isinstance(event, MeterEvent):
             for tr in self.transports.values():
                 tr.set_meter(event.numerator, event.denominator)
-            logger.warning("meter %d/%d: used for the sync sources' bar numbers; the engine keeps its bar grid "
-                           "until restart (set sync.meter or --meter)", event.numerator, event.denominator)
+            self.live.set_meter(event.numerator, event.denominator, now=now)  # from the next bar line
         elif isinstance(event, LearnEvent):
             if self.learn is None:
                 raise _CoreError(f"MIDI learn for {event.control!r} needs MIDI input; it is off (--no-midi)")
@@ -181,7 +180,8 @@ class DaemonCore:
             self._apply_transport(event.action, tr, t, now)
         elif isinstance(event, TempoEvent):
             self.bpm = event.bpm
-            self.live.set_tempo(event.bpm, event.confidence, now=now)
+            beat = tr.beat_at(t) if tr.playing else None
+            self.live.set_tempo(event.bpm, event.confidence, now=now, beat=beat, at_time=t if tr.playing else None)
         else:
             self._check_phase(event, now)
 
@@ -226,10 +226,7 @@ class DaemonCore:
 
     def heard_beat(self, now: float) -> float:
         """The beat the listener hears at ``now`` (play head minus the sink's latency)."""
-        beat = float(self.live.play_head_beat())
-        if self.playing:
-            beat -= float(self.live.output_latency_s) * self.bpm / 60.0
-        return beat
+        return float(self.live.heard_beat(now))
 
     def _check_phase(self, event: PositionEvent, now: float) -> None:
         if not self.playing or self.live.perf.current is None or now - self._last_relocate < self.relocate_every_s:
@@ -238,6 +235,8 @@ class DaemonCore:
         err = heard - event.beat
         self.sync_error_beats = err
         limit = self.relocate_beats * (1 if event.exact else 4)
+        if abs(err) <= limit and event.exact:
+            self.live.sync(event.beat, event.time, now=now)  # small errors: nudged back onto the grid
         if abs(err) > limit:
             self._last_relocate = now
             self.relocations += 1

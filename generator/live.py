@@ -1,20 +1,21 @@
 """The live stream: a render worker that keeps a beat-keyed audio stream filled just ahead of the play head.
 
 Control side (any thread; the daemon's asyncio loop): :meth:`LiveStream.play`, ``stop``, ``cont``, ``locate``,
-``set_tempo``, ``set_meter``, ``set_control``, ``set_seed``, ``set_preset`` only queue a request. The worker thread
-applies requests (placing each against the real play head, logging it as a ControlRecord with the beat at which it
-becomes audible), renders the next piece through the same planner/renderer as
+``set_tempo``, ``sync``, ``set_meter``, ``set_control``, ``set_seed``, ``set_preset`` only queue a request. The
+worker thread applies requests (placing each against the real play head, logging it as a ControlRecord with the
+beat at which it becomes audible), renders the next piece through the same planner/renderer as
 :func:`generator.stream.render_offline`, and writes it to the ring through a :class:`~generator.playout.Playout`.
 The audio callback only reads the ring. Time arrives as an argument (`now`, seconds on the daemon's monotonic
 clock) or from `clock`.
 
-Timing: a run's beat-to-sample map is anchored when its first sample is written, from the real play head (what
-the reader has taken, the queued depth and the sink's latency) at that moment, so a busy worker or the fade of a
-jump does not shift it. Changes (controls, tempo, meter) are placed at the first piece boundary that is still at
-least a safety margin (twice the measured render time of a piece) ahead of the play head; audio rendered past it
-is dropped from the ring and rendered again, exactly as the offline replay renders it. A tempo change follows the
-host from the beat it is at: the beats between the change point and the host's grid are played slightly faster or
-slower (at most 6 %, a few beats) until they land on the host's beats again.
+Timing: a run's beat-to-sample map is anchored when its first sample is written, from the real play head (the
+device's progress, the queued depth and the sink's latency) at that moment, so a busy worker or the fade of a
+jump does not shift it. Changes are placed a safety margin (twice the measured render time of a piece) ahead of
+the play head: bar-bound ones and tempo at the first piece boundary (bar line, beat) after it, "now" ones right
+there (cutting the piece they fall in short). Audio rendered past that point is dropped from the ring and rendered
+again, exactly as the offline replay renders it, so the look-ahead no longer delays changes. A tempo change
+follows the host from the beat it is at: the beats between the change point and the host's grid are played
+slightly faster or slower (at most 6 %, a few beats) until they land on the host's beats again.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from typing import Any
 import numpy as np
 
 from generator.control_log import ControlLogWriter, ControlRecord, SessionHeader
-from generator.crossfade import DEFAULT_CROSSFADE_MS, Joiner, fade_out
+from generator.crossfade import DEFAULT_CROSSFADE_MS, fade_out
+from generator.cursor import RunCursor, phase_nudge
 from generator.engine import Engine
 from generator.errors import MusikaError
-from generator.planner import EPS, OUTPUT_ONLY, Performance, bar_beats, phase_nudge
+from generator.planner import OUTPUT_ONLY, Performance, bar_beats
 from generator.playout import Playout
 from generator.stream import LockSettings, Renderer, resolve_loader
 from generator.telemetry import Telemetry
@@ -70,11 +72,7 @@ class LiveStream:
         self.renderer.engine(header.preset)  # load now: a bad preset fails at construction
         self.playout = Playout(ring, self.sr, output_latency_s, keep_s=1.0)
         self._requests: queue.Queue[tuple[str, tuple, float]] = queue.Queue()
-        self._joiner = Joiner(self.renderer.xfade)
-        self._frame0 = 0  # stream index of run sample 0
-        self._render_beat = 0.0
-        # piece boundaries rendered: (beat, the joiner's tail there, hard: not a piece cut short by a change)
-        self._ends: deque[tuple[float, np.ndarray | None, bool]] = deque()
+        self.cur = RunCursor(self.playout, self.renderer.xfade, self.renderer.min_piece)
         self._stop_silence_until: int | None = None
         self._thread: threading.Thread | None = None
         self._running = threading.Event()
@@ -88,6 +86,7 @@ class LiveStream:
         self.stretch = 1.0
         self.errors = 0
         self.bpm_confidence = 1.0
+        self.phase_tolerance_s = 0.002  # sync/set_tempo leave a smaller phase error alone
 
     @property
     def output_latency_s(self) -> float:
@@ -120,6 +119,11 @@ class LiveStream:
         """Host tempo is `bpm` from host beat `beat` at host time `at_time` on (default: from the beat heard now)."""
         self._put("tempo", bpm, confidence, beat, at_time, now=now)
 
+    def sync(self, beat: float, at_time: float, now: float | None = None) -> None:
+        """The host is at `beat` at host time `at_time` (e.g. a MIDI beat): when what is heard is more than
+        `phase_tolerance_s` off, the next beats are nudged (<= 6 % faster or slower) back onto the host's grid."""
+        self._put("tempo", None, None, beat, at_time, now=now)
+
     def set_meter(self, numerator: int, denominator: int, now: float | None = None) -> None:
         """Host meter changes at the next bar line that can still be rendered."""
         self._put("meter", int(numerator), int(denominator), now=now)
@@ -134,75 +138,26 @@ class LiveStream:
         self._put("preset", "preset", str(name), quantise, now=now)
 
     # ------------------------------------------------------------------------------------------- positions
+    def heard_beat(self, now: float | None = None) -> float:
+        """The beat the listener hears at host time `now` (sink latency and the device's period included)."""
+        run = self.perf.current
+        if run is None:
+            return self.perf.position
+        now = self.clock() if now is None else now
+        return self.cur.beat_at(self.playout.index_heard_at(now, now))
+
     def play_head_beat(self) -> float:
         """Beat of the first sample the reader has not taken (the sink's latency not included)."""
         run = self.perf.current
         if run is None:
             return self.perf.position
-        return run.tempo.beat_at(max(0, self.playout.head() - self._frame0))
-
-    def _index(self, beat: float, tail: np.ndarray | None) -> int:
-        """Stream index where audio from piece boundary `beat` on starts: its crossfade lead-in, when it has one
-        (`tail` is the joiner's tail there; None at the run's start)."""
-        lead = 0 if tail is None else self.renderer.xfade
-        return self._frame0 + self.perf.current.tempo.sample_at(beat) - lead
-
-    def _heard(self, beat: float, now: float) -> float:
-        return self.playout.heard_at(self._frame0 + self.perf.current.tempo.sample_at(beat), now)
+        return self.cur.beat_at(max(self.cur.frame0, self.playout.head()))
 
     def _margin(self, new_epoch: bool) -> float:
         """Seconds ahead of the play head a change must be placed so the re-render is done in time."""
         times = [*self._piece_times, *(self._epoch_times if new_epoch else ())]
         return (2.0 * max(times) if times else self.min_lookahead_s) + 0.02
 
-    def _earliest(self, margin_s: float) -> float:
-        """The first hard piece boundary (bar line, beat, tempo change) whose audio starts at least `margin_s`
-        after the play head (else the render position): the earliest beat a bar-bound change can start at."""
-        lim = self.playout.head() + margin_s * self.sr
-        for beat, tail, hard in self._ends:
-            if hard and self._index(beat, tail) >= lim:
-                return beat
-        return self._render_beat
-
-    def _soonest(self, margin_s: float) -> float:
-        """The earliest beat a "now" change can start at: its crossfade begins `margin_s` after the play head. It
-        cuts the piece it falls in short, at least a minimum piece away from that piece's ends."""
-        tempo, mn = self.perf.current.tempo, self.renderer.min_piece
-        c = round(tempo.beat_at(self.playout.head() + margin_s * self.sr + self.renderer.xfade - self._frame0), 6)
-        if c >= self._render_beat - EPS:
-            return self._render_beat
-        b = [e[0] for e in self._ends if e[0] <= c + EPS][-1]
-        e = [e[0] for e in self._ends if e[0] > c + EPS][0]
-        if tempo.sample_at(c) - tempo.sample_at(b) < mn:
-            c = round(tempo.beat_at(tempo.sample_at(b) + mn + 1), 6)
-        return e if tempo.sample_at(e) - tempo.sample_at(c) < mn else c
-
-    def _rollback(self, beat: float) -> bool:
-        """Render again from `beat` on (if it is before the render position): from that piece boundary, or by
-        cutting the piece it falls in short there. False when the reader got there first (nothing changed)."""
-        if beat >= self._render_beat - EPS:
-            return True
-        keep = [e for e in self._ends if e[0] <= beat + EPS]
-        if not keep:
-            return False
-        b, tail, hard = keep[-1]
-        x = self._index(b, tail)
-        if abs(b - beat) > EPS:  # inside the piece [b, ...): its audio up to `beat` stays, its tail is the join
-            b, hard = beat, False
-            x = self._frame0 + self.perf.current.tempo.sample_at(beat) - self.renderer.xfade
-            tail = self.playout.slice(x, x + self.renderer.xfade)
-            if tail is None:
-                return False
-        if self.playout.rewind(x) != x:
-            return False
-        while self._ends and self._ends[-1][0] > b - EPS:
-            self._ends.pop()
-        self._ends.append((b, tail, hard))
-        self._joiner.restore(tail)
-        self._render_beat = b
-        return True
-
-    # ------------------------------------------------------------------------------------------- worker
     def _record(self, rec: ControlRecord) -> None:
         self.perf.apply(rec)
         if self.log is not None:
@@ -246,34 +201,42 @@ class LiveStream:
         head = self.play_head_beat()
         ideal = grid.quantise(head, q, head, self.phrase_bars)  # with nothing rendered yet; a bad mode fails here
         margin = self._margin(name not in OUTPUT_ONLY)
-        beat = self._soonest(margin) if q == "now" else grid.quantise(head, q, self._earliest(margin), self.phrase_bars)
-        if not self._rollback(beat):
-            beat = grid.quantise(head, q, self._render_beat, self.phrase_bars)
+        beat = (self.cur.soonest(margin) if q == "now"
+                else grid.quantise(head, q, self.cur.earliest(margin), self.phrase_bars))
+        if not self.cur.rollback(beat):
+            beat = grid.quantise(head, q, self.cur.beat, self.phrase_bars)
         self._record(ControlRecord(beat, kind, name, value, q, at=round(head, 6)))
         self.late_ms.append((run.tempo.sample_at(beat) - run.tempo.sample_at(ideal)) / self.sr * 1000)
-        self.latencies_ms.append((self._heard(beat, now) - t_req) * 1000)
+        self.latencies_ms.append((self.cur.heard(beat, now) - t_req) * 1000)
 
-    def _tempo(self, bpm: float, confidence: float, host_beat: float | None, host_time: float | None, *,
-               t_req: float, now: float) -> None:
-        bpm, self.bpm_confidence = float(bpm), float(confidence)
+    def _tempo(self, bpm: float | None, confidence: float | None, host_beat: float | None,
+               host_time: float | None, *, t_req: float, now: float) -> None:
+        if confidence is not None:
+            self.bpm_confidence = float(confidence)
         run = self.perf.current
+        bpm = self.perf.bpm if bpm is None else float(bpm)
         if run is None:
-            self._record(ControlRecord(self.perf.position, "tempo", "bpm", bpm))
+            if bpm != self.perf.bpm:
+                self._record(ControlRecord(self.perf.position, "tempo", "bpm", bpm))
             return
         head = self.play_head_beat()
-        c0 = self._earliest(self._margin(False))
-        bar = self.perf.grid.quantise(head, "bar", max(c0, self._earliest(self._margin(True))))
         t_a = t_req if host_time is None else float(host_time)
-        b_a = (run.tempo.beat_at(self.playout.index_heard_at(t_a, now) - self._frame0) if host_beat is None
-               else float(host_beat))
-        c1, nudge = phase_nudge(c0, self._heard(c0, now), lambda b: t_a + (b - b_a) * 60.0 / bpm, bpm,
-                                max_beats=int(math.ceil(2 * self.perf.bar)))
+        b_a = self.cur.beat_at(self.playout.index_heard_at(t_a, now)) if host_beat is None else float(host_beat)
+
+        def host(b: float) -> float:
+            return t_a + (b - b_a) * 60.0 / bpm
+
         cond = self.perf.controls.get("tempo", bpm)
         recondition = abs(bpm - cond) > self.recondition * cond
-        if c1 == c0 and not recondition and run.tempo.bpm_at(c0) == bpm and not run.tempo.change_beats(c0, math.inf):
-            return  # already playing this tempo on the host's grid
-        if not self._rollback(c0):
-            c0 = c1 = self._render_beat
+        c0 = self.cur.earliest(self._margin(False))
+        cx = max(c0, run.tempo.changes[-1][0])  # where the tempo plan in force settles
+        if (not recondition and run.tempo.bpm_at(cx) == bpm
+                and abs(self.cur.heard(cx, now) - host(cx)) <= self.phase_tolerance_s):
+            return  # already on (or on the way to) the host's grid at this tempo
+        bar = self.perf.grid.quantise(head, "bar", max(c0, self.cur.earliest(self._margin(True))))
+        c1, nudge = phase_nudge(c0, self.cur.heard(c0, now), host, bpm, max_beats=int(math.ceil(2 * self.perf.bar)))
+        if not self.cur.rollback(c0):
+            c0 = c1 = self.cur.beat
             bar = self.perf.grid.quantise(head, "bar", c0)
         if c1 > c0:
             self._record(ControlRecord(c0, "tempo", "bpm", nudge, None, at=round(head, 6)))
@@ -288,27 +251,23 @@ class LiveStream:
             self._record(ControlRecord(self.perf.position, "tempo", "meter", [numerator, denominator]))
             return
         head = self.play_head_beat()
-        beat = self.perf.grid.quantise(head, "bar", self._earliest(self._margin(True)))
-        if not self._rollback(beat):
-            beat = self.perf.grid.quantise(head, "bar", self._render_beat)
+        beat = self.perf.grid.quantise(head, "bar", self.cur.earliest(self._margin(True)))
+        if not self.cur.rollback(beat):
+            beat = self.perf.grid.quantise(head, "bar", self.cur.beat)
         self._record(ControlRecord(beat, "tempo", "meter", [numerator, denominator], "bar", at=round(head, 6)))
 
     def _start_run(self) -> None:
         run = self.perf.current
-        self._joiner.reset()
-        self._frame0 = self.playout.end
-        self._render_beat = run.start_beat
-        self._ends = deque([(run.start_beat, None, True)])
+        self.cur.start(run)
         self._stop_silence_until = None
 
     def _end_run(self) -> None:
         """Fade out from the play head, drop the rest, log a stop where the audio ended (a jump is logged as
         stop + play, which render_offline replays the same way)."""
-        run = self.perf.current
         xf = self.renderer.xfade
         head = self.playout.head()
         ahead = self.playout.slice(head, self.playout.end)
-        tail = self._joiner.tail
+        tail = self.cur.joiner.tail
         parts = [p for p in (ahead, tail) if p is not None]
         raw = np.concatenate(parts, axis=1) if parts else np.zeros((2, 0), np.float32)
         first = self.playout.rewind(None)  # the reader may have moved on since `head`
@@ -317,8 +276,8 @@ class LiveStream:
         pad = int(0.1 * self.sr)
         self.playout.silence(pad)
         self._stop_silence_until = self.playout.end - pad // 2
-        self._record(ControlRecord(run.tempo.beat_at(first + seg.shape[1] - self._frame0), "transport", "stop"))
-        self._joiner.reset()
+        self._record(ControlRecord(self.cur.beat_at(first + seg.shape[1]), "transport", "stop"))
+        self.cur.joiner.reset()
         self.renderer.release(())
 
     def step(self, now: float | None = None) -> bool:
@@ -346,16 +305,12 @@ class LiveStream:
         if self.playout.end - head >= self.lookahead_s * self.sr:
             return False
         run_id = len(self.perf.runs) - 1
-        piece = next(iter(self.renderer.pieces(run, self._render_beat, self._render_beat + 2 * self.perf.bar)))
+        piece = next(iter(self.renderer.pieces(run, self.cur.beat, self.cur.beat + 2 * self.perf.bar)))
         fresh = not self.renderer.has_source(run_id, piece.epoch)
         t0 = time.perf_counter()
         res = self.renderer.render(run_id, piece)
         dt = time.perf_counter() - t0
-        self.playout.write(self._joiner.push(res.audio))
-        self._render_beat = piece.end
-        self._ends.append((piece.end, self._joiner.tail, not piece.cut_short))
-        while len(self._ends) > 2 and self._index(*self._ends[1][:2]) < head:
-            self._ends.popleft()
+        self.cur.push(piece, res.audio)
         dur = (piece.s1 - piece.s0) / self.sr
         (self._epoch_times if fresh else self._piece_times).append(dt)
         self.rtf = dt / dur if math.isnan(self.rtf) else 0.8 * self.rtf + 0.2 * dt / dur

@@ -4,14 +4,16 @@ Positions are quarter-note beats on the host timeline. A *performance* is a sequ
 playing from a start beat until stop or a jump). Within a run, every control/preset/seed change starts a new
 *epoch* at its effective beat: a freshly planned latent stream (same seed and coordinate position, new
 conditioning) that the renderer crossfades into. Host tempo changes live in the run's :class:`TempoTrack`,
-which maps beats to output samples. Nothing here reads a clock: live and offline feed the same records, so
-they plan the same audio.
+which maps beats to output samples; a tempo record replaces the changes planned after its beat (the live path
+plans short phase nudges ahead). The bar grid (:class:`BarGrid`) follows meter records: type "tempo", name
+"meter", value [numerator, denominator], at a bar line. Nothing here reads a clock: live and offline feed the
+same records, so they plan the same audio.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from generator.control_log import ControlRecord, SessionHeader
@@ -20,7 +22,6 @@ from generator.errors import MusikaError
 REF_BPM = 120.0  # the coordinate stream advances one latent-time second per two beats
 EPS = 1e-9
 QUANTISE_MODES = ("bar", "now", "phrase")
-MAX_NUDGE = 0.06  # largest relative tempo offset used to pull the audio back onto the host's beat
 # controls that only scale the output and need no new latent stream
 OUTPUT_ONLY = frozenset({"gain"})
 
@@ -176,24 +177,6 @@ class TempoTrack:
 
     def change_beats(self, a: float, b: float) -> list[float]:
         return [x for x, _ in self.changes if a + EPS < x < b - EPS]
-
-
-def phase_nudge(c0: float, heard_c0: float, host_time: Callable[[float], float], bpm: float, max_beats: int = 8,
-                max_nudge: float = MAX_NUDGE) -> tuple[float, float]:
-    """Catch up with the host after a tempo change: the audio reaches beat `c0` at time `heard_c0` (seconds), the
-    host plays beat b at `host_time(b)` at `bpm`. Returns (c1, bpm_x): beats [c0, c1) play at bpm_x so that beat
-    c1 is heard on the host's beat, over the fewest whole beats (<= max_beats) that keep bpm_x within
-    `max_nudge` (relative) of bpm; (c0, bpm) when c0 is already within 0.2 ms. Out of reach: the clamped nudge
-    over max_beats (the rest of the error remains)."""
-    if abs(host_time(c0) - heard_c0) < 2e-4:
-        return c0, bpm
-    for k in range(1, max_beats + 1):
-        dt = host_time(c0 + k) - heard_c0
-        if dt > 0 and abs(k * 60.0 / dt / bpm - 1.0) <= max_nudge:
-            return c0 + k, k * 60.0 / dt
-    dt = host_time(c0 + max_beats) - heard_c0
-    x = max_beats * 60.0 / dt if dt > 0 else math.inf
-    return c0 + max_beats, min(max(x, bpm * (1 - max_nudge)), bpm * (1 + max_nudge))
 
 
 def _check_bpm(bpm: float) -> None:

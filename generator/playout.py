@@ -65,7 +65,8 @@ class Playout:
                 break
         if played is None or not self._clock:
             return now, head
-        clock = max(now - played / self.sr, max(c for _, c in self._clock))
+        noted = list(self._clock)  # a copy: the worker thread may be appending
+        clock = max(now - played / self.sr, max(c for _, c in noted))
         return clock + played / self.sr, head
 
     def heard_at(self, x: float, now: float) -> float:

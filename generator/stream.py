@@ -7,6 +7,10 @@ the generated beat grid bar by bar (generator.stretch.estimate_grid, prior = the
 of the epoch maps to generated samples [G_j, G_j+1) between two generated downbeats; a piece of host beats is
 stretched from the matching generated span to exactly its host length (pedalboard, factor ~1 +- a few %).
 Pieces are joined with equal-power crossfades that end on the piece start, so a downbeat is never attenuated.
+A piece cut short by a change inside its cell (a "now" change, see generator.planner.pieces) is stretched over
+the whole cell and then cut, so the live path, which rewinds into the middle of such a piece, and the offline
+replay produce the same samples. LockSettings defaults: Rubber Band's faster mode, and no stretch at all when the
+factor is within 0.2 % of 1 (measurements in generator.stretch).
 """
 
 from __future__ import annotations

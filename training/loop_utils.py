@@ -93,13 +93,18 @@ def to_plain(obj: Any) -> Any:
 
 
 def resolve_resume(cfg: Any, stored: Any, allowed: tuple[str, ...]) -> Any:
-    """The stored config with `cfg`'s run_dir and `allowed` fields; warns about other fields that differ."""
+    """The stored config with `cfg`'s run_dir and those `allowed` fields that `cfg` sets to a non-default value
+    (a flag left at its default does not undo what the run was started with, e.g. its step counts); warns
+    about other fields that differ."""
     ignored = [f.name for f in dataclasses.fields(stored) if f.name not in allowed and f.name != "run_dir"
                and to_plain(getattr(cfg, f.name)) != to_plain(getattr(stored, f.name))]
     if ignored:
         logger.warning("--resume keeps the run's stored %s (only %s may change)", ", ".join(ignored),
                        ", ".join(allowed))
-    return dataclasses.replace(stored, run_dir=cfg.run_dir, **{k: getattr(cfg, k) for k in allowed})
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING}
+    changed = {k: getattr(cfg, k) for k in allowed
+               if k not in defaults or to_plain(getattr(cfg, k)) != to_plain(defaults[k])}
+    return dataclasses.replace(stored, run_dir=cfg.run_dir, **changed)
 
 
 class RunLog:

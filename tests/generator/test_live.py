@@ -179,6 +179,19 @@ def test_changes_land_soon_after_the_play_head_even_with_a_deep_look_ahead(engin
     sim.runs()  # and it still replays bit for bit
 
 
+def test_changes_right_after_play_before_anything_is_heard(engine):
+    sim = Sim(engine)
+    sim.live.play(0.0)
+    sim.tick(3)
+    sim.live.set_control("density", 8.0, quantise="now")
+    sim.live.set_tempo(132.0)
+    sim.tick(200)
+    _, recs = parse_lines(sim.log.getvalue().splitlines())
+    assert [r.type for r in recs][:3] == ["transport", "control", "tempo"] and recs[1].beat == recs[0].beat
+    assert sim.live.errors == 0 and sim.ring.underruns == 0
+    sim.runs()
+
+
 def test_meter_change_at_the_next_bar(engine):
     sim = Sim(engine)
     sim.live.play(0.0)

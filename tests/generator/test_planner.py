@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from generator.control_log import ControlRecord, SessionHeader
-from generator.planner import BarGrid, Performance, PlanError, TempoTrack, bar_beats, phase_nudge, pieces, quantise
+from generator.cursor import phase_nudge
+from generator.planner import BarGrid, Performance, PlanError, TempoTrack, bar_beats, pieces, quantise
 from generator.telemetry import Telemetry, format_status
 
 

@@ -112,6 +112,12 @@ def format_torch_table(rows: list[dict]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     presets = args.preset or [d.name for root in preset_search_path() for d in list_preset_dirs(root)]
+    if args.soak:
+        from generator.soak import soak
+
+        figures = soak([resolve_preset_dir(p) for p in presets], minutes=args.soak, threads=args.threads[0])
+        print(json.dumps({"presets": presets, "minutes": args.soak, "threads": args.threads[0], **figures}, indent=2))
+        return 0
     rows = bench(presets, args.threads, args.seconds, args.repeats, not args.no_reference, not args.no_live)
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))
     if args.torch:
@@ -132,6 +138,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=3, help="best of N runs")
     p.add_argument("--no-reference", action="store_true", help="skip the full-size reference configuration")
     p.add_argument("--no-live", action="store_true", help="skip the live chain (tempo lock) measurement")
+    p.add_argument("--soak", type=float, metavar="MINUTES", default=None,
+                   help="instead: run the live engine in real time for MINUTES with tempo changes every 8 bars, "
+                        "density/variation changes every 4 bars and a preset switch a minute; report underruns, "
+                        "latency and phase error")
     p.add_argument("--torch", action="store_true", help="also time eager PyTorch vs ONNX Runtime on the same weights")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)

@@ -90,6 +90,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="prepared dataset (musika prepare ...)")
     _ae_flags(p)
     p.set_defaults(func=_cmd_ae)
+    p = stages.add_parser("seams", help="fine-tune decoder2 so decoder-window joins do not click (encoders frozen)",
+                          formatter_class=FMT)
+    p.add_argument("--run", required=True, help="run folder whose ae/checkpoint.pt is fine-tuned in place")
+    p.add_argument("--data", required=True, help="prepared dataset (the one the autoencoder was trained on)")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--windows", type=int, default=3, help="adjacent decoder windows per training crop")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_seams)
     p = stages.add_parser("encode", help="encode a dataset into the latent cache", formatter_class=FMT)
     p.add_argument("--run", required=True)
     p.add_argument("--data", required=True)
@@ -169,6 +180,15 @@ def _cmd_ae(a: argparse.Namespace) -> int:
 
     result = run_autoencoder(_ae_config(a), resume=a.resume)
     print(f"autoencoder: step {result.step}, checkpoint {result.checkpoint}")
+    return 0
+
+
+def _cmd_seams(a: argparse.Namespace) -> int:
+    from training.loop_seams import SeamTrainConfig, run_seams
+
+    losses = run_seams(SeamTrainConfig(dataset=a.data, run_dir=a.run, steps=a.steps, windows=a.windows,
+                                       batch=a.batch, lr=a.lr, threads=a.threads, seed=a.seed))
+    print("seams: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
     return 0
 
 

@@ -114,11 +114,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--autoencoder", default=None, help="for previews (default: RUN/ae/checkpoint.pt if present)")
     _gan_flags(p)
     p.set_defaults(func=_cmd_gan)
-    p = stages.add_parser("all", help="ae, encode, gan and export in order into one run folder",
+    p = stages.add_parser("all", help="ae, seams, encode, gan and export in order into one run folder",
                           formatter_class=FMT)
     _common(p)
     p.add_argument("--data", required=True)
     _ae_flags(p, "ae-")
+    p.add_argument("--seam-steps", type=int, default=800, help="steps of the decoder seam stage (0: skip)")
     _gan_flags(p, "gan-")
     _export_flags(p)
     p.set_defaults(func=_cmd_all)
@@ -225,6 +226,11 @@ def _cmd_all(a: argparse.Namespace) -> int:
     ae_ckpt = run / "ae" / "checkpoint.pt"
     if not (a.resume and _finished(ae_ckpt, ae_cfg.total_steps)):
         run_autoencoder(ae_cfg, resume=a.resume)
+        if a.seam_steps > 0:
+            from training.loop_seams import SeamTrainConfig, run_seams
+
+            run_seams(SeamTrainConfig(dataset=a.data, run_dir=a.run, steps=a.seam_steps, threads=a.threads,
+                                      seed=a.seed))
     encode_dataset(a.data, ae_ckpt, run / "latents", device="cpu" if a.device == "auto" else a.device)
     gan_cfg = _gan_config(a, str(run / "latents"), str(ae_ckpt))
     if not (a.resume and _finished(run / "gan" / "checkpoint.pt", gan_cfg.steps)):

@@ -136,6 +136,7 @@ class Server:
         parts.append(f"output {describe_sink(self.sink)}")
         if self.midi is not None:
             core.learn, core.set_current = self.midi.start_learn, self.midi.set_current
+        if midi_part:
             parts.append(midi_part)
         if cfg.sync.source == "link":
             from bridge.link import LinkSync, LinkUnavailableError
@@ -180,7 +181,15 @@ class Server:
         self.midi = MidiInput(cfg.midi.port, cfg.midi.virtual, cfg.midi.backend, mapper=mapper,
                               client_name=f"{cfg.output.jack_client}-midi",
                               on_event=lambda event: loop.call_soon_threadsafe(self._core_call, "handle", event))
-        _device(self.midi.start)  # before the audio client is active: JACK activation must not wait on it
+        try:
+            _device(self.midi.start)  # before the audio client is active: JACK activation must not wait on it
+        except DeviceUnavailable as exc:
+            if cfg.sync.source == "midi":
+                raise  # the user asked for MIDI clock: without it there is nothing to follow
+            self.midi = None
+            logger.warning("%s; continuing without MIDI input (OSC, Link and the internal clock still work; "
+                           "--no-midi silences this)", exc)
+            return "MIDI off (no MIDI backend available)"
         return f"MIDI in {self.midi.opened_port!r} ({self.midi.opened_backend})"
 
     def _core_call(self, method: str, arg: Any) -> None:

@@ -100,3 +100,17 @@ def test_doctor_reports_without_crashing():
 def test_every_command_has_help_with_defaults(command):
     out = subprocess.run([*MUSIKA, command, "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "usage: musika" in out.stdout and "unavailable" not in out.stdout
+
+
+def test_serve_without_any_audio_or_midi_device_records_to_a_file_and_says_so(tiny_preset, tmp_path):
+    """The `make run` path on a machine with no JACK server, no sound card and no MIDI backend."""
+    env = {**os.environ, "JACK_DEFAULT_SERVER": "musika-test-none", "JACK_NO_START_SERVER": "1"}
+    out = subprocess.run([*MUSIKA, "serve", "--preset", str(tiny_preset), "--duration", "2", "--sync", "internal",
+                          "--osc-port", "0", "--control-log", "", "--threads", "1"],
+                         capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "musika: serving preset tiny" in out.stdout + out.stderr
+    recording = tmp_path / "runs" / "musika-live.wav"
+    assert "recorded to" in out.stderr and recording.exists()
+    audio, sr = sf.read(recording, always_2d=True)
+    assert sr == 44100 and audio.shape[1] == 2 and np.abs(audio).max() > 0

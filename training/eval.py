@@ -73,7 +73,8 @@ def plan_jobs(preset: Preset, seeds: int, quick: bool) -> list[Job]:
         jobs += [Job("tempo", s, {"tempo": float(b)}, float(b)) for b in bpms for s in range(seeds)]
     if preset.has_condition("density"):
         c = preset.condition("density")
-        levels = np.geomspace(c.min, c.max, QUICK_DENSITY_LEVELS if quick else DENSITY_LEVELS)
+        lo = c.min if c.min > 0 else c.max / 16  # a density range that starts at silence: sweep from max/16
+        levels = np.geomspace(lo, c.max, QUICK_DENSITY_LEVELS if quick else DENSITY_LEVELS)
         jobs += [Job("density", s, {"density": float(v)}, float(v)) for v in levels for s in range(seeds)]
     if not jobs:  # at least two clips, so that realism has two rows even in quick mode
         jobs = [Job("plain", s) for s in range(max(2, seeds))]

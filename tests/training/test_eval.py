@@ -142,3 +142,22 @@ def test_cli_no_write_leaves_the_preset_alone_and_bad_input_is_named(preset_copy
         _cli(["eval", str(preset_copy), "--dataset", str(tmp_path / "nothing"), "--no-write"])
     with pytest.raises(TrainingError, match="seeds must be at least 1"):
         _cli(["eval", str(preset_copy), "--seeds", "0", "--no-write"])
+
+
+def test_density_sweep_of_a_range_that_starts_at_zero_is_positive_and_rising():
+    from generator.preset import Condition
+    from training.eval import plan_jobs
+
+    class _Preset:
+        name = "p"
+        conditioning = (Condition("density", "curve", "notes/s", 0.0, 16.0, 3.0),)
+
+        def has_condition(self, name):
+            return name == "density"
+
+        def condition(self, name):
+            return self.conditioning[0]
+
+    jobs = plan_jobs(_Preset(), seeds=1, quick=False)
+    levels = [j.requested for j in jobs if j.kind == "density"]
+    assert levels[0] == 1.0 and levels[-1] == 16.0 and all(a < b for a, b in zip(levels, levels[1:]))

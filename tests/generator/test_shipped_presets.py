@@ -1,0 +1,27 @@
+"""The presets shipped in presets/ load, pass their integrity check and play at both ends of their ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from generator.engine import Engine
+from generator.preset import REPO_PRESETS, list_preset_dirs, load_preset
+
+SHIPPED = list_preset_dirs(REPO_PRESETS)
+
+
+def test_the_techno_and_piano_presets_ship():
+    assert {d.name for d in SHIPPED} >= {"techno", "piano"}
+
+
+@pytest.mark.parametrize("directory", SHIPPED, ids=lambda d: d.name)
+def test_shipped_preset_verifies_and_plays_across_its_conditioning_range(directory):
+    preset = load_preset(directory, verify=True)
+    assert (directory / "MODEL_CARD.md").is_file() and (directory / "spectrogram.png").is_file()
+    assert sum(f.stat().st_size for f in directory.iterdir()) < 40 * 1024 * 1024
+    engine = Engine(preset, threads=1)
+    for end in ("min", "max"):
+        values = {c.name: getattr(c, end) for c in preset.conditioning}
+        audio = engine.generate(1.0, values, seed=1)
+        assert audio.shape == (2, 44100) and np.all(np.isfinite(audio)) and np.abs(audio).max() > 1e-4

@@ -33,6 +33,17 @@ MUSIKA = [sys.executable, "-m", "bridge"]
 READY_S = 90.0  # upper bounds on waiting (the machine may be busy), not speed requirements
 
 
+async def settled(client, bpm: float, tries: int = 8) -> dict:
+    """Status once the tempo at the play head is within 1 BPM of `bpm` (catch-up after a step lasts a few beats)."""
+    st = await status(client)
+    for _ in range(tries):
+        if abs(st["bpm"] - bpm) <= 1.0:
+            break
+        await asyncio.sleep(0.5)
+        st = await status(client)
+    return st
+
+
 # ---------------------------------------------------------------------------------------- the DAW stand-in
 def sender_main(port: str) -> int:
     """Clock at 120 BPM (stopped 1 beat), Start, 10 beats, step to 140 BPM for 12 beats, Stop, 1.5 s of clock,
@@ -226,14 +237,17 @@ async def _midi_scenario(jack_server, preset, tmp: Path) -> None:
         t_tempo = await mark("tempo")
         await until(t_tempo + 4.5)  # the estimator settles, re-conditions at a bar line, then the look-ahead
         st = await status(client)
-        assert st["bpm"] == pytest.approx(140.0, abs=1.0) and st["host_bpm"] == pytest.approx(140.0, abs=1.0), st
+        assert st["host_bpm"] == pytest.approx(140.0, abs=1.0), st
+        # after a step the music plays up to 6 % faster or slower for a few beats to land back on the grid
+        st = await settled(client, 140.0)
+        assert st["bpm"] == pytest.approx(140.0, abs=1.0), st
         t_stop = await mark("stop")
         await until(t_stop + 0.8)
         st = await status(client)
         assert (st["state"], st["sync_source"]) == ("stopped", "midi")
         t_restart = await mark("restart")
         await until(t_restart + 2.0)
-        st = await status(client)
+        st = await settled(client, 140.0)
         assert st["state"] == "playing" and st["bpm"] == pytest.approx(140.0, abs=1.0)
         assert phase_error_beats(st, t_restart, 140.0) == pytest.approx(0.0, abs=0.15), diag(st, recorder)
         t_end = await mark("end")

@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.signal import resample_poly
 
 from generator.errors import MusikaError
 
@@ -37,6 +36,8 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
         out = soxr.resample(np.ascontiguousarray(audio.T, dtype=np.float32), sr_in, sr_out, quality="VHQ").T
     except ImportError:
         g = math.gcd(sr_in, sr_out)
+        from scipy.signal import resample_poly  # imported here: scipy.signal costs ~1 s of CLI start-up
+
         out = resample_poly(audio, sr_out // g, sr_in // g, axis=-1)
     if out.shape[-1] < n_out:
         out = np.pad(out, ((0, 0), (0, n_out - out.shape[-1])))
@@ -45,6 +46,8 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 def oversampled(audio: np.ndarray, factor: int = OVERSAMPLE) -> np.ndarray:
     """(channels, n) -> (channels, n * factor) band-limited interpolation (scipy resample_poly)."""
+    from scipy.signal import resample_poly
+
     return resample_poly(np.asarray(audio, dtype=np.float64), factor, 1, axis=-1)
 
 

@@ -110,3 +110,16 @@ def test_lock_verified_with_librosa_beats():
     spread = np.abs(off - np.median(off))
     assert np.median(spread) <= 0.010 and np.percentile(spread, 95) <= 0.025
     assert abs(np.median(off)) <= 0.025
+
+
+@pytest.mark.parametrize("sr", [22050, 44100, 48000])
+def test_kick_band_filter_is_the_butterworth_low_pass(sr: int) -> None:
+    # the onset envelope's kick band avoids importing scipy.signal at start-up; it must filter exactly as
+    # scipy's 2nd-order Butterworth would, or beat grids of the live path would move
+    from scipy.signal import butter, lfilter
+
+    from generator.stretch import LOW_HZ, _lowpass
+
+    y = np.random.default_rng(1).standard_normal(sr * 3)
+    b, a = butter(2, LOW_HZ, fs=sr)
+    np.testing.assert_allclose(_lowpass(y, sr), lfilter(b, a, y), atol=1e-9)

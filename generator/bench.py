@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from generator import spectral
+from generator.conditioning import stream_values
 from generator.coords import CoordinateStream
 from generator.engine import Engine
 
@@ -58,6 +59,12 @@ def _istft_fn(kind: str, mag: np.ndarray, ph: np.ndarray, cfg, workers: int = 1)
 ISTFT_LABEL = {"naive": "naive complex128", "reference": "float32 rfft one pass", "fast": "float32 rfft, blocked"}
 
 
+def _defaults(engine: Engine, halves: int) -> dict[str, float | np.ndarray]:
+    """Every user control at its default; phases follow the default tempo from a bar line."""
+    defaults = {c.name: c.default for c in engine.preset.controls}
+    return stream_values(engine.preset.conditioning, defaults, engine.config, 0, halves * engine.config.gan.half_len)
+
+
 def _first_audio(preset: str | Path, threads: int, options: dict) -> tuple[float, float]:
     """(load seconds, seconds from nothing loaded to the first FIRST_AUDIO_SECONDS of audio)."""
     t0 = time.perf_counter()
@@ -65,7 +72,7 @@ def _first_audio(preset: str | Path, threads: int, options: dict) -> tuple[float
     load_s = time.perf_counter() - t0
     cfg = engine.config
     coords = CoordinateStream(cfg.gan, seed=0).halves(0, 1)
-    lat = engine.latents(coords, {c.name: c.default for c in engine.preset.conditioning})
+    lat = engine.latents(coords, _defaults(engine, 1))
     steps = -(-int(FIRST_AUDIO_SECONDS * cfg.latent_rate_hz) // cfg.autoencoder.dec2_window)
     engine.decode(lat[: steps * cfg.autoencoder.dec2_window], state=engine.new_decode_state())
     return load_s, time.perf_counter() - t0
@@ -109,7 +116,7 @@ def measure(
     steps = int(np.ceil(seconds * cfg.latent_rate_hz / cfg.gan.half_len)) * cfg.gan.half_len
     halves = steps // cfg.gan.half_len
     coords = CoordinateStream(cfg.gan, seed=0).halves(0, halves)
-    cond = {c.name: c.default for c in engine.preset.conditioning}
+    cond = _defaults(engine, halves)
     audio_s = steps * cfg.samples_per_latent / cfg.audio.sample_rate
     engine.latents(coords, cond)  # warm-up
     t_gen, lat = _best(lambda: engine.latents(coords, cond), repeats)

@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from generator import spectral
+from generator.conditioning import model_inputs, stream_values
 from generator.errors import ConditioningError, PresetError
 from generator.preset import Preset, load_preset, sha256_file
 
@@ -149,34 +150,12 @@ class Engine:
     def conditioning_inputs(
         self, conditioning: Mapping[str, float | np.ndarray] | None, halves: int
     ) -> dict[str, np.ndarray]:
-        """User conditioning values -> the generator's cond_scalar (halves, S) / cond_curve (halves, half, K).
-
-        Scalars take a float (all halves) or (halves,); curves a float, (halves * half_len,) or (halves, half_len).
-        Missing names take the preset default; NaN means "unconditioned". Unknown names are an error.
-        """
-        conditioning = dict(conditioning or {})
-        unknown = sorted(set(conditioning) - {c.name for c in self.preset.conditioning})
-        if unknown:
-            known = ", ".join(c.name for c in self.preset.conditioning) or "none"
-            raise ConditioningError(f"preset {self.preset.name!r} has no conditioning {unknown} (it has: {known})")
-        h = self.config.gan.half_len
-        feeds: dict[str, np.ndarray] = {}
-
-        def value(c, shape):
-            v = conditioning.get(c.name, c.default)
-            arr = np.asarray(v, dtype=np.float64)
-            if not np.all(np.isnan(arr)):
-                c.check(arr[~np.isnan(arr)])
-            try:
-                return np.broadcast_to(c.to_model(arr).reshape(shape if arr.size > 1 else ()), shape)
-            except ValueError as exc:
-                raise ConditioningError(f"{c.name}: expected {shape} values, got shape {arr.shape}") from exc
-
-        if self.preset.scalars:
-            feeds["cond_scalar"] = np.stack([value(c, (halves,)) for c in self.preset.scalars], axis=-1)
-        if self.preset.curves:
-            feeds["cond_curve"] = np.stack([value(c, (halves, h)) for c in self.preset.curves], axis=-1)
-        return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
+        """User conditioning values -> the generator's cond_scalar / cond_curve (see
+        :func:`generator.conditioning.model_inputs`; errors name this preset)."""
+        try:
+            return model_inputs(self.preset.conditioning, conditioning, halves, self.config.gan.half_len)
+        except ConditioningError as exc:
+            raise ConditioningError(f"preset {self.preset.name!r}: {exc}") from None
 
     # -- noise ------------------------------------------------------------------------------------------------
     def noise(self, network: str, seed: int, first: int, count: int) -> np.ndarray:
@@ -289,7 +268,8 @@ class Engine:
         seed: int = 0,
         truncation: float | None = None,
     ) -> np.ndarray:
-        """Convenience: `seconds` of stereo audio from the start of the seeded stream, (2, samples) float32."""
+        """Convenience: `seconds` of stereo audio from the start of the seeded stream, (2, samples) float32.
+        A phase condition not given follows the tempo with a bar line at the first sample."""
         from generator.coords import CoordinateStream
 
         if not np.isfinite(seconds) or seconds <= 0:
@@ -299,7 +279,8 @@ class Engine:
         steps = -(-samples // cfg.samples_per_latent)
         halves = -(-steps // cfg.gan.half_len)
         stream = CoordinateStream(cfg.gan, seed=seed, truncation=truncation)
-        lat = self.latents(stream.halves(0, halves), conditioning, seed=seed)
+        values = stream_values(self.preset.conditioning, conditioning, cfg, 0, halves * cfg.gan.half_len)
+        lat = self.latents(stream.halves(0, halves), values, seed=seed)
         steps_dec = -(-steps // cfg.autoencoder.dec2_window) * cfg.autoencoder.dec2_window
         return self.decode(lat[:steps_dec], seed=seed)[:, :samples]
 

@@ -33,30 +33,47 @@ class Condition:
 
     kind "scalar" is one value per generator window (tempo); "curve" is one value per latent step (density).
     The model sees 2 (f(v) - f(min)) / (f(max) - f(min)) - 1 with f = log for normalise "log", else identity.
+    kind "phase" is a position per latent step in quarter-note beats from a bar line (see generator.beat_phase);
+    the model sees sin and cos of 2 pi v / P for each period P in `periods` (1: the beat, 4: a 4/4 bar), so it
+    takes 2 len(periods) curve channels. It is not a user control: callers derive it from the tempo and the bar
+    grid they play to.
     """
 
     name: str
-    kind: Literal["scalar", "curve"]
+    kind: Literal["scalar", "curve", "phase"]
     unit: str
     min: float
     max: float
     default: float
     normalise: Literal["linear", "log"] = "linear"
     help: str = ""
+    periods: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in ("scalar", "curve"):
-            raise PresetError(f"conditioning {self.name!r}: kind must be 'scalar' or 'curve', got {self.kind!r}")
+        if self.kind not in ("scalar", "curve", "phase"):
+            raise PresetError(f"conditioning {self.name!r}: kind must be 'scalar', 'curve' or 'phase', "
+                              f"got {self.kind!r}")
         if self.normalise not in ("linear", "log"):
             raise PresetError(f"conditioning {self.name!r}: normalise must be 'linear' or 'log'")
         if not (self.min < self.max) or (self.normalise == "log" and self.min <= 0):
             raise PresetError(f"conditioning {self.name!r}: invalid range {self.min}..{self.max}")
+        object.__setattr__(self, "periods", tuple(float(p) for p in self.periods))
+        if (self.kind == "phase") != bool(self.periods) or any(not p > 0 for p in self.periods):
+            raise PresetError(f"conditioning {self.name!r}: a 'phase' condition needs positive periods (beats) "
+                              f"and other kinds none, got {list(self.periods)}")
+
+    @property
+    def channels(self) -> int:
+        """Model input channels: 2 per period for a phase, else 1."""
+        return 2 * len(self.periods) if self.kind == "phase" else 1
 
     def check(self, value: float | np.ndarray) -> np.ndarray:
-        """Validate user values (finite, within min..max); returns them as float32."""
+        """Validate user values (finite, within min..max; a phase position only finite); returns float32."""
         arr = np.asarray(value, dtype=np.float64)
         if not np.all(np.isfinite(arr)):
             raise ConditioningError(f"{self.name}: value {value!r} is not a finite number; use {self.min}..{self.max}")
+        if self.kind == "phase":
+            return arr.astype(np.float32)
         lo, hi = float(arr.min(initial=self.min)), float(arr.max(initial=self.max))
         if lo < self.min - 1e-9 or hi > self.max + 1e-9:
             bad = lo if lo < self.min else hi
@@ -67,18 +84,34 @@ class Condition:
         return arr.astype(np.float32)
 
     def to_model(self, value: float | np.ndarray) -> np.ndarray:
-        """User value(s) -> the model's normalised input in [-1, 1] (NaN stays NaN: 'unconditioned')."""
+        """User value(s) -> the model's normalised input in [-1, 1] (NaN stays NaN: 'unconditioned').
+
+        A phase maps shape S to S + (channels,): sin, cos for each period in turn."""
         v = np.asarray(value, dtype=np.float64)
+        if self.kind == "phase":
+            turns = v[..., None] / np.asarray(self.periods)
+            angle = 2.0 * np.pi * np.mod(turns, 1.0)
+            return np.stack([np.sin(angle), np.cos(angle)], axis=-1).reshape(*v.shape, -1).astype(np.float32)
         f = np.log if self.normalise == "log" else (lambda x: x)
         with np.errstate(invalid="ignore", divide="ignore"):
             out = 2.0 * (f(v) - f(self.min)) / (f(self.max) - f(self.min)) - 1.0
         return out.astype(np.float32)
 
     def from_model(self, norm: float | np.ndarray) -> np.ndarray:
+        if self.kind == "phase":
+            raise ValueError(f"{self.name}: a phase condition has no inverse mapping")
         n = (np.asarray(norm, dtype=np.float64) + 1.0) / 2.0
         if self.normalise == "log":
             return np.exp(math.log(self.min) + n * (math.log(self.max) - math.log(self.min))).astype(np.float32)
         return (self.min + n * (self.max - self.min)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The preset.json / checkpoint entry (``periods`` only for a phase)."""
+        keys = ("name", "kind", "unit", "min", "max", "default", "normalise", "help")
+        out: dict[str, Any] = {k: getattr(self, k) for k in keys}
+        if self.periods:
+            out["periods"] = list(self.periods)
+        return out
 
 
 @dataclass(frozen=True)
@@ -115,7 +148,17 @@ class Preset:
 
     @property
     def curves(self) -> tuple[Condition, ...]:
-        return tuple(c for c in self.conditioning if c.kind == "curve")
+        """Per-latent-step inputs in the model's cond_curve order: curves and phases as listed."""
+        return tuple(c for c in self.conditioning if c.kind != "scalar")
+
+    @property
+    def controls(self) -> tuple[Condition, ...]:
+        """Conditions a user sets (knobs, flags, automation): all but phases, which follow the bar grid."""
+        return tuple(c for c in self.conditioning if c.kind != "phase")
+
+    @property
+    def phases(self) -> tuple[Condition, ...]:
+        return tuple(c for c in self.conditioning if c.kind == "phase")
 
     def model_path(self, network: str) -> Path:
         if network not in self.models:
@@ -151,10 +194,7 @@ class Preset:
                     "default_truncation": cfg.gan.default_truncation,
                 },
             },
-            "conditioning": [
-                {k: getattr(c, k) for k in ("name", "kind", "unit", "min", "max", "default", "normalise", "help")}
-                for c in self.conditioning
-            ],
+            "conditioning": [c.to_dict() for c in self.conditioning],
             "models": {k: {"file": m.file, "sha256": m.sha256} for k, m in self.models.items()},
             "architecture": cfg.to_dict(),
             "training": dict(self.training),
@@ -199,10 +239,10 @@ def parse_preset(data: Mapping[str, Any], where: str, path: Path | None = None) 
             f"{where}: models must include {list(REQUIRED_NETWORKS)} (missing {missing}, unknown {unknown})"
         )
     scal = sum(c.kind == "scalar" for c in conds)
-    curv = sum(c.kind == "curve" for c in conds)
+    curv = sum(c.channels for c in conds if c.kind != "scalar")
     if (scal, curv) != (cfg.gan.cond_scalars, cfg.gan.cond_curves):
         raise PresetError(
-            f"{where}: conditioning lists {scal} scalar and {curv} curve inputs but the generator was built "
+            f"{where}: conditioning lists {scal} scalar and {curv} curve channels but the generator was built "
             f"with {cfg.gan.cond_scalars} and {cfg.gan.cond_curves}"
         )
     return Preset(

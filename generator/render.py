@@ -111,8 +111,8 @@ def check_conditioning(stem: StemSpec, engine: Engine, index: int) -> None:
     preset = engine.preset
     for name, auto in stem.conditioning.items():
         where = f"stems[{index}] ({stem.name}).conditioning.{name}"
-        if not preset.has_condition(name) or name == "tempo":
-            known = ", ".join(c.name for c in preset.conditioning if c.name != "tempo") or "none"
+        if not preset.has_condition(name) or name == "tempo" or preset.condition(name).kind == "phase":
+            known = ", ".join(c.name for c in preset.controls if c.name != "tempo") or "none"
             raise ConditioningError(f"{where}: preset {preset.name!r} has no conditioning {name!r}; it has: {known}")
         try:
             preset.condition(name).check(np.asarray(auto.values))

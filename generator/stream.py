@@ -3,7 +3,9 @@ the offline entry point that replays a control log through the same planner and 
 
 Per epoch (see generator.planner) an :class:`EpochSource` generates latents from the seed's coordinate stream
 (starting a few latents before the change point), decodes them on demand with a streaming DecodeState, and finds
-the generated beat grid bar by bar (generator.stretch.estimate_grid, prior = the conditioned tempo). Host bar j
+the generated beat grid bar by bar (generator.stretch.estimate_grid, prior = the conditioned tempo); a preset
+with a "beat" phase condition is told where the host's bar lines fall at the conditioned tempo, so its beats are
+generated on the nominal grid and the stretch stays near 1. Host bar j
 of the epoch maps to generated samples [G_j, G_j+1) between two generated downbeats; a piece of host beats is
 stretched from the matching generated span to exactly its host length (pedalboard, factor ~1 +- a few %).
 Pieces are joined with equal-power crossfades that end on the piece start, so a downbeat is never attenuated.
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from generator.conditioning import beat_positions
 from generator.control_log import ControlRecord, SessionHeader
 from generator.coords import CoordinateStream
 from generator.crossfade import DEFAULT_CROSSFADE_MS, Joiner, fade_out, fade_samples
@@ -67,12 +70,16 @@ class EpochSource:
         trunc = epoch.value("variation")
         self.coords = CoordinateStream(cfg.gan, seed=epoch.seed, truncation=trunc)
         self.cond: dict[str, float] = {}
-        for c in preset.conditioning:
+        for c in preset.controls:
             v = epoch.value(c.name)
             if v is not None:
                 self.cond[c.name] = float(min(max(v, c.min), c.max))
         self.cond_bpm = self.cond.get("tempo", epoch.value("tempo", 120.0)) or 120.0
         self.lock = settings.lock and preset.has_condition("tempo")
+        self.phases = preset.phases
+        # stream time (s) of a host bar line at the conditioned tempo: phases put the model's bars on the host's
+        self.downbeat_s = (epoch.coord_step * self.spl / self.sr
+                           - (epoch.start_beat - epoch.bar_origin) * 60.0 / self.cond_bpm)
         self._latents = np.zeros((0, 2 * cfg.autoencoder.latent_dim), np.float32)
         self._next_half = self.n_start // self.half
         self._lat_offset = self._next_half * self.half  # stream step of self._latents[0]
@@ -90,7 +97,11 @@ class EpochSource:
     # -- generation ----------------------------------------------------------------------------------------
     def _gen_half_pair(self) -> None:
         h0 = self._next_half
-        lat = self.engine.latents(self.coords.halves(h0, 2), self.cond, seed=self.epoch.seed, first_half=h0)
+        cond: dict[str, float | np.ndarray] = dict(self.cond)
+        for c in self.phases:
+            cond[c.name] = beat_positions(self.engine.config, h0 * self.half, 2 * self.half, self.cond_bpm,
+                                          self.downbeat_s)
+        lat = self.engine.latents(self.coords.halves(h0, 2), cond, seed=self.epoch.seed, first_half=h0)
         self._latents = np.concatenate([self._latents, lat])
         self._next_half += 2
 

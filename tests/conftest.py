@@ -30,8 +30,10 @@ def build_tiny_preset(root, name: str = "tiny", conditioning: str = "tempo+densi
         conds.append(Condition("tempo", "scalar", "BPM", 118.0, 162.0, 128.0, "log"))
     if "density" in conditioning:
         conds.append(Condition("density", "curve", "onsets/s", 0.5, 12.0, 4.0, "log"))
+    if "beat" in conditioning:
+        conds.append(Condition("beat", "phase", "beats", 0.0, 4.0, 0.0, periods=(1.0, 4.0)))
     scalars = sum(c.kind == "scalar" for c in conds)
-    curves = sum(c.kind == "curve" for c in conds)
+    curves = sum(c.channels for c in conds if c.kind != "scalar")
     cfg = ModelConfig().scaled(ae=0.125, gan=0.125, half_len=16).with_conditioning(scalars, curves)
     torch.manual_seed(seed)
     torch.set_num_threads(1)
@@ -46,6 +48,13 @@ def tiny_preset(tmp_path_factory):
     """Path of a tiny random-weight preset conditioned on tempo (scalar) and density (curve)."""
     pytest.importorskip("torch")
     return build_tiny_preset(tmp_path_factory.mktemp("presets"))
+
+
+@pytest.fixture(scope="session")
+def tiny_preset_beat(tmp_path_factory):
+    """Path of a tiny random-weight preset conditioned on tempo (scalar) and the beat phase (4 channels)."""
+    pytest.importorskip("torch")
+    return build_tiny_preset(tmp_path_factory.mktemp("presets-beat"), name="beat", conditioning="tempo+beat")
 
 
 @pytest.fixture(scope="session")

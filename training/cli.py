@@ -65,7 +65,10 @@ def _gan_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--gan-scale", dest="gan_scale", type=float, default=1.0, help="GAN width factor")
     p.add_argument("--half-len", type=int, default=128, help="latents per generator half (power of two)")
     p.add_argument("--condition", action="append", default=None, metavar="NAME",
-                   help="conditioning label, e.g. tempo (scalar) or density (curve); repeatable")
+                   help="conditioning label, e.g. tempo (scalar), density (curve) or beat (the position in the bar, "
+                        "from the tempo and downbeat labels); repeatable")
+    p.add_argument("--init-from", default="", metavar="CHECKPOINT",
+                   help="start from another run's GAN weights (same widths; its conditions first, new ones added)")
     p.add_argument("--cond-dropout", type=float, default=0.1, help="probability a condition is dropped (NaN)")
     p.add_argument(f"--{prefix}steps", dest="gan_steps", type=int, default=20000)
     p.add_argument(f"--{prefix}batch", dest="gan_batch", type=int, default=16)
@@ -150,7 +153,8 @@ def _gan_config(a: argparse.Namespace, latents: str, autoencoder: str) -> Any:
     kw = _intervals(a, GanTrainConfig)
     gan = ModelConfig().scaled(gan=a.gan_scale, half_len=a.half_len).gan
     return GanTrainConfig(latents=latents, run_dir=a.run, autoencoder=autoencoder, gan=gan,
-                          conditions=tuple(a.condition or ()), cond_dropout=a.cond_dropout, steps=a.gan_steps,
+                          conditions=tuple(a.condition or ()), init_from=a.init_from,
+                          cond_dropout=a.cond_dropout, steps=a.gan_steps,
                           batch=a.gan_batch, lr=a.gan_lr, ema_decay=a.ema_decay,
                           weights={k: v for k, v in _weights(a.weight).items() if k.startswith("gan")}, **kw)
 

@@ -194,10 +194,10 @@ def parity_check(
 def _conditions(conditioning: Sequence[Condition | Mapping[str, Any]], cfg: ModelConfig) -> tuple[Condition, ...]:
     conds = tuple(c if isinstance(c, Condition) else Condition(**c) for c in conditioning)
     scal = sum(c.kind == "scalar" for c in conds)
-    curv = sum(c.kind == "curve" for c in conds)
+    curv = sum(c.channels for c in conds if c.kind != "scalar")
     if (scal, curv) != (cfg.gan.cond_scalars, cfg.gan.cond_curves):
         raise ExportError(
-            f"conditioning declares {scal} scalar and {curv} curve inputs but the model was built with "
+            f"conditioning declares {scal} scalar and {curv} curve channels but the model was built with "
             f"cond_scalars={cfg.gan.cond_scalars}, cond_curves={cfg.gan.cond_curves}; make them agree"
         )
     return conds

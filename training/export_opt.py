@@ -247,21 +247,17 @@ MAX_ITEMS = 64  # decoder windows (both channels) used for calibration / the qua
 def generator_latents(generator: nn.Module, cfg, conds, seed: int, items: int = MAX_ITEMS) -> np.ndarray:
     """Real generator output for decoder2 windows: (items, dec2_window, latent_dim) float32, channels stacked.
 
-    Coordinates come from the seeded CoordinateStream; conditioning is each condition's default."""
+    Coordinates come from the seeded CoordinateStream; conditioning is each condition's default (a phase
+    follows the default tempo from a bar line)."""
+    from generator.conditioning import model_inputs, stream_values
     from generator.coords import CoordinateStream
 
     ae, g = cfg.autoencoder, cfg.gan
     per_half = g.half_len // ae.dec2_window
     halves = max(1, -(-items // (2 * per_half)))
     feeds = {"coords": torch.from_numpy(CoordinateStream(g, seed=seed).halves(0, halves))}
-    scal = [c for c in conds if c.kind == "scalar"]
-    curv = [c for c in conds if c.kind == "curve"]
-    if scal:
-        v = np.array([c.to_model(c.default) for c in scal], np.float32)
-        feeds["cond_scalar"] = torch.from_numpy(np.tile(v, (halves, 1)))
-    if curv:
-        v = np.array([c.to_model(c.default) for c in curv], np.float32)
-        feeds["cond_curve"] = torch.from_numpy(np.tile(v, (halves, g.half_len, 1)))
+    values = stream_values(conds, None, cfg, 0, halves * g.half_len)
+    feeds.update({k: torch.from_numpy(v) for k, v in model_inputs(conds, values, halves, g.half_len).items()})
     rng = np.random.default_rng(seed)
     net = generator.cpu().float().eval()
     feeds["noise"] = torch.from_numpy(rng.standard_normal((halves, int(net.noise_len))).astype(np.float32))

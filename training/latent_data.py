@@ -2,6 +2,7 @@
 
 * :func:`resolve_conditions`: condition names -> generator.preset.Condition (kind from the labels: a chunk
   scalar label is a per-window "scalar", a per-latent curve label a "curve"; range and default from the data).
+  "beat" is a "phase" (periods 1 beat and 1 bar) computed from the chunk labels tempo and first_downbeat_s.
 * :class:`LatentCrops`: random windows (B, window_len, 2 latent_dim) with their normalised conditioning,
   random L/R swap and condition dropout (NaN = absent, so one model also runs unconditioned).
 * :func:`sample_coords`: the reference training coordinates (three anchors 1.5 windows apart, linear
@@ -17,19 +18,40 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from generator.model_config import GanConfig
+from generator.conditioning import beat_positions
+from generator.model_config import GanConfig, ModelConfig
 from generator.preset import Condition
 from training.encode import CacheEntry
 from training.errors import TrainingError
 
 UNITS = {"tempo": "BPM", "density": "notes/s"}
 HELP = {"tempo": "tempo of the generated music", "density": "note onsets per second, per latent step"}
+BEAT = "beat"  # the phase condition: position in the bar, from the labels below
+BEAT_LABELS = ("tempo", "first_downbeat_s", "beats_per_bar")
+
+
+def _beat_condition(entries: Sequence[CacheEntry]) -> Condition:
+    missing = [k for k in BEAT_LABELS if not all(k in e.labels for e in entries)]
+    if missing:
+        raise TrainingError(f"condition 'beat' needs the chunk labels {', '.join(BEAT_LABELS)}; missing: "
+                            f"{', '.join(missing)} (prepare the data with `musika prepare techno`)")
+    bar = float(np.median([e.labels["beats_per_bar"] for e in entries]))
+    return Condition(name=BEAT, kind="phase", unit="beats", min=0.0, max=bar, default=0.0, periods=(1.0, bar),
+                     help="position in the bar (quarter-note beats from a bar line), from the host's transport")
+
+
+def entry_positions(entry: CacheEntry, cfg: ModelConfig) -> np.ndarray:
+    """Beat positions (steps,) of a cached chunk's latents from its labels (see generator.conditioning)."""
+    return beat_positions(cfg, 0, entry.latents.shape[0], entry.labels["tempo"], entry.labels["first_downbeat_s"])
 
 
 def resolve_conditions(entries: Sequence[CacheEntry], names: Sequence[str]) -> tuple[Condition, ...]:
     """Conditions in the order given; the range is the data's min..max (widened when constant)."""
     out = []
     for name in names:
+        if name == BEAT:
+            out.append(_beat_condition(entries))
+            continue
         if all(name in e.labels for e in entries):
             kind = "scalar"
             values = np.array([e.labels[name] for e in entries], np.float64)
@@ -55,7 +77,8 @@ def resolve_conditions(entries: Sequence[CacheEntry], names: Sequence[str]) -> t
 class LatentCrops:
     """Random training windows from a latent cache (entries shorter than a window are skipped)."""
 
-    def __init__(self, entries: Sequence[CacheEntry], window: int, conditions: Sequence[Condition]):
+    def __init__(self, entries: Sequence[CacheEntry], window: int, conditions: Sequence[Condition],
+                 model: ModelConfig | None = None):
         self.window = window
         self.entries = [e for e in entries if e.latents.shape[0] >= window]
         if not self.entries:
@@ -63,13 +86,22 @@ class LatentCrops:
             raise TrainingError(f"no latent sequence has the {window} steps one GAN window needs (longest: "
                                 f"{longest}); use longer chunks or a smaller --half-len")
         self.scalars = [c for c in conditions if c.kind == "scalar"]
-        self.curves = [c for c in conditions if c.kind == "curve"]
+        self.curves = [c for c in conditions if c.kind != "scalar"]  # curves and phases, channels in order
+        self.groups = np.repeat(np.arange(len(self.curves)), [c.channels for c in self.curves])
         self.dim = self.entries[0].latents.shape[1] // 2
         self.scalar_values = np.array(
             [[np.clip(c.to_model(e.labels[c.name]), -1, 1) for c in self.scalars] for e in self.entries],
             np.float32).reshape(len(self.entries), len(self.scalars))
+        if any(c.kind == "phase" for c in self.curves) and model is None:
+            raise TrainingError("a phase condition needs the model config (samples per latent) to place beats")
+
+        def channels(c: Condition, e: CacheEntry) -> np.ndarray:
+            if c.kind == "phase":
+                return c.to_model(entry_positions(e, model))
+            return np.clip(c.to_model(e.curves[c.name]), -1, 1)[:, None]
+
         self.curve_values = [
-            np.stack([np.clip(c.to_model(e.curves[c.name]), -1, 1) for c in self.curves], axis=1).astype(np.float32)
+            np.concatenate([channels(c, e) for c in self.curves], axis=1).astype(np.float32)
             if self.curves else None for e in self.entries]
         counts = np.array([e.latents.shape[0] - window + 1 for e in self.entries], np.float64)
         self.p = counts / counts.sum()
@@ -82,7 +114,7 @@ class LatentCrops:
         offs = rng.random(batch)
         swap = rng.random(batch) < swap_prob
         real = np.empty((batch, self.window, 2 * self.dim), np.float32)
-        curves = np.empty((batch, self.window, len(self.curves)), np.float32) if self.curves else None
+        curves = np.empty((batch, self.window, self.groups.size), np.float32) if self.curves else None
         for b, i in enumerate(idx):
             n = self.entries[i].latents.shape[0]
             s = int(offs[b] * (n - self.window + 1))
@@ -94,14 +126,17 @@ class LatentCrops:
         scalars = self.scalar_values[idx].copy() if self.scalars else None
         if scalars is not None:
             scalars[rng.random(scalars.shape) < dropout] = np.nan
-        return real, scalars, drop_curves(rng, curves, dropout)
+        return real, scalars, drop_curves(rng, curves, dropout, self.groups)
 
 
-def drop_curves(rng: np.random.Generator, curves: np.ndarray | None, dropout: float) -> np.ndarray | None:
-    """Whole curves set to NaN with probability `dropout` per item and curve."""
+def drop_curves(rng: np.random.Generator, curves: np.ndarray | None, dropout: float,
+                groups: np.ndarray | None = None) -> np.ndarray | None:
+    """Whole conditions set to NaN with probability `dropout` per item and condition; `groups` gives each
+    channel's condition (a phase's sin/cos channels drop together; default: one channel per condition)."""
     if curves is None:
         return None
-    mask = rng.random((curves.shape[0], curves.shape[2])) < dropout
+    groups = np.arange(curves.shape[2]) if groups is None else groups
+    mask = (rng.random((curves.shape[0], int(groups.max()) + 1)) < dropout)[:, groups]
     out = curves.copy()
     out[np.repeat(mask[:, None, :], curves.shape[1], axis=1)] = np.nan
     return out

@@ -61,6 +61,7 @@ class GanTrainConfig:
     autoencoder: str = ""  # autoencoder checkpoint, for previews ("" = no previews)
     gan: GanConfig = field(default_factory=GanConfig)
     conditions: tuple[str, ...] = ()  # e.g. ("tempo",) or ("density",)
+    init_from: str = ""  # a GAN checkpoint to start from (training.warm_start)
     cond_dropout: float = 0.1
     steps: int = 20000
     batch: int = 16
@@ -192,18 +193,16 @@ def generate_audio(gen, dec2, dec1, model: ModelConfig, conds, seed: int = 1, wi
                    values: Mapping[str, float] | None = None) -> np.ndarray:
     """Windows of the inference coordinate stream -> stereo audio (2, samples); conditions at `values` or
     their defaults. Private RNGs only (the training RNG is untouched)."""
+    from generator.conditioning import model_inputs, stream_values
     from generator.coords import CoordinateStream
     from training.encode import decode_latents
 
     g = model.gan
     dev = next(gen.parameters()).device
     coords = torch.from_numpy(CoordinateStream(g, seed).halves(0, 2 * windows)).to(dev)
-    values = {c.name: (values or {}).get(c.name, c.default) for c in conds}
-    scal = [float(c.to_model(values[c.name])) for c in conds if c.kind == "scalar"]
-    curv = [float(c.to_model(values[c.name])) for c in conds if c.kind == "curve"]
     n = coords.shape[0]
-    s = torch.tensor([scal] * n, device=dev) if scal else None
-    k = torch.tensor(curv, device=dev).expand(n, g.half_len, len(curv)).contiguous() if curv else None
+    feeds = model_inputs(conds, stream_values(conds, values, model, 0, n * g.half_len), n, g.half_len)
+    s, k = (torch.from_numpy(feeds[key]).to(dev) if key in feeds else None for key in ("cond_scalar", "cond_curve"))
     noise = torch.randn(n, gen.noise_len, generator=torch.Generator().manual_seed(seed)).to(dev)
     was = gen.training
     gen.eval()
@@ -234,8 +233,9 @@ def run_gan(cfg: GanTrainConfig, resume: bool = False,
     else:
         conds = resolve_conditions(entries, cfg.conditions)
     n_s = sum(c.kind == "scalar" for c in conds)
-    model = dataclasses.replace(cache.model, gan=cfg.gan).with_conditioning(n_s, len(conds) - n_s)
-    crops = LatentCrops(entries, model.gan.window_len, conds)
+    n_k = sum(c.channels for c in conds if c.kind != "scalar")
+    model = dataclasses.replace(cache.model, gan=cfg.gan).with_conditioning(n_s, n_k)
+    crops = LatentCrops(entries, model.gan.window_len, conds, model)
     info, device = D.setup(cfg.device)
     np_rng = seed_everything(cfg.seed + info.rank)
     tr = _GanTrainer(cfg, model, conds, device)
@@ -248,6 +248,11 @@ def run_gan(cfg: GanTrainConfig, resume: bool = False,
         wall0 = float(stored.get("wall_seconds", 0.0))
         logger.info("resuming the GAN at step %d", step)
     else:
+        if cfg.init_from:
+            from training.warm_start import warm_start
+
+            warm_start(cfg.init_from, {"generator": tr.gen, "critic": tr.critic, "generator_ema": tr.ema}, conds,
+                       model.to_dict())
         D.broadcast_modules(info, [tr.gen, tr.critic, tr.ema])
     log = RunLog(cfg.stage_dir, "gan", cfg.steps, step, info.is_main, cfg.tensorboard, cfg.progress)
 

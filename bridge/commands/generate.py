@@ -38,7 +38,7 @@ def generate(
         if value is None:
             continue
         if not engine.preset.has_condition(name):
-            known = ", ".join(c.name for c in engine.preset.conditioning) or "no conditioning"
+            known = ", ".join(c.name for c in engine.preset.controls) or "no conditioning"
             raise ConditioningError(f"{flag}: preset {engine.preset.name!r} is not conditioned on {name} ({known})")
         engine.preset.condition(name).check(value)
         conditioning[name] = value

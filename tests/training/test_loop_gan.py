@@ -15,7 +15,13 @@ from training.checkpoint import load_checkpoint
 from training.encode import LatentCache, encode_dataset
 from training.errors import NonFiniteLossError, TrainingError
 from training.finalize import export_run
-from training.latent_data import LatentCrops, coords_from_anchors, resolve_conditions, sample_coords
+from training.latent_data import (
+    LatentCrops,
+    coords_from_anchors,
+    entry_positions,
+    resolve_conditions,
+    sample_coords,
+)
 from training.loop_ae import AeTrainConfig, mean_metric, run_autoencoder
 from training.loop_gan import GanTrainConfig, run_gan
 from training.loop_utils import read_metrics
@@ -139,3 +145,58 @@ def test_export_passes_the_parity_check(cache, tmp_path):
     card = (preset_dir / "MODEL_CARD.md").read_text()
     assert "`gan/critic`" in card and "spectrogram.png" in card
     assert (preset_dir / "spectrogram.png").stat().st_size > 1000
+
+
+def test_beat_phase_comes_from_the_tempo_and_downbeat_labels(cache):
+    entries = LatentCache(cache[1]).entries()
+    tempo, beat = resolve_conditions(entries, ["tempo", "beat"])
+    assert (beat.kind, beat.periods, beat.channels) == ("phase", (1.0, 4.0), 4)
+    model = tiny_model().with_conditioning(1, 4)
+    e = entries[0]
+    positions = entry_positions(e, model)
+    seconds = np.arange(e.latents.shape[0]) * model.samples_per_latent / model.audio.sample_rate
+    np.testing.assert_allclose(positions, (seconds - e.labels["first_downbeat_s"]) * e.labels["tempo"] / 60)
+    crops = LatentCrops(entries, 32, (tempo, beat), model)
+    rng = np.random.default_rng(0)
+    _, _, curve = crops.sample(rng, 64, swap_prob=0.5, dropout=0.0)
+    assert curve.shape == (64, 32, 4)
+    np.testing.assert_allclose(curve[..., 0] ** 2 + curve[..., 1] ** 2, 1.0, atol=1e-5)  # sin/cos pairs
+    _, _, curve = crops.sample(rng, 400, swap_prob=0.5, dropout=0.3)
+    dropped = np.isnan(curve[:, 0, :])
+    assert (dropped == dropped[:, :1]).all() and 0.2 < dropped[:, 0].mean() < 0.4  # a phase drops as a whole
+    with pytest.raises(TrainingError, match="needs the model config"):
+        LatentCrops(entries, 32, (tempo, beat))
+
+
+def test_init_from_adds_the_beat_phase_without_changing_what_the_model_does(cache, tmp_path):
+    from training.models import Critic, Generator
+    from training.warm_start import warm_start
+
+    old = run_gan(config(cache, tmp_path / "old", steps=3, conditions=("tempo",)))
+    state = load_checkpoint(old.checkpoint)
+    entries = LatentCache(cache[1]).entries()
+    conds = resolve_conditions(entries, ["tempo", "beat"])
+    model = tiny_model().with_conditioning(1, 4)
+    nets = {"generator": Generator(model), "critic": Critic(model), "generator_ema": Generator(model)}
+    assert warm_start(old.checkpoint, nets, conds, model.to_dict()) == 3
+    before_g, before_c = Generator(old.model), Critic(old.model)
+    before_g.load_state_dict(state["networks"]["generator_ema"])
+    before_c.load_state_dict(state["networks"]["critic"])
+    g = old.model.gan
+    rng = np.random.default_rng(1)
+    coords = torch.from_numpy(rng.standard_normal((2, g.half_len, g.coord_dim)).astype(np.float32))
+    scal = torch.tensor([[0.3], [-0.5]])
+    phase = torch.from_numpy(rng.uniform(-1, 1, (2, g.half_len, 4)).astype(np.float32))
+    noise = torch.randn(2, before_g.noise_len)
+    with torch.no_grad():
+        want = before_g.eval()(coords, scal, None, noise)
+        got = nets["generator_ema"].eval()(coords, scal, phase, noise)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        window = torch.randn(2, 2 * g.half_len, 128)
+        phase_w = phase.repeat(1, 2, 1)
+        torch.testing.assert_close(nets["critic"](window, scal, phase_w), before_c(window, scal), atol=1e-5, rtol=1e-5)
+    new = run_gan(config(cache, tmp_path / "new", steps=2, conditions=("tempo", "beat"),
+                         init_from=str(old.checkpoint)))
+    assert new.model.gan.cond_curves == 4 and new.step == 2
+    with pytest.raises(TrainingError, match=r"conditions \['tempo'\] must come first"):
+        run_gan(config(cache, tmp_path / "bad", steps=1, conditions=("beat", "tempo"), init_from=str(old.checkpoint)))

@@ -39,7 +39,8 @@ def make_tiny_dataset(root: Path, seconds: float = 4.0, chunks: int = 3) -> Path
         audio = clicks_and_sine(tempo, seconds, 220.0 * (1 + i), seed=i)
         steps = int(seconds * LATENT_RATE_HZ) + 1
         density = np.linspace(tempo / 60.0, tempo / 30.0, steps).astype(np.float32)
-        writer.add(f"c{i:02d}", audio, source=f"track{i}", labels={"tempo": tempo, "first_beat_s": 0.0},
+        writer.add(f"c{i:02d}", audio, source=f"track{i}", labels={"tempo": tempo, "first_beat_s": 0.0,
+                                                                  "first_downbeat_s": 0.0, "beats_per_bar": 4.0},
                    curves={"density": density}, split="heldout" if i == chunks else "train")
     writer.finish()
     return root

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import onnxruntime as ort
 from generator import spectral
 from generator.conditioning import model_inputs, stream_values
 from generator.errors import ConditioningError, PresetError
+from generator.join_repair import JoinState, repair_joins
 from generator.preset import Preset, load_preset, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -46,10 +47,12 @@ def _session(path: Path, threads: int | None, spin: bool = True, arena: bool = T
 
 @dataclass
 class DecodeState:
-    """What carries over between streaming decode calls: the iSTFT tail and the next decoder window index."""
+    """What carries over between streaming decode calls: the iSTFT tail, the next decoder window index and the
+    last frame's phase (for the join repair)."""
 
     istft: spectral.StreamingIstft
     next_window: int = 0
+    joins: JoinState = field(default_factory=JoinState)
 
 
 class Engine:
@@ -65,6 +68,8 @@ class Engine:
     spin: let ONNX Runtime's worker threads spin while waiting (off by default: on a machine shared with a DAW
     spinning threads steal the cores the audio needs, and 2-thread decoding was ~2x slower with it).
     arena: ONNX Runtime's CPU memory arena (faster repeated calls, higher resident memory).
+    joins: "repair" (default) smooths decoder-window joins before the iSTFT (generator.join_repair); "raw"
+    plays the decoders' spectra as they are (for comparisons with the PyTorch pipeline).
     """
 
     def __init__(
@@ -76,11 +81,15 @@ class Engine:
         istft: str = "fast",
         spin: bool = False,
         arena: bool = True,
+        joins: str = "repair",
     ):
         if precision not in PRECISIONS:
             raise PresetError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if istft not in ("fast", "reference"):
             raise PresetError(f"istft must be 'fast' or 'reference', got {istft!r}")
+        if joins not in ("repair", "raw"):
+            raise PresetError(f"joins must be 'repair' or 'raw', got {joins!r}")
+        self.joins = joins
         if max_batch < 1:
             raise PresetError(f"max_batch must be a positive number of decoder windows, got {max_batch}")
         self.preset = preset
@@ -104,7 +113,8 @@ class Engine:
     def load(
         cls, path: str | Path, threads: int | None = None, search: tuple[str | Path, ...] = (), **options
     ) -> Engine:
-        """Load a preset by name or path; `options` are precision, max_batch, istft, spin, arena (see the class)."""
+        """Load a preset by name or path; `options` are precision, max_batch, istft, spin, arena, joins (see the
+        class)."""
         return cls(load_preset(path, search=search), threads=threads, **options)
 
     # -- precision ------------------------------------------------------------------------------------------
@@ -251,6 +261,10 @@ class Engine:
             chunk = latents[i : i + step]
             mag, phase = self.decode_spectra(chunk, seed=seed, first_window=state.next_window)
             state.next_window += chunk.shape[0] // win
+            if self.joins == "repair":
+                a = self.config.audio
+                mag, phase = repair_joins(mag, phase, self.config.autoencoder.dec1_window, a.hop, a.n_fft,
+                                          state.joins)
             parts.append(state.istft.process(mag, phase))
         if not parts:
             return np.zeros((2, 0), np.float32)

@@ -264,7 +264,7 @@ class Engine:
             if self.joins == "repair":
                 a = self.config.audio
                 mag, phase = repair_joins(mag, phase, self.config.autoencoder.dec1_window, a.hop, a.n_fft,
-                                          state.joins)
+                                          state.joins, inplace=True)  # fresh arrays from decode_spectra
             parts.append(state.istft.process(mag, phase))
         if not parts:
             return np.zeros((2, 0), np.float32)

@@ -38,18 +38,30 @@ class JoinState:
     last_phase: np.ndarray | None = None
 
 
+def _wrap(x: np.ndarray) -> np.ndarray:
+    """Angles into [-pi, pi)."""
+    return np.remainder(x + np.pi, 2.0 * np.pi) - np.pi
+
+
 def phase_advance(bins: int, hop: int, n_fft: int) -> np.ndarray:
     """Nominal phase advance per hop of each bin, (bins,) float64."""
     return 2.0 * np.pi * np.arange(bins) * hop / n_fft
 
 
 def repair_joins(
-    magnitude: np.ndarray, phase: np.ndarray, window: int, hop: int, n_fft: int, state: JoinState | None = None
+    magnitude: np.ndarray,
+    phase: np.ndarray,
+    window: int,
+    hop: int,
+    n_fft: int,
+    state: JoinState | None = None,
+    inplace: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Repair the joins of (channels, frames, bins) spectra made of whole decoder windows of `window` frames.
 
-    Joins are every `window` frames, plus frame 0 when `state` holds the previous call's last phase. Returns new
-    arrays (the inputs are not modified) and updates `state`."""
+    Joins are every `window` frames, plus frame 0 when `state` holds the previous call's last phase. Returns the
+    repaired arrays (new ones unless `inplace`) and updates `state`. All joins are done at once: only the
+    HOLD + FADE frames after each join are touched."""
     if magnitude.shape != phase.shape or magnitude.ndim != 3:
         raise ValueError(f"magnitude and phase must both be (channels, frames, bins), got {magnitude.shape} and "
                          f"{phase.shape}")
@@ -57,24 +69,27 @@ def repair_joins(
     if frames % window or window < HOLD + FADE + 1:
         raise ValueError(f"frames ({frames}) must be whole windows of {window} > {HOLD + FADE} frames")
     state = state if state is not None else JoinState()
-    mag = magnitude.copy()
+    mag = magnitude if inplace else magnitude.copy()
+    out = phase if inplace else phase.copy()
     first = np.arange(0, frames, window)
+    last_phase = np.pi * phase[:, -1]  # the decoder's own (windows are longer than the repair), radians
     mag[:, first] = np.minimum(mag[:, first], mag[:, first + 1])
     mag[:, first + window - 1] = np.minimum(mag[:, first + window - 1], mag[:, first + window - 2])
-    out = phase.astype(np.float64) * np.pi  # the decoders' phase is in units of pi (see generator.spectral)
-    adv = phase_advance(phase.shape[2], hop, n_fft)
-    weights = np.arange(1, FADE + 1) / (FADE + 1)
-    for j in first:
-        if j == 0 and state.last_phase is None:
-            continue  # the stream's first window: nothing to continue
+    if state.last_phase is None:
+        first = first[1:]  # the stream's first window: nothing to continue
+    if first.size:
+        # phase in radians (the decoders output phase / pi, see generator.spectral), all joins x bins at once
+        prev = np.pi * phase[:, np.maximum(first - 1, 0)]
+        if first[0] == 0:
+            prev[:, 0] = state.last_phase
+        adv = _wrap(phase_advance(phase.shape[2], hop, n_fft)).astype(np.float32)
         for i in range(HOLD + FADE):
-            t = j + i
-            cont = np.mod((out[:, t - 1] if t > 0 else state.last_phase) + adv + np.pi, 2.0 * np.pi) - np.pi
-            if i < HOLD:
-                out[:, t] = cont
-            else:
-                w = weights[i - HOLD]
-                own = np.pi * phase[:, t].astype(np.float64)
-                out[:, t] = np.angle((1.0 - w) * np.exp(1j * cont) + w * np.exp(1j * own))
-    state.last_phase = out[:, -1].copy()  # a window's last frame keeps the decoder's phase (window > HOLD + FADE)
-    return mag, (out / np.pi).astype(phase.dtype)
+            cont = _wrap(prev + adv)
+            if i >= HOLD:  # complex cross-fade towards the decoder's own phase, as cos/sin (no complex exp)
+                w = np.float32((i - HOLD + 1) / (FADE + 1))
+                own = np.pi * phase[:, first + i]
+                cont = np.arctan2((1 - w) * np.sin(cont) + w * np.sin(own), (1 - w) * np.cos(cont) + w * np.cos(own))
+            out[:, first + i] = cont / np.float32(np.pi)
+            prev = cont
+    state.last_phase = last_phase
+    return mag, out

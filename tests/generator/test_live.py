@@ -134,7 +134,9 @@ def test_tempo_step_follows_the_host_from_its_beat(engine, anchor):
     sim.tick(250)
     [(run, k)] = sim.runs()
     changes = run.tempo.changes
-    assert changes[-1][1] == 140.0 and changes[-1][0] - host_beat <= 4.0  # back on the grid within a bar
+    # back on the grid within the two bars the catch-up may take (how soon depends on the measured render time of a
+    # piece, i.e. on the machine's load: typically within one)
+    assert changes[-1][1] == 140.0 and changes[-1][0] - host_beat <= 8.0
     # from there on, every beat is heard when the host plays it
     beats = np.arange(np.ceil(changes[-1][0]), np.ceil(changes[-1][0]) + 8)
     heard = np.array([sim.heard(k + run.tempo.sample_at(b)) for b in beats])

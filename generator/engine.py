@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import onnxruntime as ort
 from generator import spectral
 from generator.conditioning import model_inputs, stream_values
 from generator.errors import ConditioningError, PresetError
-from generator.join_repair import JoinState, repair_joins
+from generator.join_repair import repair_joins
 from generator.preset import Preset, load_preset, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -47,12 +47,10 @@ def _session(path: Path, threads: int | None, spin: bool = True, arena: bool = T
 
 @dataclass
 class DecodeState:
-    """What carries over between streaming decode calls: the iSTFT tail, the next decoder window index and the
-    last frame's phase (for the join repair)."""
+    """What carries over between streaming decode calls: the iSTFT tail and the next decoder window index."""
 
     istft: spectral.StreamingIstft
     next_window: int = 0
-    joins: JoinState = field(default_factory=JoinState)
 
 
 class Engine:
@@ -68,7 +66,8 @@ class Engine:
     spin: let ONNX Runtime's worker threads spin while waiting (off by default: on a machine shared with a DAW
     spinning threads steal the cores the audio needs, and 2-thread decoding was ~2x slower with it).
     arena: ONNX Runtime's CPU memory arena (faster repeated calls, higher resident memory).
-    joins: "repair" (default) smooths decoder-window joins before the iSTFT (generator.join_repair); "raw"
+    joins: "repair" (default) replaces each decoder window's edge frames before the iSTFT (generator.join_repair);
+    "raw"
     plays the decoders' spectra as they are (for comparisons with the PyTorch pipeline).
     """
 
@@ -261,10 +260,8 @@ class Engine:
             chunk = latents[i : i + step]
             mag, phase = self.decode_spectra(chunk, seed=seed, first_window=state.next_window)
             state.next_window += chunk.shape[0] // win
-            if self.joins == "repair":
-                a = self.config.audio
-                mag, phase = repair_joins(mag, phase, self.config.autoencoder.dec1_window, a.hop, a.n_fft,
-                                          state.joins, inplace=True)  # fresh arrays from decode_spectra
+            if self.joins == "repair":  # in place: decode_spectra's arrays are fresh
+                mag = repair_joins(mag, self.config.autoencoder.dec1_window, inplace=True)
             parts.append(state.istft.process(mag, phase))
         if not parts:
             return np.zeros((2, 0), np.float32)

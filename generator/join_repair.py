@@ -1,95 +1,38 @@
-"""Decoder-window joins: make consecutive windows of decoded spectra flow into each other before the iSTFT.
+"""Decoder-window joins: replace the unreliable edge frames of each decoded window before the iSTFT.
 
-decoder1 turns each window of ``dec1_window`` frames into magnitude (normalised dB) and phase independently.
-Measured on the shipped techno preset (session 2): every window's first and last frame come out louder than the
-frames inside (by 0.11 normalised, ~8 dB, per bin on average against their neighbour), and the phase restarts
-at each window start without regard to the frame before it. Both make a flux spike at every join (every
-0.37 s, which a beat tracker hears as 161.5 BPM): the eval's seam ratio was 1.84 on generated latents (bar:
-1.25). This module repairs both, causally and independently of how a stream is cut into decode calls:
+decoder1 turns each window of ``dec1_window`` frames into magnitude (normalised dB) and phase independently, and
+its convolutions see zero padding beyond the window. Measured on the shipped presets (session 2): the first and
+last frame of every window come out at a different level from the frames inside (techno: 0.11 normalised,
+~8 dB, louder on average than their neighbour; piano: quieter), so every join (every 0.37 s, which a beat
+tracker hears as 161.5 BPM) makes a flux spike: the eval's seam ratio was 1.79 for techno and 1.47 for piano on
+generated latents (bar: 1.25).
 
-* magnitude: a window's first frame is limited to its second, its last frame to the one before it (``min``,
-  per bin), which removes the edge burst; an onset on a window's first frame is kept (the frame after it is
-  loud too), one on its last frame sounds one frame (5.8 ms) later, from the next window;
-* phase: the ``HOLD`` frames from a join on continue the frame before them at the nominal phase advance of
-  each bin (2 pi k hop / n_fft, phase-vocoder style), then ``FADE`` frames cross-fade (complex, so no phase
-  wraps) from the continuation of the frame before to the decoder's own phase.
-
-Seam ratio (6 generated clips of 12 s; 1 = joins indistinguishable from anywhere else): techno 1.79 -> 1.11
-(magnitude alone 1.39, phase alone 1.65), piano 1.47 -> 1.16. Holding the phase longer lowers the ratio further
-(HOLD = FADE = 6: 1.01) but smears more of each window's start; 3 + 4 frames (17 + 23 ms) is the choice.
-A stream carries the last frame's phase from one call to the next (:class:`JoinState`), so the output of
-successive calls equals one call on the whole.
+The repair gives each window's first frame the magnitude of its second and its last frame the magnitude of the one
+before it; phases are left as decoded. Seam ratio on 6 generated clips of 12 s (1 = joins indistinguishable from
+anywhere else): techno 1.79 -> 1.13, piano 1.46 -> 1.23. Tried and not kept: limiting the edge frames to their
+neighbour (``min``: 1.39 / 1.40, the quiet piano edges stay), two frames per edge (1.12 / 1.25), and continuing
+the phase across the join at each bin's nominal advance then cross-fading into the decoder's phase (1.11 / 1.16,
+but frames from the two windows then overlap-add out of phase: the energy dips to 0.16 and swells to 2x median
+in the 20 ms after a join, and on noise-like output a 30x burst). An onset on a window's first frame is kept (the
+frame after it is loud too); one on its last frame sounds one frame (5.8 ms) later, from the next window.
+Every window is repaired on its own, so however a stream is cut into decode calls the result is the same.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-HOLD = 3  # frames after a join that continue the previous frame's phase
-FADE = 4  # frames over which the continuation cross-fades into the decoder's phase
 
-
-@dataclass
-class JoinState:
-    """The last decoded frame's phase (channels, bins) of a stream, None before its first window."""
-
-    last_phase: np.ndarray | None = None
-
-
-def _wrap(x: np.ndarray) -> np.ndarray:
-    """Angles into [-pi, pi)."""
-    return np.remainder(x + np.pi, 2.0 * np.pi) - np.pi
-
-
-def phase_advance(bins: int, hop: int, n_fft: int) -> np.ndarray:
-    """Nominal phase advance per hop of each bin, (bins,) float64."""
-    return 2.0 * np.pi * np.arange(bins) * hop / n_fft
-
-
-def repair_joins(
-    magnitude: np.ndarray,
-    phase: np.ndarray,
-    window: int,
-    hop: int,
-    n_fft: int,
-    state: JoinState | None = None,
-    inplace: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Repair the joins of (channels, frames, bins) spectra made of whole decoder windows of `window` frames.
-
-    Joins are every `window` frames, plus frame 0 when `state` holds the previous call's last phase. Returns the
-    repaired arrays (new ones unless `inplace`) and updates `state`. All joins are done at once: only the
-    HOLD + FADE frames after each join are touched."""
-    if magnitude.shape != phase.shape or magnitude.ndim != 3:
-        raise ValueError(f"magnitude and phase must both be (channels, frames, bins), got {magnitude.shape} and "
-                         f"{phase.shape}")
+def repair_joins(magnitude: np.ndarray, window: int, inplace: bool = False) -> np.ndarray:
+    """(channels, frames, bins) normalised-dB magnitude made of whole decoder windows of `window` frames ->
+    the same with each window's edge frames replaced by their inner neighbours (a new array unless `inplace`)."""
+    if magnitude.ndim != 3:
+        raise ValueError(f"magnitude must be (channels, frames, bins), got shape {magnitude.shape}")
     frames = magnitude.shape[1]
-    if frames % window or window < HOLD + FADE + 1:
-        raise ValueError(f"frames ({frames}) must be whole windows of {window} > {HOLD + FADE} frames")
-    state = state if state is not None else JoinState()
+    if frames % window or window < 3:
+        raise ValueError(f"frames ({frames}) must be whole windows of {window} >= 3 frames")
     mag = magnitude if inplace else magnitude.copy()
-    out = phase if inplace else phase.copy()
     first = np.arange(0, frames, window)
-    last_phase = np.pi * phase[:, -1]  # the decoder's own (windows are longer than the repair), radians
-    mag[:, first] = np.minimum(mag[:, first], mag[:, first + 1])
-    mag[:, first + window - 1] = np.minimum(mag[:, first + window - 1], mag[:, first + window - 2])
-    if state.last_phase is None:
-        first = first[1:]  # the stream's first window: nothing to continue
-    if first.size:
-        # phase in radians (the decoders output phase / pi, see generator.spectral), all joins x bins at once
-        prev = np.pi * phase[:, np.maximum(first - 1, 0)]
-        if first[0] == 0:
-            prev[:, 0] = state.last_phase
-        adv = _wrap(phase_advance(phase.shape[2], hop, n_fft)).astype(np.float32)
-        for i in range(HOLD + FADE):
-            cont = _wrap(prev + adv)
-            if i >= HOLD:  # complex cross-fade towards the decoder's own phase, as cos/sin (no complex exp)
-                w = np.float32((i - HOLD + 1) / (FADE + 1))
-                own = np.pi * phase[:, first + i]
-                cont = np.arctan2((1 - w) * np.sin(cont) + w * np.sin(own), (1 - w) * np.cos(cont) + w * np.cos(own))
-            out[:, first + i] = cont / np.float32(np.pi)
-            prev = cont
-    state.last_phase = last_phase
-    return mag, out
+    mag[:, first] = mag[:, first + 1]
+    mag[:, first + window - 1] = mag[:, first + window - 2]
+    return mag

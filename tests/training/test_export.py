@@ -109,7 +109,7 @@ def test_export_preset_writes_a_loadable_preset(tmp_path: Path) -> None:
 
 def test_export_preset_refuses_mismatch_and_leaves_nothing(tmp_path: Path) -> None:
     nets = toy_nets(TOY)
-    with pytest.raises(ExportError, match="declares 1 scalar and 0 curve inputs but the model was built with"):
+    with pytest.raises(ExportError, match="declares 1 scalar and 0 curve channels but the model was built with"):
         export_preset(nets, TOY, tmp_path, "bad", "", [TEMPO])
     nets.pop("decoder1")
     with pytest.raises(ExportError, match=r"missing required networks \['decoder1'\]"):

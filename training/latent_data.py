@@ -1,7 +1,8 @@
 """What the GAN trains on: random latent windows with their conditioning, and training coordinates.
 
 * :func:`resolve_conditions`: condition names -> generator.preset.Condition (kind from the labels: a chunk
-  scalar label is a per-window "scalar", a per-latent curve label a "curve"; range and default from the data).
+  scalar label is a per-window "scalar", a per-latent curve label a "curve"; range and default from the data:
+  a scalar's min..max, a curve's 5th..95th percentile, values beyond it clipped).
   "beat" is a "phase" (periods 1 beat and 1 bar) computed from the chunk labels tempo and first_downbeat_s.
 * :class:`LatentCrops`: random windows (B, window_len, 2 latent_dim) with their normalised conditioning,
   random L/R swap and condition dropout (NaN = absent, so one model also runs unconditioned).
@@ -26,6 +27,7 @@ from training.errors import TrainingError
 
 UNITS = {"tempo": "BPM", "density": "notes/s"}
 HELP = {"tempo": "tempo of the generated music", "density": "note onsets per second, per latent step"}
+CURVE_RANGE = (5.0, 95.0)  # percentiles of a curve condition's values that become its range
 BEAT = "beat"  # the phase condition: position in the bar, from the labels below
 BEAT_LABELS = ("tempo", "first_downbeat_s", "beats_per_bar")
 
@@ -65,7 +67,10 @@ def resolve_conditions(entries: Sequence[CacheEntry], names: Sequence[str]) -> t
         values = values[np.isfinite(values)]
         if values.size == 0:
             raise TrainingError(f"condition {name!r} has no finite values in the dataset")
-        lo, hi = float(values.min()), float(values.max())
+        # a chunk scalar spans the data's whole range; a per-latent curve its 5th..95th percentile: the extreme
+        # latents (e.g. the 1 % of piano above 11 notes/s) are too few to learn, and a knob should not promise them
+        lo, hi = ((float(values.min()), float(values.max())) if kind == "scalar" else
+                  (float(np.percentile(values, CURVE_RANGE[0])), float(np.percentile(values, CURVE_RANGE[1]))))
         if hi - lo < 1e-6 * max(1.0, abs(hi)):
             lo, hi = lo - max(1.0, abs(lo) * 0.05), hi + max(1.0, abs(hi) * 0.05)
         out.append(Condition(name=name, kind=kind, unit=UNITS.get(name, ""), min=round(lo, 4), max=round(hi, 4),

@@ -71,5 +71,7 @@ def warm_start(path: str | Path, nets: Mapping[str, nn.Module], conds: Sequence[
             raise TrainingError(f"--init-from {path}: {net_name} lacks {missing[:3]}; architectures differ")
         net.load_state_dict({k: _expand(f"{net_name}.{k}", v, old[k], old_g, new_ch) for k, v in fresh.items()})
     step = int(state["step"])
-    logger.info("initialised from %s (step %d); new conditioning inputs start at zero weight", path, step)
+    added = [c.name for c in conds[len(old_conds):]]
+    logger.info("initialised from %s (step %d)%s", path, step,
+                f"; new conditioning {added} starts at zero weight" if added else "")
     return step

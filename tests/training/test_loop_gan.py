@@ -105,6 +105,8 @@ def test_conditions_from_labels(cache):
     tempo, density = resolve_conditions(entries, ["tempo", "density"])
     assert (tempo.kind, tempo.unit, tempo.min, tempo.max) == ("scalar", "BPM", 120.0, 136.0)
     assert density.kind == "curve" and density.min < density.default < density.max
+    every = np.concatenate([e.curves["density"] for e in entries])
+    assert (density.min, density.max) == pytest.approx(tuple(np.percentile(every, [5, 95])), abs=1e-4)
     with pytest.raises(TrainingError, match="labels present: .*density.*tempo"):
         resolve_conditions(entries, ["loudness"])
     crops = LatentCrops(entries, 32, (tempo, density))

@@ -68,6 +68,9 @@ class GanConfig:
     cond_scalars: int = 0  # per-window conditioning values (e.g. tempo)
     cond_curves: int = 0  # per-latent-step conditioning curves (e.g. note density)
     default_truncation: float = 2.0
+    # inference: latents = u + g (c - u), c conditioned, u unconditioned (all conditions NaN), g this guidance;
+    # 1 = the conditioned output as is (see generator.engine.Engine.latents)
+    default_guidance: float = 1.0
 
     @property
     def window_len(self) -> int:

@@ -192,6 +192,7 @@ class Preset:
                     "local_dim": cfg.gan.local_dim,
                     "global_dim": cfg.gan.global_dim,
                     "default_truncation": cfg.gan.default_truncation,
+                    "default_guidance": cfg.gan.default_guidance,
                 },
             },
             "conditioning": [c.to_dict() for c in self.conditioning],

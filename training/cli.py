@@ -82,6 +82,9 @@ def _export_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--description", default="")
     p.add_argument("--license", default="unknown")
     p.add_argument("--no-encoders", action="store_true", help="ship only generator, decoder2, decoder1")
+    p.add_argument("--guidance", type=float, default=1.0,
+                   help="default conditioning guidance g: latents = u + g (c - u) from the conditioned (c) and "
+                        "unconditioned (u) generator; > 1 makes the conditioning act more strongly")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -240,7 +243,7 @@ def _cmd_all(a: argparse.Namespace) -> int:
     if not (a.resume and _finished(run / "gan" / "checkpoint.pt", gan_cfg.steps)):
         run_gan(gan_cfg, resume=a.resume)
     path = export_run(ae_ckpt, run / "gan" / "checkpoint.pt", a.out, a.name, a.description, a.license,
-                      encoders=not a.no_encoders)
+                      encoders=not a.no_encoders, guidance=a.guidance)
     print(f"preset written to {path}")
     return 0
 
@@ -261,6 +264,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
     gan = a.gan or (Path(a.run) / "gan" / "checkpoint.pt" if a.run else None)
     if ae is None or gan is None:
         raise TrainingError("musika export needs --run RUN, or both --autoencoder and --gan checkpoints")
-    path = export_run(ae, gan, a.out, a.name, a.description, a.license, encoders=not a.no_encoders)
+    path = export_run(ae, gan, a.out, a.name, a.description, a.license, encoders=not a.no_encoders,
+                      guidance=a.guidance)
     print(f"preset written to {path}")
     return 0

@@ -8,6 +8,7 @@ training losses under their names from training/losses.py.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import platform
@@ -64,10 +65,12 @@ def export_run(
     license: str = "unknown",
     encoders: bool = True,
     int8: str | None = "static",
+    guidance: float = 1.0,
 ) -> Path:
     """Export the checkpoints into ``out_dir/name`` and return the preset directory.
 
-    int8 "static" (default) also ships int8 decoders, used by the engine only when their quality guard passed."""
+    int8 "static" (default) also ships int8 decoders, used by the engine only when their quality guard passed.
+    guidance: the preset's default conditioning guidance (see generator.engine.Engine)."""
     from training.encode import load_autoencoder
     from training.export import export_preset
     from training.loop_gan import generate_audio
@@ -79,6 +82,7 @@ def export_run(
     if gan_state.get("kind") != "gan":
         raise CheckpointError(f"{gan} is not a GAN checkpoint (expected RUN/gan/checkpoint.pt)")
     model = ModelConfig.from_dict(gan_state["model"])
+    model = dataclasses.replace(model, gan=dataclasses.replace(model.gan, default_guidance=float(guidance)))
     ae_model, nets = load_autoencoder(autoencoder)
     if ae_model.autoencoder != model.autoencoder or ae_model.audio != model.audio:
         raise CheckpointError(f"{gan} was trained on latents of a different autoencoder than {autoencoder}; "

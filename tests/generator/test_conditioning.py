@@ -102,3 +102,20 @@ def test_the_live_epoch_tells_the_model_where_the_host_bars_are(tiny_preset_beat
     np.testing.assert_array_equal(got, want)
     unconditioned = engine.latents(coords, {"tempo": 130.0}, seed=2, first_half=h0)
     assert np.abs(got - unconditioned).max() > 1e-4  # the phase reached the model
+
+
+def test_guidance_pushes_the_latents_along_the_conditioning(tiny_preset) -> None:
+    from generator.coords import CoordinateStream
+
+    plain = Engine.load(tiny_preset, threads=1)
+    cfg = plain.config
+    assert plain.guidance == cfg.gan.default_guidance == 1.0
+    coords = CoordinateStream(cfg.gan, seed=4).halves(0, 2)
+    values = {"tempo": 150.0, "density": 9.0}
+    c = plain.latents(coords, values, seed=4)
+    u = plain.latents(coords, {"tempo": np.nan, "density": np.nan}, seed=4)
+    for g in (0.0, 2.5):
+        got = Engine.load(tiny_preset, threads=1, guidance=g).latents(coords, values, seed=4)
+        np.testing.assert_allclose(got, u + g * (c - u), atol=1e-5)
+    with pytest.raises(PresetError, match="guidance must be between 0 and 10"):
+        Engine.load(tiny_preset, threads=1, guidance=-1.0)

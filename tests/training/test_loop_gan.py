@@ -139,8 +139,10 @@ def test_training_coordinates_follow_the_inference_trajectory():
 
 def test_export_passes_the_parity_check(cache, tmp_path):
     result = run_gan(config(cache, tmp_path / "run", steps=2, conditions=("tempo",)))
-    preset_dir = export_run(cache[0], result.checkpoint, tmp_path / "presets", "tiny-techno", "test preset")
+    preset_dir = export_run(cache[0], result.checkpoint, tmp_path / "presets", "tiny-techno", "test preset",
+                            guidance=2.0)
     preset = load_preset(preset_dir)
+    assert preset.config.gan.default_guidance == 2.0  # the engine's default guidance
     assert [c.name for c in preset.conditioning] == ["tempo"]
     assert max(preset.metrics["onnx_parity_max_abs"].values()) < 1e-4
     assert preset.training["gan_steps"] == 2

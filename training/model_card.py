@@ -165,6 +165,12 @@ def render_card(preset: Preset, notes: str = "", picture: str | None = SPECTROGR
         lines += ["| name | kind | unit | range | default |", "|---|---|---|---|---|"]
         lines += [f"| {c.name} | {c.kind} | {c.unit} | {c.min:g}..{c.max:g} | {c.default:g} |"
                   for c in preset.conditioning]
+        if preset.phases:
+            lines += ["", "Phases (" + ", ".join(f"`{c.name}`, periods {', '.join(f'{p:g}' for p in c.periods)} "
+                                                 "beats" for c in preset.phases)
+                      + ") are not controls: the engine computes them from the tempo and the host's bar grid."]
+        lines += ["", f"Guidance (default): {preset.config.gan.default_guidance:g} "
+                      "(latents = u + g (c - u); 1 = the conditioned generator as trained)."]
     else:
         lines.append("None: the model is unconditional.")
     lines += ["", "## Training", "", *_training_lines(preset), "", "## Evaluation", "",

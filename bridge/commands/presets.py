@@ -6,7 +6,7 @@ import argparse
 import json
 
 from generator.errors import PresetError
-from generator.preset import list_preset_dirs, load_preset, preset_search_path
+from generator.preset import Condition, list_preset_dirs, load_preset, preset_search_path
 
 
 def list_presets(search: tuple[str, ...] = (), verify: bool = False) -> list[dict]:
@@ -28,7 +28,7 @@ def list_presets(search: tuple[str, ...] = (), verify: bool = False) -> list[dic
                     "name": p.name,
                     "path": str(d),
                     "description": p.description,
-                    "conditioning": [f"{c.name} ({c.kind}, {c.min:g}-{c.max:g} {c.unit})" for c in p.conditioning],
+                    "conditioning": [describe_condition(c) for c in p.conditioning],
                     "metrics": dict(p.metrics),
                 }
             )
@@ -67,3 +67,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--verify", action="store_true", help="check every model file's sha256")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
+
+
+def describe_condition(c: Condition) -> str:
+    """'tempo (scalar, 118-162 BPM)'; a phase says where it comes from instead of a range."""
+    if c.kind == "phase":
+        return f"{c.name} (phase: position in the bar, from the host's transport)"
+    return f"{c.name} ({c.kind}, {c.min:g}-{c.max:g} {c.unit})"

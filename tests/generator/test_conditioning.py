@@ -119,3 +119,11 @@ def test_guidance_pushes_the_latents_along_the_conditioning(tiny_preset) -> None
         np.testing.assert_allclose(got, u + g * (c - u), atol=1e-5)
     with pytest.raises(PresetError, match="guidance must be between 0 and 10"):
         Engine.load(tiny_preset, threads=1, guidance=-1.0)
+
+
+def test_the_preset_list_says_where_a_phase_comes_from(tiny_preset_beat) -> None:
+    from bridge.commands.presets import list_presets
+
+    rows = {r["name"]: r for r in list_presets(search=(str(tiny_preset_beat.parent),))}
+    assert rows["beat"]["conditioning"] == ["tempo (scalar, 118-162 BPM)",
+                                            "beat (phase: position in the bar, from the host's transport)"]

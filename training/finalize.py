@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import logging
+import math
 import platform
 from collections.abc import Mapping
 from pathlib import Path
@@ -77,6 +78,8 @@ def export_run(
     from training.models import Generator
     from training.preview import spectrogram_png
 
+    if not (math.isfinite(guidance) and 0.0 <= guidance <= 10.0):
+        raise CheckpointError(f"--guidance {guidance} is invalid; use a value between 0 and 10 (1 = as trained)")
     ae_state = load_checkpoint(autoencoder)
     gan_state = load_checkpoint(gan)
     if gan_state.get("kind") != "gan":

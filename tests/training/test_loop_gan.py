@@ -204,3 +204,12 @@ def test_init_from_adds_the_beat_phase_without_changing_what_the_model_does(cach
     assert new.model.gan.cond_curves == 4 and new.step == 2
     with pytest.raises(TrainingError, match=r"conditions \['tempo'\] must come first"):
         run_gan(config(cache, tmp_path / "bad", steps=1, conditions=("beat", "tempo"), init_from=str(old.checkpoint)))
+
+
+def test_export_refuses_a_bad_guidance_and_writes_nothing(cache, tmp_path):
+    from training.errors import CheckpointError
+
+    result = run_gan(config(cache, tmp_path / "run", steps=1, conditions=("tempo",)))
+    with pytest.raises(CheckpointError, match="--guidance nan is invalid"):
+        export_run(cache[0], result.checkpoint, tmp_path / "presets", "bad", guidance=float("nan"))
+    assert not (tmp_path / "presets").exists()

@@ -60,6 +60,9 @@ class DaemonCore:
     that exist (bridge.controls.control_specs). presets: names accepted by PresetEvent. relocate_beats: a playing
     source whose position (PositionEvent) differs from what is heard by more than this (exact sources; coarse
     ones 4x) re-anchors the stream; not within ``relocate_every_s`` of a transport change or another re-anchor.
+    Smaller errors of exact sources are nudged away (LiveStream.sync). The internal clock states no positions, so
+    while it drives, :meth:`tick` checks what is heard against it every ``internal_check_s``: audio delayed by
+    an underrun or an xrun comes back onto the grid instead of staying late.
     Hooks the daemon sets: ``broadcast(address, *args)`` (echo to OSC subscribers), ``learn(control, t)``
     (start MIDI learn), ``set_current(name, value)`` (CC pickup), ``render(request)``, ``specs_for(preset)``.
     """
@@ -83,6 +86,8 @@ class DaemonCore:
         self.sync_error_beats = math.nan
         self.learned: list[str] = []
         self._last_relocate = -math.inf
+        self.internal_check_s = 0.5
+        self._last_internal_check = -math.inf
         self._log = RateLimitedLog(logger)
         self.broadcast: Broadcast = lambda *a: None
         self.learn: Callable[[str, float], None] | None = None
@@ -151,6 +156,12 @@ class DaemonCore:
         self.live.sync_source = decision.source
         if decision.changed:
             self._handover(decision.source, now)
+        elif decision.source == "internal" and now - self._last_internal_check >= self.internal_check_s:
+            self._last_internal_check = now
+            tr = self.transports["internal"]
+            if tr.playing:  # the internal clock states no position: check what is heard against it
+                self._check_phase(PositionEvent(tr.beat_at(now), "internal", now, exact=True), now,
+                                  hold_s=self.internal_check_s)  # its own clock: no source lag to wait out
         return decision.changed
 
     def _sync_event(self, event: TransportEvent | TempoEvent | PositionEvent, now: float) -> None:
@@ -228,8 +239,9 @@ class DaemonCore:
         """The beat the listener hears at ``now`` (play head minus the sink's latency)."""
         return float(self.live.heard_beat(now))
 
-    def _check_phase(self, event: PositionEvent, now: float) -> None:
-        if not self.playing or self.live.perf.current is None or now - self._last_relocate < self.relocate_every_s:
+    def _check_phase(self, event: PositionEvent, now: float, hold_s: float | None = None) -> None:
+        hold_s = self.relocate_every_s if hold_s is None else hold_s
+        if not self.playing or self.live.perf.current is None or now - self._last_relocate < hold_s:
             return
         heard = self.heard_beat(now) - (now - event.time) * self.bpm / 60.0
         err = heard - event.beat

@@ -87,6 +87,7 @@ class LiveStream:
         self.errors = 0
         self.bpm_confidence = 1.0
         self.phase_tolerance_s = 0.002  # sync/set_tempo leave a smaller phase error alone
+        self._nudges: list[tuple[float, float, float]] = []  # (from, to, host bpm): beats played nudged
 
     @property
     def output_latency_s(self) -> float:
@@ -121,7 +122,8 @@ class LiveStream:
 
     def sync(self, beat: float, at_time: float, now: float | None = None) -> None:
         """The host is at `beat` at host time `at_time` (e.g. a MIDI beat): when what is heard is more than
-        `phase_tolerance_s` off, the next beats are nudged (<= 6 % faster or slower) back onto the host's grid."""
+        `phase_tolerance_s` off, the next beats (a bar at least) are nudged (<= 6 % faster or slower) back onto the
+        host's grid."""
         self._put("tempo", None, None, beat, at_time, now=now)
 
     def set_meter(self, numerator: int, denominator: int, now: float | None = None) -> None:
@@ -214,6 +216,7 @@ class LiveStream:
         if confidence is not None:
             self.bpm_confidence = float(confidence)
         run = self.perf.current
+        new_tempo = bpm is not None and float(bpm) != self.perf.bpm
         bpm = self.perf.bpm if bpm is None else float(bpm)
         if run is None:
             if bpm != self.perf.bpm:
@@ -234,11 +237,16 @@ class LiveStream:
                 and abs(self.cur.heard(cx, now) - host(cx)) <= self.phase_tolerance_s):
             return  # already on (or on the way to) the host's grid at this tempo
         bar = self.perf.grid.quantise(head, "bar", max(c0, self.cur.earliest(self._margin(True))))
-        c1, nudge = phase_nudge(c0, self.cur.heard(c0, now), host, bpm, max_beats=int(math.ceil(2 * self.perf.bar)))
+        # a host tempo change is caught up with quickly; a drift (sync: no new tempo) over at least a bar
+        c1, nudge = phase_nudge(c0, self.cur.heard(c0, now), host, bpm, max_beats=int(math.ceil(2 * self.perf.bar)),
+                                min_beats=1 if new_tempo else max(1, int(self.perf.bar)))
         if not self.cur.rollback(c0):
             c0 = c1 = self.cur.beat
             bar = self.perf.grid.quantise(head, "bar", c0)
+        # planned nudges from c0 on are replaced (the records below replace the tempo changes after c0 too)
+        self._nudges = [(a, min(b, c0), v) for a, b, v in self._nudges if a < c0]
         if c1 > c0:
+            self._nudges.append((c0, c1, bpm))
             self._record(ControlRecord(c0, "tempo", "bpm", nudge, None, at=round(head, 6)))
         self._record(ControlRecord(c1, "tempo", "bpm", bpm, None, at=round(head, 6)))
         if recondition:
@@ -259,6 +267,7 @@ class LiveStream:
     def _start_run(self) -> None:
         run = self.perf.current
         self.cur.start(run)
+        self._nudges = []
         self._stop_silence_until = None
 
     def _end_run(self) -> None:
@@ -351,13 +360,21 @@ class LiveStream:
             self._thread = None
 
     # ------------------------------------------------------------------------------------------- telemetry
+    def _host_bpm_at(self, beat: float) -> float:
+        """The host's tempo at `beat` of the current run: a beat played nudged (catching up) reports the
+        tempo it catches up with."""
+        for a, b, bpm in self._nudges:
+            if a <= beat < b:
+                return bpm
+        return self.perf.current.tempo.bpm_at(beat)
+
     def telemetry(self) -> Telemetry:
         run = self.perf.current
         beat = self.play_head_beat()
         ph = list(self.phase_errors_s)[-16:]
         return Telemetry(
             state="playing" if run is not None else "stopped",
-            bpm=run.tempo.bpm_at(beat) if run is not None else self.perf.bpm,
+            bpm=self._host_bpm_at(beat) if run is not None else self.perf.bpm,
             bpm_confidence=self.bpm_confidence, sync_source=self.sync_source,
             bar=self.perf.grid.index(beat), beat=beat - self.perf.grid.floor(beat),
             buffer_ms=self.ring.depth_frames / self.sr * 1000, lookahead_ms=self.lookahead_s * 1000,

@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 
+import numpy as np
 import pytest
 
 from bridge.audio import AudioRing
@@ -193,3 +194,34 @@ def test_render_over_osc_replies_progress_done_and_error(rig, tiny_preset, tmp_p
     assert done == str((tmp_path / "renders" / "out").resolve())
     assert (tmp_path / "renders" / "out" / "one.wav").is_file()
     assert "bad.toml" in error and "tempo" in error
+
+
+def play_device(rig: Rig, seconds: float, period: int = 512) -> None:
+    """A sound card reading the ring in periods while the fake clock runs, with the daemon's 0.1 s tick."""
+    out = [np.zeros(period, np.float32), np.zeros(period, np.float32)]
+    next_tick = rig.t
+    for _ in range(int(seconds * SR / period)):
+        rig.ring.read_into(out)
+        rig.t += period / SR
+        while rig.live.step(now=rig.t):
+            pass
+        if rig.t >= next_tick:
+            rig.core.tick(rig.t)
+            next_tick = rig.t + 0.1
+
+
+def test_internal_clock_pulls_audio_delayed_by_a_dropout_back_onto_its_grid(rig) -> None:
+    rig.handle(TransportEvent("play", "osc", rig.t))
+    play_device(rig, 5.0)
+    assert abs(rig.core.status()["sync_error_ms"]) < 2.0
+    rig.t += 0.06  # the device stalls for 60 ms (an xrun): everything after it is heard 60 ms late
+    play_device(rig, 0.05)
+    assert rig.core.status()["sync_error_ms"] == pytest.approx(-60.0, abs=3.0)
+    play_device(rig, 1.0)  # nudged (at most 6 % faster, over a bar at least) back onto the clock's beats
+    nudges = [r["value"] for r in rig.records() if (r["type"], r["name"]) == ("tempo", "bpm") and r["value"] != 120]
+    assert nudges and all(120.0 < v <= 120.0 * 1.06 for v in nudges)
+    assert rig.core.status()["bpm"] == 120.0  # telemetry shows the host's tempo, not the catching up
+    play_device(rig, 3.0)
+    status = rig.core.status()
+    assert abs(status["sync_error_ms"]) < 2.0, status
+    assert rig.core.relocations == 0

@@ -294,7 +294,7 @@ async def _osc_scenario(jack_server, preset, tmp: Path) -> None:
         t0 = time.monotonic()
         await until(t0 + 1.5)
         st = await status(client)
-        assert (st["state"], st["sync_source"], st["bpm"]) == ("playing", "internal", 120.0)
+        assert (st["state"], st["sync_source"], st["bpm"], st["host_bpm"]) == ("playing", "internal", 120.0, 120.0)
         assert abs(st["sync_error_ms"]) < 60.0
         client.send("/musika/tempo", 132.0)
         assert await client.expect("/musika/tempo") == [pytest.approx(132.0)]
@@ -306,7 +306,8 @@ async def _osc_scenario(jack_server, preset, tmp: Path) -> None:
         t1 = time.monotonic()
         await until(t1 + 3.0)  # the tempo lands at the next beat rendered, within the look-ahead
         st = await status(client)
-        assert st["state"] == "playing" and st["bpm"] == pytest.approx(132.0) and st["host_bpm"] == 132.0
+        assert st["state"] == "playing" and st["host_bpm"] == 132.0 and st["cond_bpm"] == pytest.approx(132.0)
+        assert st["bpm"] == pytest.approx(132.0)
         assert st["param_density"] == pytest.approx(0.5 + 0.9 * (12.0 - 0.5))
         assert st["osc_bad"] == 2 and st["bad_input"] == 2
         client.send("/musika/transport/stop")
@@ -319,7 +320,7 @@ async def _osc_scenario(jack_server, preset, tmp: Path) -> None:
         t_play = time.monotonic()
         await until(t_play + 2.5)
         st = await status(client)
-        assert st["state"] == "playing" and st["bpm"] == pytest.approx(132.0)
+        assert st["state"] == "playing" and st["bpm"] == st["cond_bpm"] == pytest.approx(132.0)
         for _ in range(8):  # in phase with the transport: converged within a few more beats at most
             if abs(st["sync_error_ms"]) < 60.0:
                 break

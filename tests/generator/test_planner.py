@@ -51,6 +51,8 @@ def test_phase_nudge_catches_up_within_the_limit():
     assert c1 > 9.0 and bpm <= 120.0 * 1.06 and host(c1) == pytest.approx(host(8.0) + 0.1 + (c1 - 8) * 60 / bpm)
     c1, bpm = phase_nudge(8.0, host(8.0) + 5.0, host, 120.0, max_beats=4)  # out of reach: clamped
     assert (c1, bpm) == (12.0, pytest.approx(120.0 * 1.06))
+    c1, bpm = phase_nudge(8.0, host(8.0) + 0.01, host, 120.0, min_beats=4)  # a drift: spread over a bar
+    assert c1 == 12.0 and bpm == pytest.approx(120.0 * 2.0 / (2.0 - 0.01))
 
 
 def test_bar_grid_with_a_meter_change():

@@ -70,6 +70,9 @@ def _gan_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--init-from", default="", metavar="CHECKPOINT",
                    help="start from another run's GAN weights (same widths; its conditions first, new ones added)")
     p.add_argument("--cond-dropout", type=float, default=0.1, help="probability a condition is dropped (NaN)")
+    p.add_argument("--balance", default="", metavar="CURVE",
+                   help="draw training windows so every range of this curve condition (e.g. density) is seen "
+                        "equally often, not just the common ones")
     p.add_argument(f"--{prefix}steps", dest="gan_steps", type=int, default=20000)
     p.add_argument(f"--{prefix}batch", dest="gan_batch", type=int, default=16)
     p.add_argument(f"--{prefix}lr", dest="gan_lr", type=float, default=1e-4)
@@ -157,7 +160,7 @@ def _gan_config(a: argparse.Namespace, latents: str, autoencoder: str) -> Any:
     gan = ModelConfig().scaled(gan=a.gan_scale, half_len=a.half_len).gan
     return GanTrainConfig(latents=latents, run_dir=a.run, autoencoder=autoencoder, gan=gan,
                           conditions=tuple(a.condition or ()), init_from=a.init_from,
-                          cond_dropout=a.cond_dropout, steps=a.gan_steps,
+                          cond_dropout=a.cond_dropout, balance=a.balance, steps=a.gan_steps,
                           batch=a.gan_batch, lr=a.gan_lr, ema_decay=a.ema_decay,
                           weights={k: v for k, v in _weights(a.weight).items() if k.startswith("gan")}, **kw)
 

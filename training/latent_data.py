@@ -15,6 +15,8 @@ All randomness comes from the numpy Generator passed in.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,6 +29,9 @@ from training.errors import TrainingError
 
 UNITS = {"tempo": "BPM", "density": "notes/s"}
 HELP = {"tempo": "tempo of the generated music", "density": "note onsets per second, per latent step"}
+logger = logging.getLogger(__name__)
+
+BALANCE_BINS = 8  # --balance: equal log-width bins of a window's mean curve value
 CURVE_RANGE = (5.0, 95.0)  # percentiles of a curve condition's values that become its range
 BEAT = "beat"  # the phase condition: position in the bar, from the labels below
 BEAT_LABELS = ("tempo", "first_downbeat_s", "beats_per_bar")
@@ -80,10 +85,14 @@ def resolve_conditions(entries: Sequence[CacheEntry], names: Sequence[str]) -> t
 
 
 class LatentCrops:
-    """Random training windows from a latent cache (entries shorter than a window are skipped)."""
+    """Random training windows from a latent cache (entries shorter than a window are skipped).
+
+    balance: a curve condition whose rarer values are drawn more often: each window's mean of that curve falls
+    in one of ``BALANCE_BINS`` equal log-width bins over the condition's range, and every occupied bin is drawn
+    equally often (e.g. dense piano passages, ~15 % of the data, as often as sparse ones)."""
 
     def __init__(self, entries: Sequence[CacheEntry], window: int, conditions: Sequence[Condition],
-                 model: ModelConfig | None = None):
+                 model: ModelConfig | None = None, balance: str | None = None):
         self.window = window
         self.entries = [e for e in entries if e.latents.shape[0] >= window]
         if not self.entries:
@@ -110,6 +119,29 @@ class LatentCrops:
             if self.curves else None for e in self.entries]
         counts = np.array([e.latents.shape[0] - window + 1 for e in self.entries], np.float64)
         self.p = counts / counts.sum()
+        self.window_cdf: list[np.ndarray] | None = None  # per entry: CDF over its offsets (balance only)
+        if balance:
+            self._balance(next((c for c in conditions if c.name == balance), None), balance)
+
+    def _balance(self, cond: Condition | None, name: str) -> None:
+        if cond is None or cond.kind != "curve":
+            curves = [c.name for c in self.curves if c.kind == "curve"]
+            raise TrainingError(f"--balance {name}: not a curve condition of this run (curves: "
+                                f"{', '.join(curves) or 'none'})")
+        lo, hi = math.log1p(max(cond.min, 0.0)), math.log1p(max(cond.max, 0.0))
+        means = []
+        for e in self.entries:  # each window's mean of the curve, by a running sum
+            c = np.concatenate([[0.0], np.cumsum(np.asarray(e.curves[name], np.float64))])
+            means.append((c[self.window:] - c[: -self.window]) / self.window)
+        bins = [np.clip(((np.log1p(np.maximum(m, 0.0)) - lo) / max(hi - lo, 1e-9) * BALANCE_BINS).astype(int),
+                        0, BALANCE_BINS - 1) for m in means]
+        hist = np.bincount(np.concatenate(bins), minlength=BALANCE_BINS).astype(np.float64)
+        weights = [1.0 / hist[b] for b in bins]
+        total = sum(float(w.sum()) for w in weights)
+        self.p = np.array([w.sum() for w in weights]) / total
+        self.window_cdf = [np.cumsum(w) / w.sum() for w in weights]
+        logger.info("balancing %s: windows per bin %s -> each occupied bin drawn equally often",
+                    name, hist.astype(int).tolist())
 
     def sample(
         self, rng: np.random.Generator, batch: int, swap_prob: float, dropout: float
@@ -122,7 +154,10 @@ class LatentCrops:
         curves = np.empty((batch, self.window, self.groups.size), np.float32) if self.curves else None
         for b, i in enumerate(idx):
             n = self.entries[i].latents.shape[0]
-            s = int(offs[b] * (n - self.window + 1))
+            if self.window_cdf is None:
+                s = int(offs[b] * (n - self.window + 1))
+            else:
+                s = min(int(np.searchsorted(self.window_cdf[i], offs[b], side="right")), n - self.window)
             real[b] = self.entries[i].latents[s : s + self.window]
             if swap[b]:
                 real[b] = np.concatenate([real[b, :, self.dim :], real[b, :, : self.dim]], axis=1)

@@ -63,6 +63,7 @@ class GanTrainConfig:
     conditions: tuple[str, ...] = ()  # e.g. ("tempo",) or ("density",)
     init_from: str = ""  # a GAN checkpoint to start from (training.warm_start)
     cond_dropout: float = 0.1
+    balance: str = ""  # a curve condition whose rare values are drawn more often (LatentCrops)
     steps: int = 20000
     batch: int = 16
     lr: float = 1e-4
@@ -235,7 +236,7 @@ def run_gan(cfg: GanTrainConfig, resume: bool = False,
     n_s = sum(c.kind == "scalar" for c in conds)
     n_k = sum(c.channels for c in conds if c.kind != "scalar")
     model = dataclasses.replace(cache.model, gan=cfg.gan).with_conditioning(n_s, n_k)
-    crops = LatentCrops(entries, model.gan.window_len, conds, model)
+    crops = LatentCrops(entries, model.gan.window_len, conds, model, balance=cfg.balance or None)
     info, device = D.setup(cfg.device)
     np_rng = seed_everything(cfg.seed + info.rank)
     tr = _GanTrainer(cfg, model, conds, device)

@@ -120,6 +120,28 @@ def test_conditions_from_labels(cache):
     assert 0.15 < np.isnan(scal).mean() < 0.35 and 0.15 < np.isnan(curve[:, 0, 0]).mean() < 0.35
 
 
+def test_balance_draws_rare_densities_as_often_as_common_ones():
+    from generator.preset import Condition
+    from training.encode import CacheEntry
+
+    rng = np.random.default_rng(0)
+    # 9 sparse pieces (1 note/s) for every dense one (8 notes/s)
+    entries = [CacheEntry(f"e{i}", rng.standard_normal((64, 8)).astype(np.float32), {},
+                          {"density": np.full(64, 8.0 if i % 10 == 0 else 1.0)}) for i in range(40)]
+    density = Condition("density", "curve", "notes/s", 0.5, 9.0, 2.0)
+    plain = LatentCrops(entries, 32, (density,))
+    balanced = LatentCrops(entries, 32, (density,), balance="density")
+
+    def dense_share(crops: LatentCrops) -> float:
+        _, _, curve = crops.sample(np.random.default_rng(1), 2000, swap_prob=0.0, dropout=0.0)
+        return float((curve[:, 0, 0] > density.to_model(4.0)).mean())
+
+    assert dense_share(plain) == pytest.approx(0.1, abs=0.03)
+    assert dense_share(balanced) == pytest.approx(0.5, abs=0.05)
+    with pytest.raises(TrainingError, match="--balance tempo: not a curve condition.*curves: density"):
+        LatentCrops(entries, 32, (density,), balance="tempo")
+
+
 def test_training_coordinates_follow_the_inference_trajectory():
     g = GanConfig(half_len=16)
     stream = CoordinateStream(g, seed=3)

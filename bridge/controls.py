@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ConfigError
@@ -55,10 +55,14 @@ BUILTIN_CONTROLS: dict[str, ControlSpec] = {
 }
 
 
-def control_specs(conditions: Iterable[Any] = (), preset_names: Iterable[str] = ()) -> dict[str, ControlSpec]:
+def control_specs(conditions: Iterable[Any] = (), preset_names: Iterable[str] = (),
+                  variation: float | None = None) -> dict[str, ControlSpec]:
     """Built-in controls plus a preset's conditioning (objects with name, unit, min, max, default: e.g.
-    generator.preset.Condition). With ``preset_names``, the preset control's range is 0..len-1."""
+    generator.preset.Condition). With ``preset_names``, the preset control's range is 0..len-1; ``variation``:
+    the preset's default truncation bound (GanConfig.default_truncation), the variation control's default."""
     specs = dict(BUILTIN_CONTROLS)
+    if variation is not None:
+        specs["variation"] = replace(specs["variation"], default=float(variation))
     names = list(preset_names)
     if names:
         specs["preset"] = ControlSpec("preset", "", 0, len(names) - 1, 0, integer=True, help=", ".join(names))

@@ -88,6 +88,9 @@ def _export_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=1.0,
                    help="default conditioning guidance g: latents = u + g (c - u) from the conditioned (c) and "
                         "unconditioned (u) generator; > 1 makes the conditioning act more strongly")
+    p.add_argument("--truncation", type=float, default=None,
+                   help="default truncation bound of the latent coordinates (the `variation` control; default 2): "
+                        "smaller plays closer to the typical output, less varied")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -246,7 +249,7 @@ def _cmd_all(a: argparse.Namespace) -> int:
     if not (a.resume and _finished(run / "gan" / "checkpoint.pt", gan_cfg.steps)):
         run_gan(gan_cfg, resume=a.resume)
     path = export_run(ae_ckpt, run / "gan" / "checkpoint.pt", a.out, a.name, a.description, a.license,
-                      encoders=not a.no_encoders, guidance=a.guidance)
+                      encoders=not a.no_encoders, guidance=a.guidance, truncation=a.truncation)
     print(f"preset written to {path}")
     return 0
 
@@ -268,6 +271,6 @@ def _cmd_export(a: argparse.Namespace) -> int:
     if ae is None or gan is None:
         raise TrainingError("musika export needs --run RUN, or both --autoencoder and --gan checkpoints")
     path = export_run(ae, gan, a.out, a.name, a.description, a.license, encoders=not a.no_encoders,
-                      guidance=a.guidance)
+                      guidance=a.guidance, truncation=a.truncation)
     print(f"preset written to {path}")
     return 0

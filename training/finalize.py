@@ -67,11 +67,13 @@ def export_run(
     encoders: bool = True,
     int8: str | None = "static",
     guidance: float = 1.0,
+    truncation: float | None = None,
 ) -> Path:
     """Export the checkpoints into ``out_dir/name`` and return the preset directory.
 
     int8 "static" (default) also ships int8 decoders, used by the engine only when their quality guard passed.
-    guidance: the preset's default conditioning guidance (see generator.engine.Engine)."""
+    guidance: the preset's default conditioning guidance (see generator.engine.Engine). truncation: the preset's
+    default truncation bound of the latent coordinates (the `variation` control; None: the config's, 2)."""
     from training.encode import load_autoencoder
     from training.export import export_preset
     from training.loop_gan import generate_audio
@@ -80,12 +82,18 @@ def export_run(
 
     if not (math.isfinite(guidance) and 0.0 <= guidance <= 10.0):
         raise CheckpointError(f"--guidance {guidance} is invalid; use a value between 0 and 10 (1 = as trained)")
+    if truncation is not None and not (math.isfinite(truncation) and 0.0 < truncation <= 10.0):
+        raise CheckpointError(f"--truncation {truncation} is invalid; use a bound above 0 and at most 10 "
+                              "(smaller: closer to the typical output, less varied)")
     ae_state = load_checkpoint(autoencoder)
     gan_state = load_checkpoint(gan)
     if gan_state.get("kind") != "gan":
         raise CheckpointError(f"{gan} is not a GAN checkpoint (expected RUN/gan/checkpoint.pt)")
     model = ModelConfig.from_dict(gan_state["model"])
-    model = dataclasses.replace(model, gan=dataclasses.replace(model.gan, default_guidance=float(guidance)))
+    defaults = {"default_guidance": float(guidance)}
+    if truncation is not None:
+        defaults["default_truncation"] = float(truncation)
+    model = dataclasses.replace(model, gan=dataclasses.replace(model.gan, **defaults))
     ae_model, nets = load_autoencoder(autoencoder)
     if ae_model.autoencoder != model.autoencoder or ae_model.audio != model.audio:
         raise CheckpointError(f"{gan} was trained on latents of a different autoencoder than {autoencoder}; "

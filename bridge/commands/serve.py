@@ -113,7 +113,7 @@ class Server:
         from bridge.audio import AudioRing
 
         names = preset_names(cfg, name)
-        specs = control_specs(first.preset.controls, names)
+        specs = control_specs(first.preset.controls, names, first.config.gan.default_truncation)
         midi_part = self._start_midi(loop, specs, names) if cfg.midi.enabled else ""
         ring = AudioRing(sr * 10)
         self.sink = _device(lambda: open_output(cfg, ring, sr))
@@ -198,7 +198,7 @@ class Server:
 
     def _specs_for(self, name: str) -> dict:
         preset = load_preset(name, search=self.cfg.presets_dirs, verify=False)
-        specs = control_specs(preset.controls, self.core.presets())
+        specs = control_specs(preset.controls, self.core.presets(), preset.config.gan.default_truncation)
         if self.midi is not None:
             with self.midi.lock:
                 self.midi.mapper.set_specs(specs, self.core.presets())

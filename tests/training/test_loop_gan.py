@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from bridge.controls import control_specs
 from generator.coords import CoordinateStream
 from generator.model_config import GanConfig
 from generator.preset import load_preset
@@ -162,9 +163,11 @@ def test_training_coordinates_follow_the_inference_trajectory():
 def test_export_passes_the_parity_check(cache, tmp_path):
     result = run_gan(config(cache, tmp_path / "run", steps=2, conditions=("tempo",)))
     preset_dir = export_run(cache[0], result.checkpoint, tmp_path / "presets", "tiny-techno", "test preset",
-                            guidance=2.0)
+                            guidance=2.0, truncation=1.0)
     preset = load_preset(preset_dir)
     assert preset.config.gan.default_guidance == 2.0  # the engine's default guidance
+    assert preset.config.gan.default_truncation == 1.0  # and the variation control's default
+    assert control_specs(preset.controls, variation=preset.config.gan.default_truncation)["variation"].default == 1.0
     assert [c.name for c in preset.conditioning] == ["tempo"]
     assert max(preset.metrics["onnx_parity_max_abs"].values()) < 1e-4
     assert preset.training["gan_steps"] == 2
@@ -234,4 +237,6 @@ def test_export_refuses_a_bad_guidance_and_writes_nothing(cache, tmp_path):
     result = run_gan(config(cache, tmp_path / "run", steps=1, conditions=("tempo",)))
     with pytest.raises(CheckpointError, match="--guidance nan is invalid"):
         export_run(cache[0], result.checkpoint, tmp_path / "presets", "bad", guidance=float("nan"))
+    with pytest.raises(CheckpointError, match="--truncation 0.0 is invalid; use a bound above 0"):
+        export_run(cache[0], result.checkpoint, tmp_path / "presets", "bad", truncation=0.0)
     assert not (tmp_path / "presets").exists()

@@ -70,6 +70,9 @@ def _gan_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--init-from", default="", metavar="CHECKPOINT",
                    help="start from another run's GAN weights (same widths; its conditions first, new ones added)")
     p.add_argument("--cond-dropout", type=float, default=0.1, help="probability a condition is dropped (NaN)")
+    p.add_argument("--min-label", action="append", default=None, metavar="NAME=VALUE",
+                   help="train only on chunks whose label is at least VALUE (e.g. kick_fraction=1: no breakdowns); "
+                        "condition ranges still come from the whole cache; repeatable")
     p.add_argument("--balance", default="", metavar="CURVE",
                    help="draw training windows so every range of this curve condition (e.g. density) is seen "
                         "equally often, not just the common ones")
@@ -163,7 +166,8 @@ def _gan_config(a: argparse.Namespace, latents: str, autoencoder: str) -> Any:
     gan = ModelConfig().scaled(gan=a.gan_scale, half_len=a.half_len).gan
     return GanTrainConfig(latents=latents, run_dir=a.run, autoencoder=autoencoder, gan=gan,
                           conditions=tuple(a.condition or ()), init_from=a.init_from,
-                          cond_dropout=a.cond_dropout, balance=a.balance, steps=a.gan_steps,
+                          cond_dropout=a.cond_dropout, balance=a.balance,
+                          min_labels=tuple(a.min_label or ()), steps=a.gan_steps,
                           batch=a.gan_batch, lr=a.gan_lr, ema_decay=a.ema_decay,
                           weights={k: v for k, v in _weights(a.weight).items() if k.startswith("gan")}, **kw)
 

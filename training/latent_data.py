@@ -84,6 +84,30 @@ def resolve_conditions(entries: Sequence[CacheEntry], names: Sequence[str]) -> t
     return tuple(out)
 
 
+def select_entries(entries: Sequence[CacheEntry], min_labels: Sequence[str]) -> list[CacheEntry]:
+    """The entries whose labels are at least the given values ("name=value" each, e.g. "kick_fraction=1")."""
+    out = list(entries)
+    for rule in min_labels:
+        name, sep, text = rule.partition("=")
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not sep or not name or not math.isfinite(value):
+            raise TrainingError(f"--min-label {rule!r}: write NAME=VALUE, e.g. kick_fraction=1")
+        missing = [e.id for e in out if name not in e.labels]
+        if missing:
+            have = sorted(set().union(*(set(e.labels) for e in out))) if out else []
+            raise TrainingError(f"--min-label {name}: {len(missing)} entries (e.g. {missing[0]}) have no such label; "
+                                f"labels present: {', '.join(have) or 'none'}")
+        kept = [e for e in out if e.labels[name] >= value]
+        logger.info("--min-label %s: %d of %d entries kept", rule, len(kept), len(out))
+        if not kept:
+            raise TrainingError(f"--min-label {rule}: no entry is left to train on")
+        out = kept
+    return out
+
+
 class LatentCrops:
     """Random training windows from a latent cache (entries shorter than a window are skipped).
 

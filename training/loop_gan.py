@@ -64,6 +64,7 @@ class GanTrainConfig:
     init_from: str = ""  # a GAN checkpoint to start from (training.warm_start)
     cond_dropout: float = 0.1
     balance: str = ""  # a curve condition whose rare values are drawn more often (LatentCrops)
+    min_labels: tuple[str, ...] = ()  # "name=value": train only on entries whose label is at least value
     steps: int = 20000
     batch: int = 16
     lr: float = 1e-4
@@ -91,6 +92,7 @@ class GanTrainConfig:
         d["gan"] = GanConfig(**d["gan"])
         d["betas"] = tuple(d["betas"])
         d["conditions"] = tuple(d["conditions"])
+        d["min_labels"] = tuple(d.get("min_labels", ()))
         return cls(**d)
 
 
@@ -217,7 +219,7 @@ def run_gan(cfg: GanTrainConfig, resume: bool = False,
     """Train (or continue) the GAN of `cfg.run_dir`; see run_autoencoder for the error behaviour."""
     from training import distributed as D
     from training.encode import LatentCache
-    from training.latent_data import LatentCrops, resolve_conditions, sample_coords
+    from training.latent_data import LatentCrops, resolve_conditions, sample_coords, select_entries
 
     ckpt_path = cfg.stage_dir / CHECKPOINT_NAME
     stored = None
@@ -236,7 +238,9 @@ def run_gan(cfg: GanTrainConfig, resume: bool = False,
     n_s = sum(c.kind == "scalar" for c in conds)
     n_k = sum(c.channels for c in conds if c.kind != "scalar")
     model = dataclasses.replace(cache.model, gan=cfg.gan).with_conditioning(n_s, n_k)
-    crops = LatentCrops(entries, model.gan.window_len, conds, model, balance=cfg.balance or None)
+    # conditions (and their ranges) come from the whole cache, so a filtered run stays compatible with the rest
+    crops = LatentCrops(select_entries(entries, cfg.min_labels), model.gan.window_len, conds, model,
+                        balance=cfg.balance or None)
     info, device = D.setup(cfg.device)
     np_rng = seed_everything(cfg.seed + info.rank)
     tr = _GanTrainer(cfg, model, conds, device)

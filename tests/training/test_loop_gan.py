@@ -22,6 +22,7 @@ from training.latent_data import (
     entry_positions,
     resolve_conditions,
     sample_coords,
+    select_entries,
 )
 from training.loop_ae import AeTrainConfig, mean_metric, run_autoencoder
 from training.loop_gan import GanTrainConfig, run_gan
@@ -141,6 +142,19 @@ def test_balance_draws_rare_densities_as_often_as_common_ones():
     assert dense_share(balanced) == pytest.approx(0.5, abs=0.05)
     with pytest.raises(TrainingError, match="--balance tempo: not a curve condition.*curves: density"):
         LatentCrops(entries, 32, (density,), balance="tempo")
+
+
+def test_min_label_trains_on_the_chosen_chunks_only(cache):
+    entries = LatentCache(cache[1]).entries()
+    tempos = sorted(e.labels["tempo"] for e in entries)
+    kept = select_entries(entries, ["tempo=128"])
+    assert kept and all(e.labels["tempo"] >= 128 for e in kept) and len(kept) == sum(t >= 128 for t in tempos)
+    with pytest.raises(TrainingError, match="no entry is left"):
+        select_entries(entries, ["tempo=1000"])
+    with pytest.raises(TrainingError, match="--min-label 'kick': write NAME=VALUE"):
+        select_entries(entries, ["kick"])
+    with pytest.raises(TrainingError, match="--min-label kick_fraction: .* no such label; labels present: .*tempo"):
+        select_entries(entries, ["kick_fraction=1"])
 
 
 def test_training_coordinates_follow_the_inference_trajectory():

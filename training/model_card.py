@@ -152,7 +152,7 @@ def render_card(preset: Preset, notes: str = "", picture: str | None = SPECTROGR
              f"{cfg.audio.hop} |",
              f"| latents | {cfg.autoencoder.latent_dim} per channel at {cfg.latent_rate_hz:.2f} Hz |",
              f"| generator window | {cfg.gan.window_len} latents ({cfg.gan.window_len / cfg.latent_rate_hz:.1f} s), "
-             f"two halves of {cfg.gan.half_len} |",
+             f"two halves of {cfg.gan.half_len}; truncation {cfg.gan.default_truncation:g} (the `variation` default) |",
              f"| widths | generator base {cfg.gan.base_channels}, decoder1 {list(cfg.autoencoder.dec1_widths)}, "
              f"decoder2 {list(cfg.autoencoder.dec2_widths)} |",
              "", "## Networks", "", "| network | file | ONNX weights | parity (max abs) |", "|---|---|---|---|"]

@@ -30,7 +30,7 @@ def generate(
     if not math.isfinite(seconds) or seconds <= 0 or seconds > 24 * 3600:
         raise ConditioningError(f"--seconds {seconds} is invalid; give a duration between 0 and 86400 seconds")
     if truncation is not None and not (math.isfinite(truncation) and 0 < truncation <= 10):
-        raise ConditioningError(f"--truncation {truncation} is invalid; use a value in (0, 10], default 2.0")
+        raise ConditioningError(f"--truncation {truncation} is invalid; use a value in (0, 10]; default: the preset's")
     check_writable(out)
     engine = Engine.load(preset, threads=threads)
     conditioning: dict[str, float] = {}
@@ -77,7 +77,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bpm", type=float, default=None, help="tempo for tempo-conditioned presets (default: preset's)")
     p.add_argument("--density", type=float, default=None, help="note density (onsets/s) for density presets")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same audio")
-    p.add_argument("--truncation", type=float, default=None, help="variation: truncation bound (preset default 2.0)")
+    p.add_argument("--truncation", type=float, default=None,
+                   help="variation: truncation bound (default: the preset's, see its card)")
     p.add_argument("--threads", type=int, default=default_threads(), help="ONNX Runtime threads")
     p.add_argument("--bits", choices=["16", "24", "float"], default="24", help="sample format")
     p.add_argument("--out", required=True, help="output file (.wav, .flac, .ogg)")

@@ -85,6 +85,12 @@ class GanConfig:
     def coord_dim(self) -> int:
         return self.local_dim + self.global_dim
 
+    @property
+    def generator_inputs(self) -> int:
+        """Channels the generator reads per latent step: the coordinates, then each conditioning channel as a
+        (value, given) pair (scalars first, then curves)."""
+        return self.coord_dim + 2 * self.cond_scalars + 2 * self.cond_curves
+
     def __post_init__(self) -> None:
         if self.half_len < 16 or self.half_len & (self.half_len - 1):
             raise ValueError(f"half_len must be a power of two >= 16, got {self.half_len}")

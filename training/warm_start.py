@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from generator.model_config import ModelConfig
 from generator.preset import Condition
 from training.checkpoint import load_checkpoint
 from training.errors import TrainingError
@@ -44,12 +45,6 @@ def _expand(name: str, new: Tensor, old: Tensor, old_ch: int, new_ch: int) -> Te
     return out
 
 
-def _channels(model: Mapping, conds: Sequence[Condition]) -> int:
-    g = model["gan"]
-    return g["local_dim"] + g["global_dim"] + 2 * sum(1 for c in conds if c.kind == "scalar") + 2 * sum(
-        c.channels for c in conds if c.kind != "scalar")
-
-
 def warm_start(path: str | Path, nets: Mapping[str, nn.Module], conds: Sequence[Condition],
                model: Mapping) -> int:
     """Load `path`'s GAN weights into `nets` (see module docstring); returns the step it was trained for."""
@@ -62,7 +57,8 @@ def warm_start(path: str | Path, nets: Mapping[str, nn.Module], conds: Sequence[
         raise TrainingError(
             f"--init-from {path}: its conditions {[c.name for c in old_conds]} must come first, in order, in "
             f"this run's conditions {[c.name for c in conds]} (e.g. --condition tempo --condition beat)")
-    old_g, new_ch = _channels(state["model"], old_conds), _channels(model, conds)
+    old_g = ModelConfig.from_dict(state["model"]).gan.generator_inputs
+    new_ch = ModelConfig.from_dict(model).gan.generator_inputs
     for net_name in NETWORKS:
         net, old = nets[net_name], state["networks"][net_name]
         fresh = net.state_dict()

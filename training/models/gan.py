@@ -64,7 +64,7 @@ class Generator(nn.Module):
         self.coord_dim = g.coord_dim
         self.n_scalars, self.n_curves = g.cond_scalars, g.cond_curves
         self.out_dim = 2 * cfg.autoencoder.latent_dim
-        cond_ch = g.coord_dim + 2 * g.cond_scalars + 2 * g.cond_curves
+        cond_ch = g.generator_inputs
         self.levels = int(math.log2(g.half_len))  # pyramid P0 (half_len) .. P[levels-1] (2 steps)
         n_blocks = self.levels - 3
         bc = g.base_channels

@@ -60,9 +60,11 @@ class LiveStream:
                  phrase_bars: int = 8, xfade_ms: float = DEFAULT_CROSSFADE_MS, settings: LockSettings | None = None,
                  min_lookahead_s: float = 0.3, max_lookahead_s: float = 4.0, output_latency_s: float = 0.0,
                  recondition: float = 0.02, sync_source: str = "internal",
-                 clock: Callable[[], float] = time.monotonic, threads: int | None = None):
+                 clock: Callable[[], float] = time.monotonic, threads: int | None = None,
+                 render_timer: Callable[[], float] = time.perf_counter):
         self.ring, self.header, self.log, self.default_quantise = ring, header, log, quantise
         self.phrase_bars, self.recondition, self.clock = phrase_bars, recondition, clock
+        self.render_timer = render_timer  # times each render (the look-ahead and the change margin follow it)
         self.sync_source = sync_source
         self.min_lookahead_s, self.max_lookahead_s = min_lookahead_s, max_lookahead_s
         self.sr = header.sample_rate
@@ -316,9 +318,9 @@ class LiveStream:
         run_id = len(self.perf.runs) - 1
         piece = next(iter(self.renderer.pieces(run, self.cur.beat, self.cur.beat + 2 * self.perf.bar)))
         fresh = not self.renderer.has_source(run_id, piece.epoch)
-        t0 = time.perf_counter()
+        t0 = self.render_timer()
         res = self.renderer.render(run_id, piece)
-        dt = time.perf_counter() - t0
+        dt = self.render_timer() - t0
         self.cur.push(piece, res.audio)
         dur = (piece.s1 - piece.s0) / self.sr
         (self._epoch_times if fresh else self._piece_times).append(dt)

@@ -7,6 +7,7 @@ the offline replay of the control log, whose tempo map then gives the time every
 from __future__ import annotations
 
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -32,15 +33,17 @@ def engine(tiny_preset):
 class Sim:
     """A live stream and a device that reads a period per tick; `busy` ticks read without the worker running."""
 
-    def __init__(self, engine, bpm=128.0, meter=(4, 4)):
+    def __init__(self, engine, bpm=128.0, meter=(4, 4), render_s=0.02):
         self.header = SessionHeader(engine.preset.name, 3, bpm, meter, SR, {})
+        renders = itertools.count()  # every render takes render_s, however busy the test machine is
         self.log = io.StringIO()
         self.ring = AudioRing(SR * 8)
         self.t = 1000.0
         self.t0 = self.t
         self.engine = engine
         self.live = LiveStream(engine, self.ring, self.header, log=ControlLogWriter(self.log, self.header),
-                               clock=lambda: self.t, output_latency_s=LATENCY)
+                               clock=lambda: self.t, output_latency_s=LATENCY,
+                               render_timer=lambda: next(renders) * render_s)
         self.out: list[np.ndarray] = []
 
     def tick(self, n: int, busy: bool = False) -> None:

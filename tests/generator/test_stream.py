@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -60,6 +61,8 @@ class _Sim:
         self.log = io.StringIO()
         self.ring = AudioRing(SR * 8)
         self.t = 0.0
+        renders = itertools.count()  # every render takes 20 ms, however busy the test machine is
+        kw.setdefault("render_timer", lambda: next(renders) * 0.02)
         self.live = LiveStream(loader or engine, self.ring, header, log=ControlLogWriter(self.log, header),
                                clock=lambda: self.t, **kw)
         self.out: list[np.ndarray] = []

@@ -44,6 +44,18 @@ async def settled(client, bpm: float, tries: int = 8) -> dict:
     return st
 
 
+async def in_phase(client, tries: int = 10) -> dict:
+    """Status once what is heard is within 60 ms of the transport. An xrun (the test JACK server often has a burst
+    when a client starts) delays the audio; the daemon nudges it back at <= 6 %, which takes a few beats."""
+    st = await status(client)
+    for _ in range(tries):
+        if abs(st["sync_error_ms"]) < 60.0:
+            break
+        await asyncio.sleep(0.5)
+        st = await status(client)
+    return st
+
+
 # ---------------------------------------------------------------------------------------- the DAW stand-in
 def sender_main(port: str) -> int:
     """Clock at 120 BPM (stopped 1 beat), Start, 10 beats, step to 140 BPM for 12 beats, Stop, 1.5 s of clock,
@@ -295,7 +307,8 @@ async def _osc_scenario(jack_server, preset, tmp: Path) -> None:
         await until(t0 + 1.5)
         st = await status(client)
         assert (st["state"], st["sync_source"], st["bpm"], st["host_bpm"]) == ("playing", "internal", 120.0, 120.0)
-        assert abs(st["sync_error_ms"]) < 60.0
+        st = await in_phase(client)
+        assert abs(st["sync_error_ms"]) < 60.0, st
         client.send("/musika/tempo", 132.0)
         assert await client.expect("/musika/tempo") == [pytest.approx(132.0)]
         client.send("/musika/param/density", 0.9)
@@ -321,11 +334,7 @@ async def _osc_scenario(jack_server, preset, tmp: Path) -> None:
         await until(t_play + 2.5)
         st = await status(client)
         assert st["state"] == "playing" and st["bpm"] == st["cond_bpm"] == pytest.approx(132.0)
-        for _ in range(8):  # in phase with the transport: converged within a few more beats at most
-            if abs(st["sync_error_ms"]) < 60.0:
-                break
-            await asyncio.sleep(0.5)
-            st = await status(client)
+        st = await in_phase(client)  # in phase with the transport: converged within a few more beats at most
         assert abs(st["sync_error_ms"]) < 60.0, st
         assert st["underruns"] == 0
     finally:

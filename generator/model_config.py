@@ -86,10 +86,15 @@ class GanConfig:
         return self.local_dim + self.global_dim
 
     @property
+    def cond_inputs(self) -> int:
+        """Conditioning channels a network reads per latent step: each condition channel as a (value, given) pair,
+        scalars first, then curves."""
+        return 2 * self.cond_scalars + 2 * self.cond_curves
+
+    @property
     def generator_inputs(self) -> int:
-        """Channels the generator reads per latent step: the coordinates, then each conditioning channel as a
-        (value, given) pair (scalars first, then curves)."""
-        return self.coord_dim + 2 * self.cond_scalars + 2 * self.cond_curves
+        """Channels the generator reads per latent step: the coordinates, then the conditioning."""
+        return self.coord_dim + self.cond_inputs
 
     def __post_init__(self) -> None:
         if self.half_len < 16 or self.half_len & (self.half_len - 1):

@@ -113,7 +113,7 @@ class LatentCrops:
 
     balance: a curve condition whose rarer values are drawn more often: each window's mean of that curve falls
     in one of ``BALANCE_BINS`` equal log-width bins over the condition's range, and every occupied bin is drawn
-    equally often (e.g. dense piano passages, ~15 % of the data, as often as sparse ones)."""
+    equally often (e.g. the densest piano passages as often as the most common middle)."""
 
     def __init__(self, entries: Sequence[CacheEntry], window: int, conditions: Sequence[Condition],
                  model: ModelConfig | None = None, balance: str | None = None):

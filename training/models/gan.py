@@ -154,7 +154,7 @@ class Critic(nn.Module):
         self.window_len = g.window_len
         self.latent_ch = 2 * cfg.autoencoder.latent_dim
         self.n_scalars, self.n_curves = g.cond_scalars, g.cond_curves
-        cin = self.latent_ch + 2 * g.cond_scalars + 2 * g.cond_curves
+        cin = self.latent_ch + g.cond_inputs
         n_blocks = int(math.log2(g.window_len)) - 3  # window -> window/2 (stem) -> ... -> 4 steps
         cc = g.critic_channels
         mult = ([4, 5, 6, 7] + [7] * n_blocks)[: n_blocks - 1] + [7]

@@ -57,6 +57,8 @@ def _ae_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--steps-level1", type=int, default=6000)
     p.add_argument("--steps-level2", type=int, default=3000)
     p.add_argument("--adversarial-from", type=int, default=3000, help="level-1 step where the critic term starts")
+    p.add_argument("--freeze-encoder2", action="store_true",
+                   help="level 2 trains decoder2 only: latents already encoded, and a GAN trained on them, stay valid")
     p.add_argument(f"--{prefix}batch", dest="ae_batch", type=int, default=8)
     p.add_argument(f"--{prefix}lr", dest="ae_lr", type=float, default=3e-4)
 
@@ -111,6 +113,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="prepared dataset (the one the autoencoder was trained on)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--windows", type=int, default=3, help="adjacent decoder windows per training crop")
+    p.add_argument("--onset-weight", type=float, default=0.0,
+                   help="weight of the onset-envelope loss on what both decoders make (ae2/seam_onsets); "
+                        "> 0 also teaches decoder2 to keep transients such as kicks")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--threads", type=int, default=None)
@@ -154,7 +159,8 @@ def _ae_config(a: argparse.Namespace) -> Any:
     kw = _intervals(a, AeTrainConfig)
     return AeTrainConfig(dataset=a.data, run_dir=a.run, model=ModelConfig().scaled(ae=a.ae_scale),
                          steps_level1=a.steps_level1, steps_level2=a.steps_level2,
-                         adversarial_from=a.adversarial_from, batch=a.ae_batch, lr=a.ae_lr,
+                         adversarial_from=a.adversarial_from, freeze_encoder2=a.freeze_encoder2,
+                         batch=a.ae_batch, lr=a.ae_lr,
                          weights={k: v for k, v in _weights(a.weight).items() if k.startswith("ae")}, **kw)
 
 
@@ -205,7 +211,8 @@ def _cmd_seams(a: argparse.Namespace) -> int:
     from training.loop_seams import SeamTrainConfig, run_seams
 
     losses = run_seams(SeamTrainConfig(dataset=a.data, run_dir=a.run, steps=a.steps, windows=a.windows,
-                                       batch=a.batch, lr=a.lr, threads=a.threads, seed=a.seed))
+                                       onset_weight=a.onset_weight, batch=a.batch, lr=a.lr, threads=a.threads,
+                                       seed=a.seed))
     print("seams: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
     return 0
 

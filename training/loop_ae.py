@@ -6,7 +6,8 @@ stereo chunk gives either channel: stereo is two mono signals through one autoen
 training/losses.py): ae1/magnitude, ae1/stft (multi-resolution STFT of the iSTFT waveform), ae1/consistency,
 and from step ``adversarial_from`` on ae1/adversarial + ae1/feature against a spectrogram critic.
 Steps [steps_level1, steps_level1 + steps_level2) freeze level 1 and train encoder2 + decoder2 with
-ae2/frames, ae2/magnitude and ae2/stft (decoded through the frozen decoder1).
+ae2/frames, ae2/magnitude, ae2/stft and ae2/onsets (decoded through the frozen decoder1). With
+``freeze_encoder2`` only decoder2 learns: latents already encoded (and a GAN trained on them) stay valid.
 
 Checkpoints: RUN/ae/checkpoint.pt (see training/checkpoint.py); previews RUN/ae/previews/step_N.{wav,png};
 TensorBoard RUN/tensorboard/ae; metrics RUN/ae/metrics.jsonl.
@@ -52,8 +53,8 @@ from training.loop_utils import (
 logger = logging.getLogger(__name__)
 
 # fields a resumed run may change; every other field comes from the checkpoint
-RESUMABLE = ("steps_level1", "steps_level2", "device", "checkpoint_every", "preview_every", "log_every",
-             "tensorboard", "progress", "threads")
+RESUMABLE = ("steps_level1", "steps_level2", "freeze_encoder2", "device", "checkpoint_every", "preview_every",
+             "log_every", "tensorboard", "progress", "threads")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class AeTrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     steps_level1: int = 6000
     steps_level2: int = 3000
+    freeze_encoder2: bool = False  # level 2 trains decoder2 only (the latents, and a GAN on them, stay valid)
     adversarial_from: int = 3000  # level-1 step where ae1/adversarial + ae1/feature start (>= steps_level1: never)
     batch: int = 8
     lr: float = 3e-4
@@ -164,6 +166,7 @@ class _AeTrainer:
                      "level2": torch.optim.Adam(self.level2, **adam),
                      "critic": torch.optim.Adam(self.nets["critic"].parameters(), lr=cfg.critic_lr, betas=cfg.betas)}
         self.trim = m.audio.n_fft - m.audio.hop
+        self.bands = L.mel_bands(m.audio.n_fft, m.audio.sample_rate) if self.weights["ae2/onsets"] else None
         self.crop = (m.autoencoder.dec1_window - 1) * m.audio.hop + m.audio.n_fft
 
     def _decode1(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -223,11 +226,16 @@ class _AeTrainer:
         spec = S.spectrogram(audio, acfg)
         with torch.no_grad():
             z1 = self.nets["encoder1"](spec)
-        z1_hat = self.nets["decoder2"](self.nets["encoder2"](z1))
+            latents = self.nets["encoder2"](z1) if self.cfg.freeze_encoder2 else None
+        if latents is None:
+            latents = self.nets["encoder2"](z1)
+        z1_hat = self.nets["decoder2"](latents)
         terms: dict[str, Tensor] = {"ae2/frames": (z1_hat - z1).abs().mean()}
-        if self.weights["ae2/magnitude"] or self.weights["ae2/stft"]:
+        if self.weights["ae2/magnitude"] or self.weights["ae2/stft"] or self.bands is not None:
             mag, _, wave = self._decode1(z1_hat)
             terms["ae2/magnitude"] = (mag - spec.clamp(-1.0, 1.0)).abs().mean()
+            if self.bands is not None:
+                terms["ae2/onsets"] = L.onset_loss(mag, spec.clamp(-1.0, 1.0), self.bands)
             if self.weights["ae2/stft"]:
                 terms["ae2/stft"] = L.multi_resolution_stft(self._inner(wave), self._inner(audio))
         total = L.weighted_sum(terms, self.weights)

@@ -39,6 +39,7 @@ class SeamTrainConfig:
     lr: float = 1e-4
     edge_frames: int = 6  # frames on each side of a join that get extra weight
     edge_weight: float = 4.0
+    onset_weight: float = 0.0  # weight of ae2/seam_onsets (decoder2 judged by the onsets heard after decoder1)
     clip_grad: float = 1.0
     seed: int = 0
     threads: int | None = None
@@ -74,6 +75,7 @@ def run_seams(cfg: SeamTrainConfig) -> dict[str, float]:
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.8, 0.99))
     trim = audio_cfg.n_fft - audio_cfg.hop
     weights = _weights(cfg.windows, win, cfg.edge_frames, cfg.edge_weight)[None, :, None]
+    bands = L.mel_bands(audio_cfg.n_fft, audio_cfg.sample_rate) if cfg.onset_weight > 0 else None
     joins = torch.tensor([j * win for j in range(1, cfg.windows)])
     done = int(state.get("seams", {}).get("steps", 0))
     losses: dict[str, float] = {}
@@ -94,14 +96,21 @@ def run_seams(cfg: SeamTrainConfig) -> dict[str, float]:
             wave = S.istft(mag.detach(), phase, audio_cfg)
             stft = L.multi_resolution_stft(wave[:, trim:-trim], audio[:, trim : wave.shape[1] - trim])
             loss = recon + jump + mag_recon + mag_jump + 0.1 * stft
+            terms = {"ae2/seam_recon": recon, "ae2/seam_jump": jump, "ae1/seam_recon": mag_recon,
+                     "ae1/seam_jump": mag_jump, "ae1/seam_stft": stft}
+            if bands is not None:
+                # decoder1 with its weights detached: this term trains decoder2 only, through what decoder1 makes
+                frozen = {k: v.detach() for k, v in dec1.named_parameters()}
+                heard, _ = torch.func.functional_call(dec1, frozen, (z1_hat.reshape(-1, win, z1.shape[-1]),))
+                terms["ae2/seam_onsets"] = L.onset_loss(heard.reshape(spec.shape), spec, bands)
+                loss = loss + cfg.onset_weight * terms["ae2/seam_onsets"]
             if not torch.isfinite(loss):
                 raise TrainingError(f"seams: non-finite loss at step {step}; {path} was not changed")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
             opt.step()
-            losses = {k: float(v.detach()) for k, v in (("ae2/seam_recon", recon), ("ae2/seam_jump", jump),
-                      ("ae1/seam_recon", mag_recon), ("ae1/seam_jump", mag_jump), ("ae1/seam_stft", stft))}
+            losses = {k: float(v.detach()) for k, v in terms.items()}
             if step % 50 == 0:
                 logger.info("seams step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop.requested:

@@ -38,6 +38,8 @@ LOSSES: dict[str, Term] = {
     "ae2/frames": Term(1.0, "L1 between decoder2's level-1 vectors and encoder1's"),
     "ae2/magnitude": Term(1.0, "L1 of the magnitude decoded through the frozen decoder1 against the input"),
     "ae2/stft": Term(0.5, "multi-resolution STFT loss of the waveform decoded through both decoders"),
+    "ae2/onsets": Term(0.0, "onset-envelope error (mel-band spectral flux, relative) of the magnitude decoded "
+                            "through the frozen decoder1: keeps attacks such as kicks sharp"),
     "gan/generator": Term(1.0, "hinge generator loss -mean D(G(z))"),
     "gan/r1": Term(10.0, "R1 penalty on reals, sum of squared critic gradients; the weight given is the maximum "
                          "of the reference's adaptive weight"),
@@ -51,6 +53,8 @@ METRICS: dict[str, str] = {
     "ae2/seam_jump": "seam stage: error of decoder2's frame-to-frame change across window joins",
     "ae1/seam_recon": "seam stage: decoder1 magnitude L1 over adjacent windows, joins weighted up",
     "ae1/seam_jump": "seam stage: error of decoder1's magnitude change across window joins",
+    "ae2/seam_onsets": "seam stage: onset-envelope error (mel-band spectral flux, relative) of the magnitude "
+                       "decoded through both decoders",
     "ae1/seam_stft": "seam stage: multi-resolution STFT loss of the waveform joined from separate windows",
     "gan/critic": "hinge critic loss 1/2 [mean relu(1 - D(x)) + mean relu(1 + D(G(z)))]",
     "gan/r1_weight": "current adaptive R1 weight (10 (-switch) in the reference)",
@@ -120,6 +124,29 @@ def multi_resolution_stft(
     if used == 0:
         raise TrainingError(f"audio of {decoded.shape[-1]} samples is shorter than every STFT resolution")
     return total / used
+
+
+def mel_bands(n_fft: int, sample_rate: int, n_mels: int = 64) -> Tensor:
+    """(bins, n_mels) averaging matrix: each column averages the STFT bins of one mel band (librosa's bands)."""
+    import librosa  # heavy import, deferred
+
+    fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, norm=None)  # (n_mels, bins)
+    fb = fb / fb.sum(axis=1, keepdims=True).clip(1e-9)
+    return torch.from_numpy(fb.T.copy()).float()
+
+
+def onset_envelope(spec_db: Tensor, bands: Tensor) -> Tensor:
+    """Onset strength (B, frames - 1) of a dB-like spectrogram (B, frames, bins): the mean over mel bands of the
+    positive frame-to-frame rise, the envelope librosa's beat tracker and onset detector follow."""
+    mel = spec_db @ bands
+    return F.relu(mel[:, 1:] - mel[:, :-1]).mean(dim=-1)
+
+
+def onset_loss(decoded_db: Tensor, target_db: Tensor, bands: Tensor) -> Tensor:
+    """L1 between the onset envelopes of a decoded and a target spectrogram, relative to the target's mean
+    envelope (so quiet and loud material weigh alike): a missing or smeared kick costs what its onset was."""
+    target = onset_envelope(target_db, bands)
+    return (onset_envelope(decoded_db, bands) - target).abs().mean() / (target.mean() + 1e-4)
 
 
 def hinge_critic(real: Tensor, fake: Tensor) -> Tensor:

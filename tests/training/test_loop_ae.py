@@ -46,6 +46,24 @@ def test_both_levels_learn(data, tmp_path):
     assert state["step"] == 60 and state["kind"] == "autoencoder"
 
 
+def test_onset_loss_trains_and_a_frozen_encoder2_keeps_encoded_latents_valid(data, tmp_path):
+    run_autoencoder(config(data, tmp_path / "run", steps_level1=4, steps_level2=2))
+    before = load_checkpoint(tmp_path / "run" / "ae" / "checkpoint.pt")
+    cfg = config(data, tmp_path / "run", steps_level1=4, steps_level2=12, freeze_encoder2=True)
+    result = run_autoencoder(cfg, resume=True)
+    after = load_checkpoint(result.checkpoint)
+    for name in ("encoder1", "decoder1", "encoder2"):
+        for k, v in before["networks"][name].items():
+            assert torch.equal(v, after["networks"][name][k]), f"{name}.{k} changed"
+    assert any(not torch.equal(v, after["networks"]["decoder2"][k])
+               for k, v in before["networks"]["decoder2"].items())
+    weighted = config(data, tmp_path / "onsets", steps_level1=2, steps_level2=3, weights={"ae2/onsets": 1.0})
+    run_autoencoder(weighted)
+    rows = read_metrics(tmp_path / "onsets" / "ae" / "metrics.jsonl")
+    assert [r["step"] for r in rows if "ae2/onsets" in r] == [3, 4, 5]
+    assert all(r["ae2/onsets"] > 0 for r in rows if "ae2/onsets" in r)
+
+
 class Killed(Exception):
     pass
 

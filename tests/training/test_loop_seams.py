@@ -19,6 +19,7 @@ def test_seams_train_the_decoders_only_and_lower_the_join_error(tmp_path):
                                        progress=False))
     before = load_checkpoint(ae.checkpoint)
     first = run_seams(SeamTrainConfig(dataset=str(data), run_dir=str(run), steps=2, batch=2, lr=1e-3))
+    assert "ae2/seam_onsets" not in first
     last = run_seams(SeamTrainConfig(dataset=str(data), run_dir=str(run), steps=40, batch=2, lr=1e-3))
     after = load_checkpoint(ae.checkpoint)
     for name in ("encoder1", "encoder2"):
@@ -27,4 +28,6 @@ def test_seams_train_the_decoders_only_and_lower_the_join_error(tmp_path):
     for name in ("decoder1", "decoder2"):
         assert any(not torch.equal(v, after["networks"][name][k]) for k, v in before["networks"][name].items())
     assert after["seams"]["steps"] == 42
+    onsets = run_seams(SeamTrainConfig(dataset=str(data), run_dir=str(run), steps=2, batch=2, onset_weight=1.0))
+    assert onsets["ae2/seam_onsets"] > 0
     assert last["ae2/seam_jump"] + last["ae2/seam_recon"] < first["ae2/seam_jump"] + first["ae2/seam_recon"]

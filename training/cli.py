@@ -57,6 +57,9 @@ def _ae_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--steps-level1", type=int, default=6000)
     p.add_argument("--steps-level2", type=int, default=3000)
     p.add_argument("--adversarial-from", type=int, default=3000, help="level-1 step where the critic term starts")
+    p.add_argument(f"--{prefix}init-from", dest="ae_init_from", default="", metavar="CHECKPOINT",
+                   help="start a new run from another run's autoencoder weights (fresh optimizers, this run's lr "
+                        "and --weight); with --steps-level1 0 only level 2 trains")
     p.add_argument("--freeze-encoder2", action="store_true",
                    help="level 2 trains decoder2 only: latents already encoded, and a GAN trained on them, stay valid")
     p.add_argument(f"--{prefix}batch", dest="ae_batch", type=int, default=8)
@@ -160,6 +163,7 @@ def _ae_config(a: argparse.Namespace) -> Any:
     return AeTrainConfig(dataset=a.data, run_dir=a.run, model=ModelConfig().scaled(ae=a.ae_scale),
                          steps_level1=a.steps_level1, steps_level2=a.steps_level2,
                          adversarial_from=a.adversarial_from, freeze_encoder2=a.freeze_encoder2,
+                         init_from=a.ae_init_from,
                          batch=a.ae_batch, lr=a.ae_lr,
                          weights={k: v for k, v in _weights(a.weight).items() if k.startswith("ae")}, **kw)
 

@@ -65,6 +65,7 @@ class AeTrainConfig:
     steps_level1: int = 6000
     steps_level2: int = 3000
     freeze_encoder2: bool = False  # level 2 trains decoder2 only (the latents, and a GAN on them, stay valid)
+    init_from: str = ""  # an autoencoder checkpoint whose weights a new run starts from (fresh optimizers)
     adversarial_from: int = 3000  # level-1 step where ae1/adversarial + ae1/feature start (>= steps_level1: never)
     batch: int = 8
     lr: float = 3e-4
@@ -333,6 +334,8 @@ def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
         wall0 = float(stored.get("wall_seconds", 0.0))
         logger.info("resuming the autoencoder at step %d", step)
     else:
+        if cfg.init_from:
+            _init_from(trainer, cfg)
         D.broadcast_modules(info, trainer.nets.values())
     crops = AudioCrops(cfg.dataset, "train", trainer.crop)
     log = RunLog(cfg.stage_dir, "ae", cfg.total_steps, step, info.is_main, cfg.tensorboard, cfg.progress)
@@ -380,6 +383,20 @@ def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
         log.close()
         D.cleanup(info)
     return AeResult(step, ckpt_path, metrics)
+
+
+def _init_from(trainer: _AeTrainer, cfg: AeTrainConfig) -> None:
+    """Start a new run from another autoencoder checkpoint's weights (its optimizers and step are not taken)."""
+    other = load_checkpoint(cfg.init_from)
+    if other.get("kind") != "autoencoder":
+        raise TrainingError(f"--init-from {cfg.init_from} is a {other.get('kind')!r} checkpoint, not an autoencoder")
+    mine = cfg.model.to_dict()
+    if any(other["model"].get(k) != mine[k] for k in ("audio", "autoencoder")):
+        raise TrainingError(f"--init-from {cfg.init_from} has other widths than this run (its --ae-scale differs); "
+                            "start from a checkpoint of the same --ae-scale")
+    for name, net in trainer.nets.items():
+        net.load_state_dict(other["networks"][name])
+    logger.info("initialised the autoencoder from %s (step %d)", cfg.init_from, int(other["step"]))
 
 
 def mean_metric(rows: list[dict[str, float]], name: str, first: bool, n: int = 5) -> float:

@@ -64,6 +64,21 @@ def test_onset_loss_trains_and_a_frozen_encoder2_keeps_encoded_latents_valid(dat
     assert all(r["ae2/onsets"] > 0 for r in rows if "ae2/onsets" in r)
 
 
+def test_a_run_can_start_from_another_runs_autoencoder_and_train_level_2_only(data, tmp_path):
+    first = run_autoencoder(config(data, tmp_path / "a", steps_level1=3, steps_level2=1))
+    start = load_checkpoint(first.checkpoint)
+    second = run_autoencoder(config(data, tmp_path / "b", steps_level1=0, steps_level2=3, lr=1e-4,
+                                    init_from=str(first.checkpoint), weights={"ae2/onsets": 1.0}))
+    after = load_checkpoint(second.checkpoint)
+    assert after["step"] == 3 and after["config"]["lr"] == 1e-4
+    for k, v in start["networks"]["encoder1"].items():
+        assert torch.equal(v, after["networks"]["encoder1"][k])  # level 1 came over and stayed frozen
+    assert any(not torch.equal(v, after["networks"]["encoder2"][k]) for k, v in start["networks"]["encoder2"].items())
+    other = dataclasses.replace(tiny_model(), autoencoder=dataclasses.replace(tiny_model().autoencoder, latent_dim=8))
+    with pytest.raises(TrainingError, match="other widths"):
+        run_autoencoder(config(data, tmp_path / "c", model=other, init_from=str(first.checkpoint)))
+
+
 class Killed(Exception):
     pass
 

@@ -39,7 +39,7 @@ from training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from training.errors import TrainingError, TrainingInterrupted
+from training.errors import CheckpointError, TrainingError, TrainingInterrupted
 from training.loop_utils import (
     RunLog,
     StopRequest,
@@ -227,8 +227,7 @@ class _AeTrainer:
         spec = S.spectrogram(audio, acfg)
         with torch.no_grad():
             z1 = self.nets["encoder1"](spec)
-            latents = self.nets["encoder2"](z1) if self.cfg.freeze_encoder2 else None
-        if latents is None:
+        with torch.set_grad_enabled(not self.cfg.freeze_encoder2):
             latents = self.nets["encoder2"](z1)
         z1_hat = self.nets["decoder2"](latents)
         terms: dict[str, Tensor] = {"ae2/frames": (z1_hat - z1).abs().mean()}
@@ -387,7 +386,10 @@ def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
 
 def _init_from(trainer: _AeTrainer, cfg: AeTrainConfig) -> None:
     """Start a new run from another autoencoder checkpoint's weights (its optimizers and step are not taken)."""
-    other = load_checkpoint(cfg.init_from)
+    try:
+        other = load_checkpoint(cfg.init_from)
+    except CheckpointError as exc:
+        raise TrainingError(f"--init-from {cfg.init_from}: {exc}") from exc
     if other.get("kind") != "autoencoder":
         raise TrainingError(f"--init-from {cfg.init_from} is a {other.get('kind')!r} checkpoint, not an autoencoder")
     mine = cfg.model.to_dict()

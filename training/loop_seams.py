@@ -58,6 +58,8 @@ def run_seams(cfg: SeamTrainConfig) -> dict[str, float]:
     from training.encode import load_autoencoder
     from training.loop_ae import AudioCrops
 
+    if not (0 <= cfg.onset_weight < float("inf")):
+        raise TrainingError(f"seams: --onset-weight must be a finite number >= 0, got {cfg.onset_weight}")
     if cfg.steps < 1 or cfg.windows < 2:
         raise TrainingError(f"seams: steps ({cfg.steps}) must be >= 1 and windows ({cfg.windows}) >= 2")
     set_threads(cfg.threads)

@@ -77,6 +77,8 @@ def test_a_run_can_start_from_another_runs_autoencoder_and_train_level_2_only(da
     other = dataclasses.replace(tiny_model(), autoencoder=dataclasses.replace(tiny_model().autoencoder, latent_dim=8))
     with pytest.raises(TrainingError, match="other widths"):
         run_autoencoder(config(data, tmp_path / "c", model=other, init_from=str(first.checkpoint)))
+    with pytest.raises(TrainingError, match="--init-from .*no checkpoint"):
+        run_autoencoder(config(data, tmp_path / "d", init_from=str(tmp_path / "missing.pt")))
 
 
 class Killed(Exception):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.training.tiny_dataset import make_tiny_dataset, tiny_model
 from training.checkpoint import load_checkpoint
+from training.errors import TrainingError
 from training.loop_ae import AeTrainConfig, run_autoencoder
 from training.loop_seams import SeamTrainConfig, run_seams
 
@@ -30,4 +32,7 @@ def test_seams_train_the_decoders_only_and_lower_the_join_error(tmp_path):
     assert after["seams"]["steps"] == 42
     onsets = run_seams(SeamTrainConfig(dataset=str(data), run_dir=str(run), steps=2, batch=2, onset_weight=1.0))
     assert onsets["ae2/seam_onsets"] > 0
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(TrainingError, match="onset-weight"):
+            run_seams(SeamTrainConfig(dataset=str(data), run_dir=str(run), steps=2, onset_weight=bad))
     assert last["ae2/seam_jump"] + last["ae2/seam_recon"] < first["ae2/seam_jump"] + first["ae2/seam_recon"]

@@ -120,6 +120,9 @@ class _GanTrainer:
         self.opt_g = torch.optim.Adam(self.gen.parameters(), **adam)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), **adam)
         self.switch = -1.0
+        self.beat_onsets = None
+        if self.weights["gan/beat_onsets"] > 0:
+            self.beat_onsets = _beat_onset_term(cfg, model, conds, device)
 
     def step(self, real_np, scal_np, curve_np, coords_np, info) -> dict[str, torch.Tensor]:
         from training.distributed import average_gradients, average_scalar
@@ -138,6 +141,11 @@ class _GanTrainer:
             terms["gan/r1"] = L.r1_penalty(d_real, real)
             d_total = d_total + r1_weight * terms["gan/r1"]
         g_total = self.weights["gan/generator"] * terms["gan/generator"]
+        if self.beat_onsets is not None:
+            beat = self.beat_onsets(fake, curve_np)
+            if beat is not None:
+                terms["gan/beat_onsets"] = beat
+                g_total = g_total + self.weights["gan/beat_onsets"] * beat
         g_params, d_params = list(self.gen.parameters()), list(self.critic.parameters())
         g_grads = torch.autograd.grad(g_total, g_params, retain_graph=True, allow_unused=True)
         d_grads = torch.autograd.grad(d_total, d_params, allow_unused=True)
@@ -189,6 +197,20 @@ class _GanTrainer:
         write_wav(base.with_suffix(".wav"), audio)
         label = ", ".join(f"{c.name} {c.default:g} {c.unit}" for c in self.conds) or "unconditioned"
         spectrogram_png(base.with_suffix(".png"), [(f"EMA generator, {label}", audio)], title=f"step {step}")
+
+
+def _beat_onset_term(cfg: GanTrainConfig, model: ModelConfig, conds: tuple[Condition, ...], device: torch.device):
+    from training.beat_onsets import BeatOnsetTerm
+    from training.encode import load_autoencoder
+
+    if not cfg.autoencoder:
+        raise TrainingError("gan/beat_onsets decodes the generated latents: pass --autoencoder CKPT (the "
+                            "autoencoder the latent cache was encoded with, or its seam-tuned decoders)")
+    ae_model, nets = load_autoencoder(cfg.autoencoder, device)
+    if ae_model.autoencoder != model.autoencoder:
+        raise TrainingError(f"gan/beat_onsets: --autoencoder {cfg.autoencoder} is not the autoencoder of the latent "
+                            f"cache {cfg.latents} (its config differs); pass the one the cache was encoded with")
+    return BeatOnsetTerm((nets["decoder2"], nets["decoder1"]), model, conds)
 
 
 @torch.no_grad()
@@ -244,6 +266,8 @@ def run_gan(cfg: GanTrainConfig, resume: bool = False,
     info, device = D.setup(cfg.device)
     np_rng = seed_everything(cfg.seed + info.rank)
     tr = _GanTrainer(cfg, model, conds, device)
+    if tr.beat_onsets is not None:
+        tr.beat_onsets.measure_template(lambda rng, n: crops.sample(rng, n, 0.0, 0.0)[::2])
     tr.ckpt_path, tr.saved_step = ckpt_path, None
     step, metrics, wall0, t0 = 0, {}, 0.0, time.monotonic()
     if stored is not None:

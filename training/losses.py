@@ -41,6 +41,9 @@ LOSSES: dict[str, Term] = {
     "ae2/onsets": Term(0.0, "onset-envelope error (mel-band spectral flux, relative) of the magnitude decoded "
                             "through the frozen decoder1: keeps attacks such as kicks sharp"),
     "gan/generator": Term(1.0, "hinge generator loss -mean D(G(z))"),
+    "gan/beat_onsets": Term(0.0, "shortfall of the generated windows' attacks on the conditioned beats (onset envelope "
+                                 "of the decoded audio folded by beat phase) below the real windows' average "
+                                 "(training.beat_onsets)"),
     "gan/r1": Term(10.0, "R1 penalty on reals, sum of squared critic gradients; the weight given is the maximum "
                          "of the reference's adaptive weight"),
 }

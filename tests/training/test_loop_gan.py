@@ -254,3 +254,24 @@ def test_export_refuses_a_bad_guidance_and_writes_nothing(cache, tmp_path):
     with pytest.raises(CheckpointError, match="--truncation 0.0 is invalid; use a bound above 0"):
         export_run(cache[0], result.checkpoint, tmp_path / "presets", "bad", truncation=0.0)
     assert not (tmp_path / "presets").exists()
+
+
+def test_beat_onset_term_trains_and_says_what_it_needs(cache, tmp_path):
+    data = make_tiny_dataset(tmp_path / "data")
+    ae = run_autoencoder(AeTrainConfig(dataset=str(data), run_dir=str(tmp_path / "ae"), model=tiny_model(),
+                                       steps_level1=60, steps_level2=60, batch=2, device="cpu", preview_every=0,
+                                       tensorboard=False, progress=False))  # decodes the clicks audibly
+    encode_dataset(data, ae.checkpoint, tmp_path / "ae" / "latents", progress=False)
+    trained = (ae.checkpoint, tmp_path / "ae" / "latents")
+    beat = {"conditions": ("tempo", "beat"), "weights": {"gan/beat_onsets": 1.0}}
+    run_gan(config(trained, tmp_path / "ok", steps=3, autoencoder=str(ae.checkpoint), **beat))
+    rows = read_metrics(tmp_path / "ok" / "gan" / "metrics.jsonl")
+    values = [r["gan/beat_onsets"] for r in rows if "gan/beat_onsets" in r]
+    assert values and all(np.isfinite(v) and v >= 0 for v in values)
+    with pytest.raises(TrainingError, match="pass --autoencoder"):
+        run_gan(config(trained, tmp_path / "no-ae", steps=1, **beat))
+    with pytest.raises(TrainingError, match="--condition beat"):
+        run_gan(config(trained, tmp_path / "no-beat", steps=1, autoencoder=str(ae.checkpoint),
+                       **{**beat, "conditions": ("tempo",)}))
+    with pytest.raises(TrainingError, match="show no beat .* is that autoencoder trained"):
+        run_gan(config(cache, tmp_path / "untrained", steps=1, autoencoder=str(cache[0]), **beat))

@@ -36,6 +36,10 @@ LOW_HZ = 150.0
 LOW_WEIGHT = 2.0
 STRETCH_CONTEXT = 4096  # source samples on each side of a stretched span
 TRACK_SMOOTH = 0.3  # weight of a new period measurement in the tracker's running period
+# The tempo autocorrelation runs on the envelope smoothed over this long: the presets' decoders leave a faint flutter
+# with the period of their 1024-sample STFT frame (absent from the training audio), which otherwise combs the
+# autocorrelation every 23 ms so strongly that a lag between the beat and a decoder-window multiple can win.
+AUTOCORR_SMOOTH_S = 1024 / 44100
 # An impulse at sample s peaks in the flux at frame centre ~ s + ONSET_LAG (measured on clicks; see tests).
 ONSET_LAG = 0.0
 
@@ -185,8 +189,10 @@ def estimate_grid(
     fps = sr / HOP
     if env.size < 2 or env.size / fps < 2.2 * prior_period or not np.any(env > 0):
         return fallback
-    e = env - env.mean()
-    # tempo: autocorrelation at lags within the search window (and the 2-beat lag, for stability)
+    width = max(1, int(round(AUTOCORR_SMOOTH_S * fps)))
+    e = np.convolve(env, np.full(width, 1.0 / width), mode="same")
+    e -= e.mean()
+    # tempo: autocorrelation at lags within the search window
     lo = int(math.floor(prior_period * (1 - search) * fps))
     hi = int(math.ceil(prior_period * (1 + search) * fps)) + 1
     if hi >= e.size:

@@ -43,3 +43,31 @@ def test_decoder_window_joins_do_not_stand_out(directory):
     # (decoders seam-trained with the onset loss, as piano's since session 4, join cleanly even raw)
     assert ratios["repair"] <= 1.25, ratios
     assert ratios["repair"] <= ratios["raw"] + 0.02, ratios
+
+
+def test_the_lock_reads_the_techno_presets_own_tempo():
+    """The live lock follows the generated beats (stretching each bar by what its beats are off the host grid)
+    and reads their tempo, not a decoder artefact: over every render the stretch averages out to 1 +- 2.5 %
+    (the eval measures the generated tempo within ±2 % of the request, six bars add some jitter; decoder windows
+    join at 161.5/min, which misled it before)."""
+    import generator.stream as S
+    from generator.control_log import SessionHeader
+
+    engine = Engine.load(REPO_PRESETS / "techno")
+    factors: list[float] = []
+    lock = S.lock_piece
+
+    def recording(*args, **kwargs):
+        out, factor = lock(*args, **kwargs)
+        factors.append(factor)
+        return out, factor
+
+    worst = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(S, "lock_piece", recording)
+        for bpm in (124.0, 132.0, 142.952, 152.0, 160.0):
+            for seed in (0, 1):
+                factors.clear()
+                S.render_offline(engine, SessionHeader(preset="techno", seed=seed, bpm=bpm), bars=6)
+                worst.append((abs(float(np.mean(factors)) - 1.0), bpm, seed))
+    assert max(worst)[0] < 0.025, sorted(worst)[-3:]

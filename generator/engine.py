@@ -20,6 +20,7 @@ from generator import spectral
 from generator.conditioning import model_inputs, stream_values
 from generator.errors import ConditioningError, PresetError
 from generator.join_repair import repair_joins
+from generator.phase_vocoder import VocoderPhase
 from generator.preset import Preset, load_preset, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 _NET_IDS = {"generator": 1, "decoder2": 2, "decoder1": 3}
 MAX_BATCH = 16  # decoder windows per call: as fast as 64 here and ~120 MB less resident memory (BENCHMARKS.md)
 PRECISIONS = ("auto", "fp32", "int8")
+PHASES = ("vocoder", "decoder")
 
 
 def _session(path: Path, threads: int | None, spin: bool = True, arena: bool = True) -> ort.InferenceSession:
@@ -47,10 +49,12 @@ def _session(path: Path, threads: int | None, spin: bool = True, arena: bool = T
 
 @dataclass
 class DecodeState:
-    """What carries over between streaming decode calls: the iSTFT tail and the next decoder window index."""
+    """What carries over between streaming decode calls: the iSTFT tail, the next decoder window index and the
+    phase vocoder's state (phase="vocoder")."""
 
     istft: spectral.StreamingIstft
     next_window: int = 0
+    vocoder: VocoderPhase | None = None
 
 
 class Engine:
@@ -69,6 +73,9 @@ class Engine:
     joins: "repair" (default) replaces each decoder window's edge frames before the iSTFT (generator.join_repair);
     "raw"
     plays the decoders' spectra as they are (for comparisons with the PyTorch pipeline).
+    phase: "decoder" (default) plays decoder1's phase as it is; "vocoder" makes the phase from the decoded
+    magnitudes instead (generator.phase_vocoder: decoder1's phase repeats every 4 frames, which buzzes at 43 Hz;
+    measured trade-offs there).
     guidance: how strongly the conditioning acts, None = the preset's ``default_guidance``: latents are
     u + g (c - u) with c the conditioned and u the unconditioned generator output (same coordinates and noise;
     the models were trained with condition dropout, so u is their unconditioned music). 1 runs the generator
@@ -86,6 +93,7 @@ class Engine:
         arena: bool = True,
         joins: str = "repair",
         guidance: float | None = None,
+        phase: str = "decoder",
     ):
         if precision not in PRECISIONS:
             raise PresetError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -94,6 +102,9 @@ class Engine:
         if joins not in ("repair", "raw"):
             raise PresetError(f"joins must be 'repair' or 'raw', got {joins!r}")
         self.joins = joins
+        if phase not in PHASES:
+            raise PresetError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
+        self.phase = phase
         self.guidance = float(preset.config.gan.default_guidance if guidance is None else guidance)
         if not (np.isfinite(self.guidance) and 0.0 <= self.guidance <= 10.0):
             raise PresetError(f"guidance must be between 0 and 10 (1 = as trained), got {guidance!r}")
@@ -120,8 +131,8 @@ class Engine:
     def load(
         cls, path: str | Path, threads: int | None = None, search: tuple[str | Path, ...] = (), **options
     ) -> Engine:
-        """Load a preset by name or path; `options` are precision, max_batch, istft, spin, arena, joins, guidance
-        (see the class)."""
+        """Load a preset by name or path; `options` are precision, max_batch, istft, spin, arena, joins, guidance,
+        phase (see the class)."""
         return cls(load_preset(path, search=search), threads=threads, **options)
 
     # -- precision ------------------------------------------------------------------------------------------
@@ -278,6 +289,8 @@ class Engine:
             state.next_window += chunk.shape[0] // win
             if self.joins == "repair":  # in place: decode_spectra's arrays are fresh
                 mag = repair_joins(mag, self.config.autoencoder.dec1_window, inplace=True)
+            if state.vocoder is not None:
+                phase = state.vocoder(mag)
             parts.append(state.istft.process(mag, phase))
         if not parts:
             return np.zeros((2, 0), np.float32)
@@ -286,7 +299,10 @@ class Engine:
 
     def new_decode_state(self) -> DecodeState:
         workers = 1 if self.istft == "reference" else max(1, self.threads or 1)  # FFT threads = ORT threads
-        return DecodeState(istft=spectral.StreamingIstft(channels=2, cfg=self.config.audio, workers=workers))
+        audio = self.config.audio
+        vocoder = (VocoderPhase(2, audio.bins, audio.n_fft, audio.hop, self.config.autoencoder.dec1_window)
+                   if self.phase == "vocoder" else None)
+        return DecodeState(istft=spectral.StreamingIstft(channels=2, cfg=audio, workers=workers), vocoder=vocoder)
 
     def generate(
         self,

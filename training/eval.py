@@ -154,6 +154,7 @@ def evaluate(
     threads: int | None = None,
     progress: bool | None = None,
     max_heldout: int = MAX_HELDOUT,
+    phase: str = "decoder",
 ) -> dict[str, Any]:
     """Measure a preset; returns {"eval", sections..., "bars", "skipped"} ready for preset.json "metrics".
 
@@ -164,7 +165,7 @@ def evaluate(
     if seeds < 1:
         raise TrainingError(f"seeds must be at least 1, got {seeds}")
     started = time.perf_counter()
-    engine = Engine.load(preset_path, threads=threads)
+    engine = Engine.load(preset_path, threads=threads, phase=phase)
     preset, sr = engine.preset, engine.config.audio.sample_rate
     if quick:
         seeds, seconds, max_heldout = 1, min(seconds, QUICK_SECONDS), min(max_heldout, QUICK_HELDOUT)
@@ -198,7 +199,7 @@ def evaluate(
         out.update(_heldout_sections(engine, ds, max_heldout, crop, gen_feats, progress, out["skipped"]))
     out["bars"] = bars(out)
     out["eval"] = {
-        "seeds": seeds, "seconds": seconds, "quick": quick, "clips": len(jobs),
+        "seeds": seeds, "seconds": seconds, "quick": quick, "clips": len(jobs), "phase": phase,
         "dataset": str(ds.root) if ds is not None else None,
         "date": _dt.date.today().isoformat(), "wall_time_s": round(time.perf_counter() - started, 1),
     }

@@ -32,6 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=4, help="seeds per BPM / density level")
     p.add_argument("--seconds", type=float, default=24.0, help="length of each generated clip")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    p.add_argument("--phase", choices=("decoder", "vocoder"), default="decoder",
+                   help="the engine's phase (see `musika generate --help`); the figures record which")
     p.add_argument("--no-write", action="store_true", help="print the figures; leave preset.json and the card alone")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=run)
@@ -39,14 +41,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_eval(
     preset: str, dataset: str | None = None, quick: bool = False, seeds: int = 4, seconds: float = 24.0,
-    threads: int | None = None, write: bool = True,
+    threads: int | None = None, write: bool = True, phase: str = "decoder",
 ) -> dict[str, Any]:
     """Evaluate `preset`; with `write`, merge the figures into preset.json and rewrite MODEL_CARD.md."""
     from generator.preset import resolve_preset_dir
     from training.eval import evaluate, write_results
 
     directory = resolve_preset_dir(preset)
-    results = evaluate(directory, dataset=dataset, seeds=seeds, seconds=seconds, quick=quick, threads=threads)
+    results = evaluate(directory, dataset=dataset, seeds=seeds, seconds=seconds, quick=quick, threads=threads,
+                       phase=phase)
     if write:
         write_results(directory, results)
     return results
@@ -73,7 +76,7 @@ def summary(results: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     results = run_eval(args.preset, dataset=args.dataset, quick=args.quick, seeds=args.seeds,
-                       seconds=args.seconds, threads=args.threads, write=not args.no_write)
+                       seconds=args.seconds, threads=args.threads, write=not args.no_write, phase=args.phase)
     print(json.dumps(results, indent=2) if args.json else summary(results))
     if not args.no_write:
         from generator.preset import resolve_preset_dir

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from generator.audio_file import check_writable, write_audio
-from generator.engine import Engine, default_threads
+from generator.engine import PHASES, Engine, default_threads
 from generator.errors import ConditioningError
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,7 @@ def generate(
     truncation: float | None = None,
     threads: int | None = None,
     bits: str = "24",
+    phase: str = "decoder",
 ) -> Path:
     """Generate `seconds` of stereo 44.1 kHz audio and write it to `out` (atomically)."""
     if not math.isfinite(seconds) or seconds <= 0 or seconds > 24 * 3600:
@@ -32,7 +33,7 @@ def generate(
     if truncation is not None and not (math.isfinite(truncation) and 0 < truncation <= 10):
         raise ConditioningError(f"--truncation {truncation} is invalid; use a value in (0, 10]; default: the preset's")
     check_writable(out)
-    engine = Engine.load(preset, threads=threads)
+    engine = Engine.load(preset, threads=threads, phase=phase)
     conditioning: dict[str, float] = {}
     for name, value, flag in (("tempo", bpm, "--bpm"), ("density", density, "--density")):
         if value is None:
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         truncation=args.truncation,
         threads=args.threads,
         bits=args.bits,
+        phase=args.phase,
     )
     return 0
 
@@ -80,6 +82,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--truncation", type=float, default=None,
                    help="variation: truncation bound (default: the preset's, see its card)")
     p.add_argument("--threads", type=int, default=default_threads(), help="ONNX Runtime threads")
+    p.add_argument("--phase", choices=PHASES, default="decoder",
+                   help="decoder: decoder1's phase; vocoder: phase made from the magnitudes (no 43 Hz buzz)")
     p.add_argument("--bits", choices=["16", "24", "float"], default="24", help="sample format")
     p.add_argument("--out", required=True, help="output file (.wav, .flac, .ogg)")
     p.set_defaults(func=run)

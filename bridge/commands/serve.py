@@ -106,7 +106,8 @@ class Server:
 
     async def _start(self) -> None:
         cfg, loop = self.cfg, asyncio.get_running_loop()
-        self.engine = first = Engine.load(cfg.preset, threads=cfg.threads, search=tuple(cfg.presets_dirs))
+        self.engine = first = Engine.load(cfg.preset, threads=cfg.threads, search=tuple(cfg.presets_dirs),
+                                          phase=cfg.phase)
         loader = make_loader(first, cfg)
         name, sr = first.preset.name, first.config.audio.sample_rate
         lookahead = warm_up(loader, name, sr)
@@ -278,7 +279,7 @@ def make_loader(first: Engine, cfg: Config) -> Any:
 
     def load(name: str) -> Engine:
         if name not in cache:
-            cache[name] = Engine.load(name, threads=cfg.threads, search=tuple(cfg.presets_dirs))
+            cache[name] = Engine.load(name, threads=cfg.threads, search=tuple(cfg.presets_dirs), phase=cfg.phase)
         return cache[name]
 
     return load

@@ -79,7 +79,7 @@ class Config:
     presets_dirs: tuple[str, ...] = ()
     threads: int = 1
     seed: int = 0
-    phase: str = "decoder"  # "vocoder": phase made from the decoded magnitudes (no 43 Hz buzz; generator.phase_vocoder)
+    phase: str = "preset"  # or "decoder" / "vocoder": how decoded spectra get their phase (generator.phase_vocoder)
     status_line: bool = True
     output: OutputConfig = field(default_factory=OutputConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
@@ -92,7 +92,7 @@ class Config:
         _check_choice("sync.source", self.sync.source, SYNC_SOURCES)
         _check_choice("sync.quantise", self.sync.quantise, QUANTISE)
         _check_range("threads", self.threads, 1, 64)
-        _check_choice("phase", self.phase, PHASES)
+        _check_choice("phase", self.phase, ("preset", *PHASES))
         _check_range("osc.port", self.osc.port, 0, 65535)
         _check_range("output.reastream_port", self.output.reastream_port, 1, 65535)
         _check_range("output.block_size", self.output.block_size, 16, 8192)

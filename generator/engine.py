@@ -73,9 +73,9 @@ class Engine:
     joins: "repair" (default) replaces each decoder window's edge frames before the iSTFT (generator.join_repair);
     "raw"
     plays the decoders' spectra as they are (for comparisons with the PyTorch pipeline).
-    phase: "decoder" (default) plays decoder1's phase as it is; "vocoder" makes the phase from the decoded
-    magnitudes instead (generator.phase_vocoder: decoder1's phase repeats every 4 frames, which buzzes at 43 Hz;
-    measured trade-offs there).
+    phase: "decoder" plays decoder1's phase as it is; "vocoder" makes the phase from the decoded magnitudes
+    instead (generator.phase_vocoder: decoder1's phase repeats every 4 frames, which buzzes at 43 Hz; measured
+    trade-offs there); None (default) = the preset's ``audio.phase``.
     guidance: how strongly the conditioning acts, None = the preset's ``default_guidance``: latents are
     u + g (c - u) with c the conditioned and u the unconditioned generator output (same coordinates and noise;
     the models were trained with condition dropout, so u is their unconditioned music). 1 runs the generator
@@ -93,7 +93,7 @@ class Engine:
         arena: bool = True,
         joins: str = "repair",
         guidance: float | None = None,
-        phase: str = "decoder",
+        phase: str | None = None,
     ):
         if precision not in PRECISIONS:
             raise PresetError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -102,6 +102,7 @@ class Engine:
         if joins not in ("repair", "raw"):
             raise PresetError(f"joins must be 'repair' or 'raw', got {joins!r}")
         self.joins = joins
+        phase = preset.config.audio.phase if phase is None else phase
         if phase not in PHASES:
             raise PresetError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
         self.phase = phase

@@ -22,10 +22,17 @@ class AudioConfig:
     channels: int = 2
     db_mu: float = -25.0
     db_sigma: float = 75.0
+    # how the engine makes the phase of decoded spectra by default: "decoder" (decoder1's) or "vocoder" (from the
+    # magnitudes, generator.phase_vocoder); set at export (`musika export --phase`), not used in training
+    phase: str = "decoder"
 
     @property
     def bins(self) -> int:
         return self.n_fft // 2 + 1
+
+    def __post_init__(self) -> None:
+        if self.phase not in ("decoder", "vocoder"):
+            raise ValueError(f"audio phase must be 'decoder' or 'vocoder', got {self.phase!r}")
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,7 @@ class Preset:
                 "channels": cfg.audio.channels,
                 "db_mu": cfg.audio.db_mu,
                 "db_sigma": cfg.audio.db_sigma,
+                "phase": cfg.audio.phase,
             },
             "latent": {
                 "dim": cfg.autoencoder.latent_dim,

@@ -99,6 +99,9 @@ def _export_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--truncation", type=float, default=None,
                    help="default truncation bound of the latent coordinates (the `variation` control; default 2): "
                         "smaller plays closer to the typical output, less varied")
+    p.add_argument("--phase", choices=("decoder", "vocoder"), default="decoder",
+                   help="how the engine makes the phase of decoded spectra by default: decoder1's, or from the "
+                        "magnitudes (generator.phase_vocoder: no 43 Hz buzz)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -264,7 +267,7 @@ def _cmd_all(a: argparse.Namespace) -> int:
     if not (a.resume and _finished(run / "gan" / "checkpoint.pt", gan_cfg.steps)):
         run_gan(gan_cfg, resume=a.resume)
     path = export_run(ae_ckpt, run / "gan" / "checkpoint.pt", a.out, a.name, a.description, a.license,
-                      encoders=not a.no_encoders, guidance=a.guidance, truncation=a.truncation)
+                      encoders=not a.no_encoders, guidance=a.guidance, truncation=a.truncation, phase=a.phase)
     print(f"preset written to {path}")
     return 0
 
@@ -286,6 +289,6 @@ def _cmd_export(a: argparse.Namespace) -> int:
     if ae is None or gan is None:
         raise TrainingError("musika export needs --run RUN, or both --autoencoder and --gan checkpoints")
     path = export_run(ae, gan, a.out, a.name, a.description, a.license, encoders=not a.no_encoders,
-                      guidance=a.guidance, truncation=a.truncation)
+                      guidance=a.guidance, truncation=a.truncation, phase=a.phase)
     print(f"preset written to {path}")
     return 0

@@ -154,7 +154,7 @@ def evaluate(
     threads: int | None = None,
     progress: bool | None = None,
     max_heldout: int = MAX_HELDOUT,
-    phase: str = "decoder",
+    phase: str | None = None,
 ) -> dict[str, Any]:
     """Measure a preset; returns {"eval", sections..., "bars", "skipped"} ready for preset.json "metrics".
 
@@ -199,7 +199,7 @@ def evaluate(
         out.update(_heldout_sections(engine, ds, max_heldout, crop, gen_feats, progress, out["skipped"]))
     out["bars"] = bars(out)
     out["eval"] = {
-        "seeds": seeds, "seconds": seconds, "quick": quick, "clips": len(jobs), "phase": phase,
+        "seeds": seeds, "seconds": seconds, "quick": quick, "clips": len(jobs), "phase": engine.phase,
         "dataset": str(ds.root) if ds is not None else None,
         "date": _dt.date.today().isoformat(), "wall_time_s": round(time.perf_counter() - started, 1),
     }

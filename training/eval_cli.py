@@ -32,8 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=4, help="seeds per BPM / density level")
     p.add_argument("--seconds", type=float, default=24.0, help="length of each generated clip")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
-    p.add_argument("--phase", choices=("decoder", "vocoder"), default="decoder",
-                   help="the engine's phase (see `musika generate --help`); the figures record which")
+    p.add_argument("--phase", choices=("decoder", "vocoder"), default=None,
+                   help="the engine's phase (default: the preset's; see `musika generate --help`); the figures "
+                        "record which")
     p.add_argument("--no-write", action="store_true", help="print the figures; leave preset.json and the card alone")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=run)
@@ -41,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_eval(
     preset: str, dataset: str | None = None, quick: bool = False, seeds: int = 4, seconds: float = 24.0,
-    threads: int | None = None, write: bool = True, phase: str = "decoder",
+    threads: int | None = None, write: bool = True, phase: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate `preset`; with `write`, merge the figures into preset.json and rewrite MODEL_CARD.md."""
     from generator.preset import resolve_preset_dir

@@ -68,12 +68,14 @@ def export_run(
     int8: str | None = "static",
     guidance: float = 1.0,
     truncation: float | None = None,
+    phase: str = "decoder",
 ) -> Path:
     """Export the checkpoints into ``out_dir/name`` and return the preset directory.
 
     int8 "static" (default) also ships int8 decoders, used by the engine only when their quality guard passed.
     guidance: the preset's default conditioning guidance (see generator.engine.Engine). truncation: the preset's
-    default truncation bound of the latent coordinates (the `variation` control; None: the config's, 2)."""
+    default truncation bound of the latent coordinates (the `variation` control; None: the config's, 2). phase: how
+    the engine makes the phase of decoded spectra by default ("decoder" or "vocoder", generator.phase_vocoder)."""
     from training.encode import load_autoencoder
     from training.export import export_preset
     from training.loop_gan import generate_audio
@@ -98,6 +100,9 @@ def export_run(
     if ae_model.autoencoder != model.autoencoder or ae_model.audio != model.audio:
         raise CheckpointError(f"{gan} was trained on latents of a different autoencoder than {autoencoder}; "
                               "export the GAN with the autoencoder its latent cache was encoded with")
+    if phase not in ("decoder", "vocoder"):
+        raise CheckpointError(f"--phase {phase!r} is invalid; use decoder or vocoder")
+    model = dataclasses.replace(model, audio=dataclasses.replace(model.audio, phase=phase))
     gen = Generator(model)
     gen.load_state_dict(gan_state["networks"]["generator_ema"])
     gen.eval()

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 CARD_FILE = "MODEL_CARD.md"
 SPECTROGRAM_FILE = "spectrogram.png"  # the name training/finalize.py writes too
 NOTES_HEADING = "## Notes"
+PHASE_TEXT = {"decoder": "decoder1's", "vocoder": "made from the magnitudes (generator.phase_vocoder)"}
 EXCERPT_SECONDS = 8.0
 EVAL_ROWS: dict[str, list[tuple[str, str, str]]] = {  # section -> (key, label, format)
     "tempo": [("within_tolerance", "clips within +-2 % of the requested tempo", "{:.0%}"),
@@ -149,7 +150,7 @@ def render_card(preset: Preset, notes: str = "", picture: str | None = SPECTROGR
     lines = [f"# {preset.name}", "", preset.description, "", f"License: {preset.license}", "", "## Configuration", "",
              "| | |", "|---|---|",
              f"| audio | {cfg.audio.sample_rate} Hz, {cfg.audio.channels} channels, STFT {cfg.audio.n_fft}/"
-             f"{cfg.audio.hop} |",
+             f"{cfg.audio.hop}; phase: {PHASE_TEXT[cfg.audio.phase]} |",
              f"| latents | {cfg.autoencoder.latent_dim} per channel at {cfg.latent_rate_hz:.2f} Hz |",
              f"| generator window | {cfg.gan.window_len} latents ({cfg.gan.window_len / cfg.latent_rate_hz:.1f} s), "
              f"two halves of {cfg.gan.half_len}; truncation {cfg.gan.default_truncation:g} (the `variation` default) |",

@@ -25,7 +25,7 @@ def generate(
     truncation: float | None = None,
     threads: int | None = None,
     bits: str = "24",
-    phase: str = "decoder",
+    phase: str | None = None,
 ) -> Path:
     """Generate `seconds` of stereo 44.1 kHz audio and write it to `out` (atomically)."""
     if not math.isfinite(seconds) or seconds <= 0 or seconds > 24 * 3600:
@@ -82,8 +82,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--truncation", type=float, default=None,
                    help="variation: truncation bound (default: the preset's, see its card)")
     p.add_argument("--threads", type=int, default=default_threads(), help="ONNX Runtime threads")
-    p.add_argument("--phase", choices=PHASES, default="decoder",
-                   help="decoder: decoder1's phase; vocoder: phase made from the magnitudes (no 43 Hz buzz)")
+    p.add_argument("--phase", choices=PHASES, default=None,
+                   help="decoder: decoder1's phase; vocoder: phase made from the magnitudes (no 43 Hz buzz); "
+                        "default: the preset's")
     p.add_argument("--bits", choices=["16", "24", "float"], default="24", help="sample format")
     p.add_argument("--out", required=True, help="output file (.wav, .flac, .ogg)")
     p.set_defaults(func=run)

@@ -107,7 +107,7 @@ class Server:
     async def _start(self) -> None:
         cfg, loop = self.cfg, asyncio.get_running_loop()
         self.engine = first = Engine.load(cfg.preset, threads=cfg.threads, search=tuple(cfg.presets_dirs),
-                                          phase=cfg.phase)
+                                          phase=engine_phase(cfg))
         loader = make_loader(first, cfg)
         name, sr = first.preset.name, first.config.audio.sample_rate
         lookahead = warm_up(loader, name, sr)
@@ -273,13 +273,19 @@ class Server:
         logger.info("musika serve stopped")
 
 
+def engine_phase(cfg: Config) -> str | None:
+    """musika.toml `phase` -> Engine's phase argument ("preset": None, the preset's own)."""
+    return None if cfg.phase == "preset" else cfg.phase
+
+
 def make_loader(first: Engine, cfg: Config) -> Any:
     """Preset name -> Engine, loading each once (the first one is already loaded; it may come from a path)."""
     cache = {first.preset.name: first}
 
     def load(name: str) -> Engine:
         if name not in cache:
-            cache[name] = Engine.load(name, threads=cfg.threads, search=tuple(cfg.presets_dirs), phase=cfg.phase)
+            cache[name] = Engine.load(name, threads=cfg.threads, search=tuple(cfg.presets_dirs),
+                                      phase=engine_phase(cfg))
         return cache[name]
 
     return load

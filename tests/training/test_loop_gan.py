@@ -9,12 +9,13 @@ import torch
 
 from bridge.controls import control_specs
 from generator.coords import CoordinateStream
+from generator.engine import Engine
 from generator.model_config import GanConfig
 from generator.preset import load_preset
 from tests.training.tiny_dataset import make_tiny_dataset, tiny_model
 from training.checkpoint import load_checkpoint
 from training.encode import LatentCache, encode_dataset
-from training.errors import NonFiniteLossError, TrainingError
+from training.errors import CheckpointError, NonFiniteLossError, TrainingError
 from training.finalize import export_run
 from training.latent_data import (
     LatentCrops,
@@ -177,9 +178,11 @@ def test_training_coordinates_follow_the_inference_trajectory():
 def test_export_passes_the_parity_check(cache, tmp_path):
     result = run_gan(config(cache, tmp_path / "run", steps=2, conditions=("tempo",)))
     preset_dir = export_run(cache[0], result.checkpoint, tmp_path / "presets", "tiny-techno", "test preset",
-                            guidance=2.0, truncation=1.0)
+                            guidance=2.0, truncation=1.0, phase="vocoder")
     preset = load_preset(preset_dir)
     assert preset.config.gan.default_guidance == 2.0  # the engine's default guidance
+    assert preset.config.audio.phase == "vocoder" and Engine(preset, threads=1).phase == "vocoder"  # and phase
+    assert Engine(preset, threads=1, phase="decoder").phase == "decoder"  # unless the user says otherwise
     assert preset.config.gan.default_truncation == 1.0  # and the variation control's default
     assert control_specs(preset.controls, variation=preset.config.gan.default_truncation)["variation"].default == 1.0
     assert [c.name for c in preset.conditioning] == ["tempo"]
@@ -188,6 +191,13 @@ def test_export_passes_the_parity_check(cache, tmp_path):
     card = (preset_dir / "MODEL_CARD.md").read_text()
     assert "`gan/critic`" in card and "spectrogram.png" in card
     assert (preset_dir / "spectrogram.png").stat().st_size > 1000
+
+
+def test_export_refuses_an_unknown_phase(cache, tmp_path):
+    result = run_gan(config(cache, tmp_path / "run", steps=1, conditions=("tempo",)))
+    with pytest.raises(CheckpointError, match="--phase 'griffin-lim' is invalid; use decoder or vocoder"):
+        export_run(cache[0], result.checkpoint, tmp_path / "presets", "bad", phase="griffin-lim")
+    assert not (tmp_path / "presets" / "bad").exists()
 
 
 def test_beat_phase_comes_from_the_tempo_and_downbeat_labels(cache):

@@ -17,9 +17,10 @@ Measured with `musika eval PRESET --dataset ... --phase vocoder` (seeds 0-3), ag
 realism ratio 11.7 -> 6.5, held-out onset F 0.96 -> 0.97, seams 1.13 -> 1.22 (bar 1.25). Techno: realism
 5.35 -> 4.43, onset F 0.79 -> 0.82, within ±2 % 95.5 -> 97.7 %, but the median IBI CV 0.030 -> 0.049 (bar
 0.05) and the live lock reads tempo less steadily (mean stretch per render up to 2.6 %). Resetting at window joins
-too kept techno's kicks steadier (IBI CV 0.026) but made piano's joins click (seams 2.3). So the engine keeps
-the decoders' phase by default and offers this as `phase="vocoder"` (`musika generate --phase vocoder`,
-`phase = "vocoder"` in musika.toml); a plain vocoder without onset resets smears kicks (IBI CV 0.051).
+too kept techno's kicks steadier (IBI CV 0.026) but made piano's joins click (seams 2.3). So each preset says
+which phase it plays (`audio.phase`, set by `musika export --phase`): piano the vocoder, techno the decoders'
+(users override with `musika generate --phase`, `phase` in musika.toml or `Engine.load(..., phase=...)`). A plain
+vocoder without onset resets smears kicks (IBI CV 0.051).
 
 Streaming: :class:`VocoderPhase` keeps each channel's last phase and last frame, so successive calls give the
 phases of one call on the concatenated frames.

@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge.controls import CCMapping
 from bridge.errors import ConfigError
-from generator.engine import PHASES
+from generator.model_config import PHASES
 
 SYNC_SOURCES = ("auto", "midi", "osc", "link", "internal")
 OUTPUTS = ("auto", "jack", "portaudio", "reastream", "wav")

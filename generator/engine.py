@@ -20,6 +20,7 @@ from generator import spectral
 from generator.conditioning import model_inputs, stream_values
 from generator.errors import ConditioningError, PresetError
 from generator.join_repair import repair_joins
+from generator.model_config import PHASES
 from generator.phase_vocoder import VocoderPhase
 from generator.preset import Preset, load_preset, sha256_file
 
@@ -28,7 +29,6 @@ logger = logging.getLogger(__name__)
 _NET_IDS = {"generator": 1, "decoder2": 2, "decoder1": 3}
 MAX_BATCH = 16  # decoder windows per call: as fast as 64 here and ~120 MB less resident memory (BENCHMARKS.md)
 PRECISIONS = ("auto", "fp32", "int8")
-PHASES = ("vocoder", "decoder")
 
 
 def _session(path: Path, threads: int | None, spin: bool = True, arena: bool = True) -> ort.InferenceSession:
@@ -75,7 +75,8 @@ class Engine:
     plays the decoders' spectra as they are (for comparisons with the PyTorch pipeline).
     phase: "decoder" plays decoder1's phase as it is; "vocoder" makes the phase from the decoded magnitudes
     instead (generator.phase_vocoder: decoder1's phase repeats every 4 frames, which buzzes at 43 Hz; measured
-    trade-offs there); None (default) = the preset's ``audio.phase``.
+    trade-offs there), restarting it at attacks but never at decoder-window joins; "vocoder-joins" restarts at
+    attacks on joins too (percussive presets); None (default) = the preset's ``audio.phase``.
     guidance: how strongly the conditioning acts, None = the preset's ``default_guidance``: latents are
     u + g (c - u) with c the conditioned and u the unconditioned generator output (same coordinates and noise;
     the models were trained with condition dropout, so u is their unconditioned music). 1 runs the generator
@@ -301,8 +302,8 @@ class Engine:
     def new_decode_state(self) -> DecodeState:
         workers = 1 if self.istft == "reference" else max(1, self.threads or 1)  # FFT threads = ORT threads
         audio = self.config.audio
-        vocoder = (VocoderPhase(2, audio.bins, audio.n_fft, audio.hop, self.config.autoencoder.dec1_window)
-                   if self.phase == "vocoder" else None)
+        window = 0 if self.phase == "vocoder-joins" else self.config.autoencoder.dec1_window  # resets at joins?
+        vocoder = VocoderPhase(2, audio.bins, audio.n_fft, audio.hop, window) if self.phase != "decoder" else None
         return DecodeState(istft=spectral.StreamingIstft(channels=2, cfg=audio, workers=workers), vocoder=vocoder)
 
     def generate(

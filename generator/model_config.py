@@ -11,6 +11,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+# how the engine makes the phase of decoded spectra (generator.phase_vocoder): decoder1's own, from the magnitudes
+# (restarting at attacks, never at decoder-window joins), or from the magnitudes restarting at joins too
+PHASES = ("decoder", "vocoder", "vocoder-joins")
+
 
 @dataclass(frozen=True)
 class AudioConfig:
@@ -22,8 +26,8 @@ class AudioConfig:
     channels: int = 2
     db_mu: float = -25.0
     db_sigma: float = 75.0
-    # how the engine makes the phase of decoded spectra by default: "decoder" (decoder1's) or "vocoder" (from the
-    # magnitudes, generator.phase_vocoder); set at export (`musika export --phase`), not used in training
+    # how the engine makes the phase of decoded spectra by default (one of PHASES); set at export (`musika export
+    # --phase`), not used in training
     phase: str = "decoder"
 
     @property
@@ -31,8 +35,8 @@ class AudioConfig:
         return self.n_fft // 2 + 1
 
     def __post_init__(self) -> None:
-        if self.phase not in ("decoder", "vocoder"):
-            raise ValueError(f"audio phase must be 'decoder' or 'vocoder', got {self.phase!r}")
+        if self.phase not in PHASES:
+            raise ValueError(f"audio phase must be one of {', '.join(PHASES)}, got {self.phase!r}")
 
 
 @dataclass(frozen=True)

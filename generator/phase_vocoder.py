@@ -17,10 +17,12 @@ Measured with `musika eval PRESET --dataset ... --phase vocoder` (seeds 0-3), ag
 realism ratio 11.7 -> 6.5, held-out onset F 0.96 -> 0.97, seams 1.13 -> 1.22 (bar 1.25). Techno: realism
 5.35 -> 4.43, onset F 0.79 -> 0.82, within ±2 % 95.5 -> 97.7 %, but the median IBI CV 0.030 -> 0.049 (bar
 0.05) and the live lock reads tempo less steadily (mean stretch per render up to 2.6 %). Resetting at window joins
-too kept techno's kicks steadier (IBI CV 0.026) but made piano's joins click (seams 2.3). So each preset says
-which phase it plays (`audio.phase`, set by `musika export --phase`): piano the vocoder, techno the decoders'
-(users override with `musika generate --phase`, `phase` in musika.toml or `Engine.load(..., phase=...)`). A plain
-vocoder without onset resets smears kicks (IBI CV 0.051).
+too ("vocoder-joins") keeps techno's kicks steadier (IBI CV 0.026, within ±2 % 97.7 %, realism 4.43, seams 0.97)
+but makes piano's joins click (seams 2.3), and the live lock (generator.stretch) misreads the tempo of more techno
+renders with either vocoder (2 of 20 renders' mean stretch off by over 2.5 %, vs 0). So each preset says which
+phase it plays (`audio.phase`, set by `musika export --phase`): piano "vocoder", techno "decoder" (users override
+with `musika generate --phase`, `phase` in musika.toml or `Engine.load(..., phase=...)`). A plain vocoder without
+onset resets smears kicks (IBI CV 0.051).
 
 Streaming: :class:`VocoderPhase` keeps each channel's last phase and last frame, so successive calls give the
 phases of one call on the concatenated frames.

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from generator.model_config import PHASES
 from generator.preset import REPO_PRESETS
 
 EXIT_INTERRUPTED = 130
@@ -99,9 +100,10 @@ def _export_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--truncation", type=float, default=None,
                    help="default truncation bound of the latent coordinates (the `variation` control; default 2): "
                         "smaller plays closer to the typical output, less varied")
-    p.add_argument("--phase", choices=("decoder", "vocoder"), default="decoder",
+    p.add_argument("--phase", choices=PHASES, default="decoder",
                    help="how the engine makes the phase of decoded spectra by default: decoder1's, or from the "
-                        "magnitudes (generator.phase_vocoder: no 43 Hz buzz)")
+                        "magnitudes (vocoder: no 43 Hz buzz; vocoder-joins: restarting at attacks on decoder-window "
+                        "joins too; generator.phase_vocoder)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from generator.model_config import PHASES
+
 FMT = argparse.ArgumentDefaultsHelpFormatter
 
 
@@ -32,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=4, help="seeds per BPM / density level")
     p.add_argument("--seconds", type=float, default=24.0, help="length of each generated clip")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
-    p.add_argument("--phase", choices=("decoder", "vocoder"), default=None,
+    p.add_argument("--phase", choices=PHASES, default=None,
                    help="the engine's phase (default: the preset's; see `musika generate --help`); the figures "
                         "record which")
     p.add_argument("--no-write", action="store_true", help="print the figures; leave preset.json and the card alone")

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from generator.model_config import ModelConfig
+from generator.model_config import PHASES, ModelConfig
 from generator.preset import Condition
 from training.checkpoint import load_checkpoint
 from training.errors import CheckpointError
@@ -100,8 +100,8 @@ def export_run(
     if ae_model.autoencoder != model.autoencoder or ae_model.audio != model.audio:
         raise CheckpointError(f"{gan} was trained on latents of a different autoencoder than {autoencoder}; "
                               "export the GAN with the autoencoder its latent cache was encoded with")
-    if phase not in ("decoder", "vocoder"):
-        raise CheckpointError(f"--phase {phase!r} is invalid; use decoder or vocoder")
+    if phase not in PHASES:
+        raise CheckpointError(f"--phase {phase!r} is invalid; use one of {', '.join(PHASES)}")
     model = dataclasses.replace(model, audio=dataclasses.replace(model.audio, phase=phase))
     gen = Generator(model)
     gen.load_state_dict(gan_state["networks"]["generator_ema"])

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 from generator.audio_file import check_writable, write_audio
-from generator.engine import PHASES, Engine, default_threads
+from generator.engine import Engine, default_threads
 from generator.errors import ConditioningError
+from generator.model_config import PHASES
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +84,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="variation: truncation bound (default: the preset's, see its card)")
     p.add_argument("--threads", type=int, default=default_threads(), help="ONNX Runtime threads")
     p.add_argument("--phase", choices=PHASES, default=None,
-                   help="decoder: decoder1's phase; vocoder: phase made from the magnitudes (no 43 Hz buzz); "
-                        "default: the preset's")
+                   help="decoder: decoder1's phase; vocoder: made from the magnitudes (no 43 Hz buzz); "
+                        "vocoder-joins: also restarting at attacks on decoder-window joins; default: the preset's")
     p.add_argument("--bits", choices=["16", "24", "float"], default="24", help="sample format")
     p.add_argument("--out", required=True, help="output file (.wav, .flac, .ogg)")
     p.set_defaults(func=run)

@@ -35,7 +35,7 @@ def test_defaults_without_a_file():
         ("[output]\nkind = 'alsa'\n", r"output\.kind: 'alsa' is not one of auto, jack"),
         ("preset = \n", r"invalid TOML: .*line 1"),
         ("[sync]\nmeter = [4, 5]\n", r"sync\.meter\[1\]: 5 is not a note value"),
-        ("phase = 'griffin'\n", r"phase: 'griffin' is not one of preset, vocoder, decoder"),
+        ("phase = 'griffin'\n", r"phase: 'griffin' is not one of preset, decoder, vocoder, vocoder-joins"),
     ],
 )
 def test_bad_values_name_file_key_value_and_what_is_allowed(tmp_path, text, message):

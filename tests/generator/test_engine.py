@@ -25,7 +25,7 @@ def test_generate_is_stereo_exact_length_and_deterministic(engine):
     assert np.abs(a).max() <= 1.0 and np.abs(a).max() > 0
 
 
-@pytest.mark.parametrize("phase", ["decoder", "vocoder"])
+@pytest.mark.parametrize("phase", ["decoder", "vocoder", "vocoder-joins"])
 def test_streaming_decode_equals_one_pass(tiny_preset, phase):
     engine = Engine.load(tiny_preset, threads=1, phase=phase)
     cfg = engine.config
@@ -37,7 +37,7 @@ def test_streaming_decode_equals_one_pass(tiny_preset, phase):
     # equal up to float32 rounding: ONNX Runtime's GEMM blocking depends on the batch size (and the vocoder's phase
     # sums run in float64 per call)
     np.testing.assert_allclose(np.concatenate(parts, axis=1), whole, atol=1e-5)
-    with pytest.raises(PresetError, match="phase must be one of vocoder, decoder"):
+    with pytest.raises(PresetError, match="phase must be one of decoder, vocoder, vocoder-joins"):
         Engine.load(tiny_preset, threads=1, phase="griffin-lim")
 
 

@@ -195,7 +195,7 @@ def test_export_passes_the_parity_check(cache, tmp_path):
 
 def test_export_refuses_an_unknown_phase(cache, tmp_path):
     result = run_gan(config(cache, tmp_path / "run", steps=1, conditions=("tempo",)))
-    with pytest.raises(CheckpointError, match="--phase 'griffin-lim' is invalid; use decoder or vocoder"):
+    with pytest.raises(CheckpointError, match="--phase 'griffin-lim' is invalid; use one of decoder, vocoder"):
         export_run(cache[0], result.checkpoint, tmp_path / "presets", "bad", phase="griffin-lim")
     assert not (tmp_path / "presets" / "bad").exists()
 

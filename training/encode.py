@@ -145,6 +145,16 @@ def _fingerprint(nets: Mapping[str, nn.Module], dataset_root: Path, split: str) 
     return h.hexdigest()
 
 
+def encoded_with(cache_dir: str | Path, nets: Mapping[str, nn.Module]) -> bool | None:
+    """Whether the latent cache in `cache_dir` was encoded by these encoder1/encoder2 weights (its fingerprint);
+    None when its dataset's manifest is no longer where the cache says (nothing to compare with)."""
+    index = json.loads((Path(cache_dir) / "latents.json").read_text())
+    root = Path(index["dataset"])
+    if not (root / "manifest.jsonl").is_file():
+        return None
+    return _fingerprint(nets, root, index["split"]) == index["fingerprint"]
+
+
 def _atomic_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")

@@ -201,15 +201,20 @@ class _GanTrainer:
 
 def _beat_onset_term(cfg: GanTrainConfig, model: ModelConfig, conds: tuple[Condition, ...], device: torch.device):
     from training.beat_onsets import BeatOnsetTerm
-    from training.encode import load_autoencoder
+    from training.encode import encoded_with, load_autoencoder
 
     if not cfg.autoencoder:
         raise TrainingError("gan/beat_onsets decodes the generated latents: pass --autoencoder CKPT (the "
                             "autoencoder the latent cache was encoded with, or its seam-tuned decoders)")
     ae_model, nets = load_autoencoder(cfg.autoencoder, device)
-    if ae_model.autoencoder != model.autoencoder:
-        raise TrainingError(f"gan/beat_onsets: --autoencoder {cfg.autoencoder} is not the autoencoder of the latent "
-                            f"cache {cfg.latents} (its config differs); pass the one the cache was encoded with")
+    same = ae_model.autoencoder == model.autoencoder and encoded_with(cfg.latents, nets)
+    if same is False:
+        raise TrainingError(f"gan/beat_onsets: the latent cache {cfg.latents} was not encoded with the encoders of "
+                            f"--autoencoder {cfg.autoencoder}; pass the autoencoder the cache was encoded with (or "
+                            "its seam-tuned copy, whose encoders are the same)")
+    if same is None:
+        logger.warning("gan/beat_onsets: cannot check that %s encoded %s (its dataset is gone); trusting it",
+                       cfg.autoencoder, cfg.latents)
     return BeatOnsetTerm((nets["decoder2"], nets["decoder1"]), model, conds)
 
 

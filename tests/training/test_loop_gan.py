@@ -278,10 +278,30 @@ def test_beat_onset_term_trains_and_says_what_it_needs(cache, tmp_path):
     rows = read_metrics(tmp_path / "ok" / "gan" / "metrics.jsonl")
     values = [r["gan/beat_onsets"] for r in rows if "gan/beat_onsets" in r]
     assert values and all(np.isfinite(v) and v >= 0 for v in values)
+    # a kill and --resume reproduce the uninterrupted run with the term too (template and decoder noise included)
+    straight: dict[int, dict[str, float]] = {}
+    run_gan(config(trained, tmp_path / "a", steps=4, autoencoder=str(ae.checkpoint), **beat),
+            on_step=lambda s, v: straight.__setitem__(s, v))
+
+    def kill_at_3(step, values):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_gan(config(trained, tmp_path / "b", steps=4, checkpoint_every=2, autoencoder=str(ae.checkpoint), **beat),
+                on_step=kill_at_3)
+    resumed: dict[int, dict[str, float]] = {}
+    run_gan(config(trained, tmp_path / "b", steps=4, checkpoint_every=2, autoencoder=str(ae.checkpoint), **beat),
+            resume=True, on_step=lambda s, v: resumed.__setitem__(s, v))
+    for step in (3, 4):
+        for key, value in straight[step].items():
+            assert resumed[step][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (step, key)
     with pytest.raises(TrainingError, match="pass --autoencoder"):
         run_gan(config(trained, tmp_path / "no-ae", steps=1, **beat))
     with pytest.raises(TrainingError, match="--condition beat"):
         run_gan(config(trained, tmp_path / "no-beat", steps=1, autoencoder=str(ae.checkpoint),
                        **{**beat, "conditions": ("tempo",)}))
+    with pytest.raises(TrainingError, match="was not encoded with the encoders of --autoencoder"):
+        run_gan(config(trained, tmp_path / "other-ae", steps=1, autoencoder=str(cache[0]), **beat))
     with pytest.raises(TrainingError, match="show no beat .* is that autoencoder trained"):
         run_gan(config(cache, tmp_path / "untrained", steps=1, autoencoder=str(cache[0]), **beat))

@@ -79,7 +79,7 @@ class Config:
     presets_dirs: tuple[str, ...] = ()
     threads: int = 1
     seed: int = 0
-    phase: str = "preset"  # or "decoder" / "vocoder": how decoded spectra get their phase (generator.phase_vocoder)
+    phase: str = "preset"  # or one of generator.model_config.PHASES: how decoded spectra get their phase
     status_line: bool = True
     output: OutputConfig = field(default_factory=OutputConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)

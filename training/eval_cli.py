@@ -51,6 +51,15 @@ def run_eval(
     from training.eval import evaluate, write_results
 
     directory = resolve_preset_dir(preset)
+    if write and phase is not None:
+        from generator.preset import load_preset
+        from training.errors import TrainingError
+
+        own = load_preset(directory).config.audio.phase
+        if phase != own:
+            raise TrainingError(f"--phase {phase}: this preset plays {own!r} (audio.phase), and preset.json and its "
+                                "card must describe what it plays; add --no-write to measure another phase, or "
+                                f"re-export with `musika export --phase {phase}`")
     results = evaluate(directory, dataset=dataset, seeds=seeds, seconds=seconds, quick=quick, threads=threads,
                        phase=phase)
     if write:

@@ -142,6 +142,13 @@ def test_cli_no_write_leaves_the_preset_alone_and_bad_input_is_named(preset_copy
         _cli(["eval", str(preset_copy), "--dataset", str(tmp_path / "nothing"), "--no-write"])
     with pytest.raises(TrainingError, match="seeds must be at least 1"):
         _cli(["eval", str(preset_copy), "--seeds", "0", "--no-write"])
+    # another phase than the preset plays is measured only without writing (the card describes what it plays)
+    with pytest.raises(TrainingError, match="--phase vocoder: this preset plays 'decoder'.*--no-write"):
+        _cli(["eval", str(preset_copy), "--quick", "--phase", "vocoder"])
+    assert (preset_copy / "preset.json").read_bytes() == before
+    assert _cli(["eval", str(preset_copy), "--quick", "--seconds", "2", "--phase", "vocoder", "--no-write",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["eval"]["phase"] == "vocoder"
 
 
 def test_density_sweep_of_a_range_that_starts_at_zero_is_positive_and_rising():

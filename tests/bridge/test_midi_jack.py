@@ -50,4 +50,6 @@ def test_clock_spp_and_cc_from_another_process(jack_server) -> None:
     tempo = [e for e in got if isinstance(e, TempoEvent)]
     assert tempo and tempo[-1].bpm == pytest.approx(125.0, abs=0.5)
     assert [e for e in got if isinstance(e, ControlEvent)] == [ControlEvent("density", 8.0, "midi", None)]
-    assert midi.tracker.estimator.bpm == pytest.approx(125.0, abs=0.3)
+    # the sender's ticks reach JACK at its 512-frame cycle (11.6 ms): over the estimator's one-bar fit (1.9 s) that
+    # bounds the error near 0.6 %; 0.3 BPM failed 1 run in 5 on this 2-core VM, 0.5 BPM is the TempoEvent's bound too
+    assert midi.tracker.estimator.bpm == pytest.approx(125.0, abs=0.5)

@@ -17,6 +17,7 @@ from typing import Any
 from bridge.controls import CCMapping
 from bridge.errors import ConfigError
 from generator.model_config import PHASES
+from generator.output_stage import CEILING_DBTP, CEILING_RANGE, GAIN_RANGE, TARGET_LUFS, TARGET_RANGE
 
 SYNC_SOURCES = ("auto", "midi", "osc", "link", "internal")
 OUTPUTS = ("auto", "jack", "portaudio", "reastream", "wav")
@@ -34,6 +35,11 @@ class OutputConfig:
     reastream_id: str = "musika"
     wav_path: str = "runs/musika-live.wav"
     block_size: int = 512
+    # the output stage (generator.output_stage): every preset plays at loudness_lufs, gain_db on top, no sample or
+    # inter-sample peak above ceiling_dbtp
+    loudness_lufs: float = TARGET_LUFS
+    ceiling_dbtp: float = CEILING_DBTP
+    gain_db: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,9 @@ class Config:
         _check_range("osc.port", self.osc.port, 0, 65535)
         _check_range("output.reastream_port", self.output.reastream_port, 1, 65535)
         _check_range("output.block_size", self.output.block_size, 16, 8192)
+        _check_range("output.loudness_lufs", self.output.loudness_lufs, *TARGET_RANGE)
+        _check_range("output.ceiling_dbtp", self.output.ceiling_dbtp, *CEILING_RANGE)
+        _check_range("output.gain_db", self.output.gain_db, *GAIN_RANGE)
         _check_range("sync.bpm", self.sync.bpm, 20, 300)
         _check_range("sync.offset_ms", self.sync.offset_ms, -1000, 1000)
         _check_range("sync.phrase_bars", self.sync.phrase_bars, 1, 64)

@@ -44,11 +44,12 @@ def phase_nudge(c0: float, heard_c0: float, host_time: Callable[[float], float],
 
 
 class RunCursor:
-    """Render position of `run` in `playout`. xfade: the crossfade (samples); min_piece: the shortest piece."""
+    """Render position of `run` in `playout`. xfade: the crossfade (samples); min_piece: the shortest piece;
+    ceiling_dbtp: the output stage's ceiling, held at joins too (see generator.crossfade.Joiner)."""
 
-    def __init__(self, playout: Playout, xfade: int, min_piece: int):
+    def __init__(self, playout: Playout, xfade: int, min_piece: int, ceiling_dbtp: float | None = None):
         self.playout, self.xfade, self.min_piece = playout, xfade, min_piece
-        self.joiner = Joiner(xfade)
+        self.joiner = Joiner(xfade, ceiling_dbtp=ceiling_dbtp)
         self.run: Run | None = None
         self.frame0 = 0  # stream index of run sample 0
         self.beat = 0.0  # render position: everything before it is written (up to the joiner's tail)

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from generator import spectral
+from generator import output_stage, spectral
 from generator.conditioning import model_inputs, stream_values
 from generator.errors import ConditioningError, PresetError
 from generator.join_repair import repair_joins
 from generator.model_config import PHASES
+from generator.output_stage import OutputSettings
 from generator.phase_vocoder import VocoderPhase
 from generator.preset import Preset, load_preset, sha256_file
 
@@ -81,6 +82,9 @@ class Engine:
     u + g (c - u) with c the conditioned and u the unconditioned generator output (same coordinates and noise;
     the models were trained with condition dropout, so u is their unconditioned music). 1 runs the generator
     once; any other value twice (the generator is ~2 % of the chain).
+    output: the output stage (generator.output_stage): loudness target, true-peak ceiling and the user's gain;
+    None = the defaults (-18 LUFS, -1 dBTP, 0 dB). :meth:`decode` returns the decoders' raw level;
+    :meth:`finish` (used by :meth:`generate` and the bar-keyed renderer) applies the stage.
     """
 
     def __init__(
@@ -95,7 +99,11 @@ class Engine:
         joins: str = "repair",
         guidance: float | None = None,
         phase: str | None = None,
+        output: OutputSettings | None = None,
     ):
+        if output is not None and not isinstance(output, OutputSettings):
+            raise PresetError(f"output must be an OutputSettings, got {type(output).__name__}")
+        self.output = output or OutputSettings()
         if precision not in PRECISIONS:
             raise PresetError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if istft not in ("fast", "reference"):
@@ -134,7 +142,7 @@ class Engine:
         cls, path: str | Path, threads: int | None = None, search: tuple[str | Path, ...] = (), **options
     ) -> Engine:
         """Load a preset by name or path; `options` are precision, max_batch, istft, spin, arena, joins, guidance,
-        phase (see the class)."""
+        phase, output (see the class)."""
         return cls(load_preset(path, search=search), threads=threads, **options)
 
     # -- precision ------------------------------------------------------------------------------------------
@@ -269,7 +277,8 @@ class Engine:
         return [np.concatenate([p[j] for p in parts]) for j in range(len(outputs))]
 
     def decode(self, latents: np.ndarray, seed: int = 0, state: DecodeState | None = None) -> np.ndarray:
-        """Latents (T, 2 * dim) -> stereo audio (2, T * samples_per_latent) float32 in [-1, 1].
+        """Latents (T, 2 * dim) -> stereo audio (2, T * samples_per_latent) float32 at the decoders' own level
+        (not limited: peaks may exceed 1; :meth:`finish` makes it safe to play).
 
         With a `state`, decoding continues a stream (carrying the iSTFT tail and window index): the
         concatenated outputs of successive calls equal one call on the concatenated latents. Without one,
@@ -296,8 +305,19 @@ class Engine:
             parts.append(state.istft.process(mag, phase))
         if not parts:
             return np.zeros((2, 0), np.float32)
-        audio = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-        return np.clip(audio, -1.0, 1.0, out=audio)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+    @property
+    def output_gain_db(self) -> float:
+        """The output stage's gain (dB): the preset's loudness match to the target plus the user's gain."""
+        return self.output.preset_gain_db(self.config.audio.loudness_lufs)
+
+    def finish(self, audio: np.ndarray, gain_db: float = 0.0) -> np.ndarray:
+        """The output stage on one block of decoded audio (2, n): loudness match, the user's gain (the output
+        settings' plus `gain_db`), then held under the true-peak ceiling. The block is limited on its own (no
+        state, no latency): the same block always gives the same samples."""
+        return output_stage.apply(audio, self.output_gain_db + gain_db, self.output.ceiling_dbtp,
+                                  self.config.audio.sample_rate)
 
     def new_decode_state(self) -> DecodeState:
         workers = 1 if self.istft == "reference" else max(1, self.threads or 1)  # FFT threads = ORT threads
@@ -312,9 +332,11 @@ class Engine:
         conditioning: Mapping[str, float | np.ndarray] | None = None,
         seed: int = 0,
         truncation: float | None = None,
+        finish: bool = True,
     ) -> np.ndarray:
         """Convenience: `seconds` of stereo audio from the start of the seeded stream, (2, samples) float32.
-        A phase condition not given follows the tempo with a bar line at the first sample."""
+        A phase condition not given follows the tempo with a bar line at the first sample. finish=True passes it
+        through the output stage (:meth:`finish`), False gives the decoders' raw level."""
         from generator.coords import CoordinateStream
 
         if not np.isfinite(seconds) or seconds <= 0:
@@ -327,7 +349,8 @@ class Engine:
         values = stream_values(self.preset.conditioning, conditioning, cfg, 0, halves * cfg.gan.half_len)
         lat = self.latents(stream.halves(0, halves), values, seed=seed)
         steps_dec = -(-steps // cfg.autoencoder.dec2_window) * cfg.autoencoder.dec2_window
-        return self.decode(lat[:steps_dec], seed=seed)[:, :samples]
+        audio = self.decode(lat[:steps_dec], seed=seed)[:, :samples]
+        return self.finish(audio) if finish else audio
 
 
 def default_threads() -> int:

@@ -71,10 +71,11 @@ class LiveStream:
         self.perf = Performance(header)
         self.renderer = Renderer(resolve_loader(engine_or_preset, threads), self.perf.bar, self.sr, xfade_ms,
                                  settings)
-        self.renderer.engine(header.preset)  # load now: a bad preset fails at construction
+        engine = self.renderer.engine(header.preset)  # load now: a bad preset fails at construction
         self.playout = Playout(ring, self.sr, output_latency_s, keep_s=1.0)
         self._requests: queue.Queue[tuple[str, tuple, float]] = queue.Queue()
-        self.cur = RunCursor(self.playout, self.renderer.xfade, self.renderer.min_piece)
+        self.cur = RunCursor(self.playout, self.renderer.xfade, self.renderer.min_piece,
+                             ceiling_dbtp=engine.output.ceiling_dbtp)
         self._stop_silence_until: int | None = None
         self._thread: threading.Thread | None = None
         self._running = threading.Event()

@@ -29,6 +29,9 @@ class AudioConfig:
     # how the engine makes the phase of decoded spectra by default (one of PHASES); set at export (`musika export
     # --phase`), not used in training
     phase: str = "decoder"
+    # integrated loudness (LUFS) of the preset's default output at the decoders' level, measured after training
+    # (generator.loudness); the engine's output stage adds the gain that brings it to its target. None: unmeasured
+    loudness_lufs: float | None = None
 
     @property
     def bins(self) -> int:

@@ -182,6 +182,7 @@ class Preset:
                 "db_mu": cfg.audio.db_mu,
                 "db_sigma": cfg.audio.db_sigma,
                 "phase": cfg.audio.phase,
+                "loudness_lufs": cfg.audio.loudness_lufs,
             },
             "latent": {
                 "dim": cfg.autoencoder.latent_dim,

@@ -172,6 +172,11 @@ class Renderer:
         self._engines: dict[str, Engine] = {}
         self._sources: dict[tuple[int, EpochDef], EpochSource] = {}
 
+    @property
+    def ceiling_dbtp(self) -> float | None:
+        """The output stage's true-peak ceiling (the first loaded preset's engine sets it), held at joins too."""
+        return next(iter(self._engines.values())).output.ceiling_dbtp if self._engines else None
+
     def engine(self, name: str) -> Engine:
         if name not in self._engines:
             self._engines[name] = self.loader(name)
@@ -212,8 +217,7 @@ class Renderer:
         # keep what a live rewind may render again (up to the look-ahead, <= 4 s, behind the newest piece)
         keep = max(2 * src.bar * src.period, 6.0 * self.sr)
         src.trim(int(src.tracker.position(piece.start) - STRETCH_CONTEXT - keep))
-        if piece.gain_db:
-            out *= np.float32(10.0 ** (piece.gain_db / 20.0))
+        out = src.engine.finish(out, piece.gain_db)  # the output stage, per piece (no state: live == offline)
         errs = np.zeros(0)
         if self.settings.measure_phase and src.lock and src.confidence >= self.settings.min_confidence:
             beats = np.arange(math.ceil(piece.start - 1e-9), piece.end - 1e-9)
@@ -269,7 +273,7 @@ def _render_run(run_id: int, run: Run, stop: float, renderer: Renderer,
     if s_stop <= 0:
         return []
     xf = renderer.xfade
-    joiner = Joiner(xf)
+    joiner = Joiner(xf, ceiling_dbtp=renderer.ceiling_dbtp)
     parts: list[np.ndarray] = []
     emitted = 0
     for p in renderer.pieces(run, run.start_beat, stop + 2 * renderer.bar):
@@ -308,6 +312,7 @@ def render_offline(
     records = list(records)
     perf = Performance(header)
     renderer = Renderer(resolve_loader(engine_or_preset, threads), perf.bar, header.sample_rate, xfade_ms, settings)
+    renderer.engine(header.preset)  # first: its output settings hold for the whole performance
     if not records or records[0].type != "transport":
         perf.apply(ControlRecord(0.0, "transport", "play", 0.0))
     for rec in records:

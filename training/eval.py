@@ -28,6 +28,7 @@ from training import metrics as M
 from training.analysis import measure_tempo, onset_times
 from training.data.dataset import Dataset, DatasetError
 from training.errors import TrainingError
+from training.listening import classifier_auc, frame_comb_ratio, output_levels
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ DENSITY_LEVELS, QUICK_DENSITY_LEVELS = 5, 3
 QUICK_SECONDS, QUICK_HELDOUT = 6.0, 2
 MAX_HELDOUT = 32
 PULSE_CONFIDENCE = 0.5  # held-out clips below this have no steady beat; "tempo preserved" skips them
-EVAL_SECTIONS = ("eval", "tempo", "density", "autoencoder", "realism", "seams", "bars", "skipped")
+EVAL_SECTIONS = ("eval", "tempo", "density", "autoencoder", "realism", "seams", "output", "bars", "skipped")
 SEAM_MAX_RATIO = 1.25  # joins "do not stand out": mean peak flux at joins at most 25 % above elsewhere
 # (metric key, comparison, threshold): the bars shipped presets must meet; reported as pass/fail in the card
 BARS = (
@@ -45,6 +46,11 @@ BARS = (
     ("tempo/median_ibi_cv", "<=", 0.05),
     ("seams/max_ratio", "<=", SEAM_MAX_RATIO),
     ("density/spearman", ">=", 0.9),
+    ("output/true_peak_max_dbtp", "<=", -1.0),
+    ("output/clipped_samples", "<=", 0),
+    ("realism/classifier_auc", "<=", 0.75),
+    ("realism/ratio", "<=", 2.0),
+    ("realism/comb_vs_heldout", "<=", 1.5),
 )
 
 
@@ -172,9 +178,11 @@ def evaluate(
     ds, why_no_data = _dataset(dataset, preset)
     jobs = plan_jobs(preset, seeds, quick)
     rows: dict[str, list[tuple[float, float, float]]] = {"tempo": [], "density": []}
-    seam_dec, seam_gen, gen_feats = [], [], []
+    seam_dec, seam_gen, gen_feats, levels, combs = [], [], [], [], []
     for job in _progress(jobs, "generate", progress):
         audio = engine.generate(seconds, job.conditioning, seed=job.seed)
+        levels.append(output_levels(audio, sr))
+        combs.append(frame_comb_ratio(audio, sr, engine.config.audio.n_fft))
         if job.kind == "tempo":
             req = job.requested
             est = measure_tempo(audio, sr, bpm_range=(req / math.sqrt(2), req * math.sqrt(2)))
@@ -192,11 +200,12 @@ def evaluate(
     if rows["density"]:
         out["density"] = _density_section(rows["density"])
     out["seams"] = _seam_section(seam_dec, seam_gen)
+    out["output"] = _output_section(engine, levels, combs)
     if ds is None:
         out["skipped"].update(autoencoder=why_no_data, realism=why_no_data)
     else:
         crop = max(seconds, 2 * M.SEGMENT_S) if quick else None  # >= 2 segments per clip for realism halves
-        out.update(_heldout_sections(engine, ds, max_heldout, crop, gen_feats, progress, out["skipped"]))
+        out.update(_heldout_sections(engine, ds, max_heldout, crop, gen_feats, combs, progress, out["skipped"]))
     out["bars"] = bars(out)
     out["eval"] = {
         "seeds": seeds, "seconds": seconds, "quick": quick, "clips": len(jobs), "phase": engine.phase,
@@ -236,11 +245,26 @@ def _seam_section(dec: list[float], gen: list[float]) -> dict[str, Any]:
             "threshold": SEAM_MAX_RATIO}
 
 
+def _output_section(engine: Engine, levels: list[dict[str, float]], combs: list[float]) -> dict[str, Any]:
+    """What the default output stage writes: peaks, loudness, clipped samples, the frame comb (generated)."""
+    lufs = [v["loudness_lufs"] for v in levels if math.isfinite(v["loudness_lufs"])]
+    return {
+        "true_peak_max_dbtp": max(v["true_peak_dbtp"] for v in levels),
+        "clipped_samples": int(sum(v["clipped_samples"] for v in levels)),
+        "loudness_lufs_median": float(np.median(lufs)) if lufs else math.nan,
+        "loudness_lufs_min": min(lufs, default=math.nan), "loudness_lufs_max": max(lufs, default=math.nan),
+        "target_lufs": engine.output.target_lufs, "ceiling_dbtp": engine.output.ceiling_dbtp,
+        "calibrated_lufs": engine.config.audio.loudness_lufs,
+        "comb_ratio": float(np.median(combs)),
+    }
+
+
 def _heldout_sections(
     engine: Engine, ds: Dataset, limit: int, crop_s: float | None, gen_feats: list[np.ndarray],
-    progress: bool | None, skipped: dict[str, str],
+    gen_combs: list[float], progress: bool | None, skipped: dict[str, str],
 ) -> dict[str, Any]:
-    """Autoencoder reconstruction figures and the realism ratio from held-out chunks."""
+    """Autoencoder reconstruction figures, the realism ratio, the classifier test and the frame comb of the
+    held-out chunks."""
     sr = engine.config.audio.sample_rate
     chunks = _heldout(ds, limit)
     if not chunks:
@@ -251,7 +275,7 @@ def _heldout_sections(
     encoder = OnnxEncoder(engine) if has_enc else None
     if encoder is None:
         skipped["autoencoder"] = "the preset ships no encoder1/encoder2 (exported with --no-encoders)"
-    f_scores, lsd, tempo_ok, ref_feats, bad = [], [], [], [], []
+    f_scores, lsd, tempo_ok, ref_feats, bad, ref_combs = [], [], [], [], [], []
     for chunk in _progress(chunks, "held-out", progress):
         try:
             audio = ds.audio(chunk)
@@ -262,6 +286,7 @@ def _heldout_sections(
         if crop_s is not None:
             audio = audio[:, : int(crop_s * sr)]
         ref_feats.append(M.segment_features(audio, sr))
+        ref_combs.append(frame_comb_ratio(audio, sr, engine.config.audio.n_fft))
         if encoder is None:
             continue
         recon = engine.decode(encoder.encode(audio), seed=0)[:, : audio.shape[1]]
@@ -281,8 +306,10 @@ def _heldout_sections(
         }
     halves = (sum(len(f) for f in ref_feats[0::2]), sum(len(f) for f in ref_feats[1::2]))
     if min(halves) >= 2 and sum(len(f) for f in gen_feats) >= 2:
+        comb_ref = float(np.median(ref_combs))
         out["realism"] = {**M.realism_ratio(gen_feats, ref_feats), "heldout_clips": len(ref_feats),
-                          "segment_s": M.SEGMENT_S}
+                          "segment_s": M.SEGMENT_S, "classifier_auc": classifier_auc(gen_feats, ref_feats),
+                          "comb_ratio_heldout": comb_ref, "comb_vs_heldout": float(np.median(gen_combs)) / comb_ref}
     else:
         skipped["realism"] = (f"needs 2 segments of {M.SEGMENT_S:g} s in each held-out half and 2 generated; "
                               f"got {halves} from {len(ref_feats)} readable clips and "

@@ -39,7 +39,17 @@ EVAL_ROWS: dict[str, list[tuple[str, str, str]]] = {  # section -> (key, label, 
     "realism": [("ratio", "Frechet distance ratio, generated / held-out halves (1 = as close as the data "
                  "is to itself)", "{:.2f}"),
                 ("fd_generated", "Frechet distance, generated vs held-out", "{:.1f}"),
-                ("fd_heldout_halves", "Frechet distance, held-out half vs half", "{:.1f}")],
+                ("fd_heldout_halves", "Frechet distance, held-out half vs half", "{:.1f}"),
+                ("classifier_auc", "classifier AUC, generated vs held-out 3 s segments, split by source (0.5 = "
+                 "indistinguishable)", "{:.3f}"),
+                ("comb_ratio_heldout", "43 Hz frame comb of the held-out audio", "{:.1f}"),
+                ("comb_vs_heldout", "43 Hz frame comb, generated / held-out", "{:.2f}")],
+    "output": [("true_peak_max_dbtp", "highest true peak of any clip (dBTP)", "{:.2f}"),
+               ("clipped_samples", "clipped samples over all clips", "{}"),
+               ("loudness_lufs_median", "median integrated loudness (LUFS)", "{:.1f}"),
+               ("loudness_lufs_min", "quietest clip (LUFS)", "{:.1f}"),
+               ("loudness_lufs_max", "loudest clip (LUFS)", "{:.1f}"),
+               ("comb_ratio", "43 Hz frame comb of the generated audio (power at multiples / around)", "{:.1f}")],
     "seams": [("decoder_ratio", "peak spectral flux at decoder-window joins / elsewhere", "{:.2f}"),
               ("generator_ratio", "peak spectral flux at generator-half joins / elsewhere", "{:.2f}")],
 }

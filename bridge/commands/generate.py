@@ -12,6 +12,7 @@ from generator.audio_file import check_writable, write_audio
 from generator.engine import Engine, default_threads
 from generator.errors import ConditioningError
 from generator.model_config import PHASES
+from generator.output_stage import CEILING_DBTP, TARGET_LUFS, OutputSettings
 
 logger = logging.getLogger(__name__)
 
@@ -27,14 +28,19 @@ def generate(
     threads: int | None = None,
     bits: str = "24",
     phase: str | None = None,
+    gain_db: float = 0.0,
+    loudness_lufs: float = TARGET_LUFS,
+    ceiling_dbtp: float = CEILING_DBTP,
 ) -> Path:
-    """Generate `seconds` of stereo 44.1 kHz audio and write it to `out` (atomically)."""
+    """Generate `seconds` of stereo 44.1 kHz audio and write it to `out` (atomically), through the output stage:
+    the preset's loudness matched to `loudness_lufs`, `gain_db` on top, true peaks under `ceiling_dbtp`."""
     if not math.isfinite(seconds) or seconds <= 0 or seconds > 24 * 3600:
         raise ConditioningError(f"--seconds {seconds} is invalid; give a duration between 0 and 86400 seconds")
     if truncation is not None and not (math.isfinite(truncation) and 0 < truncation <= 10):
         raise ConditioningError(f"--truncation {truncation} is invalid; use a value in (0, 10]; default: the preset's")
+    output = OutputSettings(target_lufs=loudness_lufs, ceiling_dbtp=ceiling_dbtp, gain_db=gain_db)
     check_writable(out)
-    engine = Engine.load(preset, threads=threads, phase=phase)
+    engine = Engine.load(preset, threads=threads, phase=phase, output=output)
     conditioning: dict[str, float] = {}
     for name, value, flag in (("tempo", bpm, "--bpm"), ("density", density, "--density")):
         if value is None:
@@ -64,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         bits=args.bits,
         phase=args.phase,
+        gain_db=args.gain_db,
+        loudness_lufs=args.loudness_lufs,
+        ceiling_dbtp=args.ceiling_dbtp,
     )
     return 0
 
@@ -86,6 +95,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--phase", choices=PHASES, default=None,
                    help="decoder: decoder1's phase; vocoder: made from the magnitudes (no 43 Hz buzz); "
                         "vocoder-joins: also restarting at attacks on decoder-window joins; default: the preset's")
+    p.add_argument("--gain-db", type=float, default=0.0, help="your gain on top of the loudness match (dB)")
+    p.add_argument("--loudness-lufs", type=float, default=TARGET_LUFS,
+                   help="integrated loudness every calibrated preset plays at (LUFS, -36 to -9)")
+    p.add_argument("--ceiling-dbtp", type=float, default=CEILING_DBTP,
+                   help="no sample or inter-sample peak above this (dBTP, -12 to 0)")
     p.add_argument("--bits", choices=["16", "24", "float"], default="24", help="sample format")
     p.add_argument("--out", required=True, help="output file (.wav, .flac, .ogg)")
     p.set_defaults(func=run)

@@ -1,4 +1,5 @@
-"""`musika presets`: list installed presets with their conditioning and metrics."""
+"""`musika presets`: list installed presets with their conditioning and metrics; `--calibrate NAME` measures a
+preset's loudness for the output stage."""
 
 from __future__ import annotations
 
@@ -36,6 +37,14 @@ def list_presets(search: tuple[str, ...] = (), verify: bool = False) -> list[dic
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.calibrate:
+        from generator.loudness import calibrate_preset  # loads ONNX Runtime: only when asked
+
+        for name in args.calibrate:
+            report = calibrate_preset(load_preset(name, search=tuple(args.search)).path, threads=args.threads)
+            print(f"{name}: {report['loudness_lufs']:.1f} LUFS at the decoders' level (per seed "
+                  f"{', '.join(f'{v:.1f}' for v in report['per_seed'])}); written to its preset.json")
+        return 0
     rows = list_presets(tuple(args.search), verify=args.verify)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -66,6 +75,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--search", action="append", default=[], help="extra folder to search for presets")
     p.add_argument("--verify", action="store_true", help="check every model file's sha256")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--calibrate", action="append", default=[], metavar="PRESET",
+                   help="measure the preset's loudness at its defaults and record it in its preset.json, so the "
+                        "output stage plays it at the target loudness (repeatable)")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for --calibrate")
     p.set_defaults(func=run)
 
 

@@ -34,6 +34,7 @@ from generator.control_log import ControlLogWriter, SessionHeader
 from generator.engine import Engine
 from generator.errors import AudioOutputError
 from generator.live import LiveStream
+from generator.output_stage import OutputSettings
 from generator.preset import list_preset_dirs, load_preset, preset_search_path
 from generator.telemetry import format_status
 
@@ -107,7 +108,7 @@ class Server:
     async def _start(self) -> None:
         cfg, loop = self.cfg, asyncio.get_running_loop()
         self.engine = first = Engine.load(cfg.preset, threads=cfg.threads, search=tuple(cfg.presets_dirs),
-                                          phase=engine_phase(cfg))
+                                          phase=engine_phase(cfg), output=output_settings(cfg))
         loader = make_loader(first, cfg)
         name, sr = first.preset.name, first.config.audio.sample_rate
         lookahead = warm_up(loader, name, sr)
@@ -278,6 +279,12 @@ def engine_phase(cfg: Config) -> str | None:
     return None if cfg.phase == "preset" else cfg.phase
 
 
+def output_settings(cfg: Config) -> OutputSettings:
+    """musika.toml [output] loudness_lufs / ceiling_dbtp / gain_db -> the engine's output stage."""
+    o = cfg.output
+    return OutputSettings(target_lufs=o.loudness_lufs, ceiling_dbtp=o.ceiling_dbtp, gain_db=o.gain_db)
+
+
 def make_loader(first: Engine, cfg: Config) -> Any:
     """Preset name -> Engine, loading each once (the first one is already loaded; it may come from a path)."""
     cache = {first.preset.name: first}
@@ -285,7 +292,7 @@ def make_loader(first: Engine, cfg: Config) -> Any:
     def load(name: str) -> Engine:
         if name not in cache:
             cache[name] = Engine.load(name, threads=cfg.threads, search=tuple(cfg.presets_dirs),
-                                      phase=engine_phase(cfg))
+                                      phase=engine_phase(cfg), output=output_settings(cfg))
         return cache[name]
 
     return load

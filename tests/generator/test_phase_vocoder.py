@@ -8,6 +8,7 @@ import numpy as np
 from generator import spectral
 from generator.model_config import AudioConfig
 from generator.phase_vocoder import VocoderPhase, onset_frames, peak_frequencies
+from training.listening import frame_comb_ratio
 
 CFG = AudioConfig()
 SR = CFG.sample_rate
@@ -20,14 +21,7 @@ def synthesize(norm: np.ndarray, phase: np.ndarray | None = None, window: int = 
 
 
 def comb_ratio(audio: np.ndarray) -> float:
-    """Median over the first 150 multiples of 43.07 Hz of the power there / the power around it."""
-    n = 2**18
-    power = np.abs(np.fft.rfft(audio[:n] * np.hanning(min(n, audio.size)), n)) ** 2
-    ratios = []
-    for k in range(1, 150):
-        i = int(round(k * SR / CFG.n_fft * n / SR))
-        ratios.append(power[i - 1 : i + 2].max() / np.median(np.r_[power[i - 60 : i - 10], power[i + 10 : i + 60]]))
-    return float(np.median(ratios))
+    return frame_comb_ratio(audio, SR, CFG.n_fft)
 
 
 def test_a_sinusoid_between_bins_keeps_its_frequency():

@@ -145,19 +145,14 @@ def test_pan_moves_the_stem_right(rendered):
     assert gr > 1 > gl and rms[1] > rms[0]
 
 
-def test_compressor_reduces_dynamics(rendered):
+def test_compressor_acts_on_its_stem_only(rendered):
+    """The tiny preset's noise is steady (no dynamics to even out), so the check is the compressor's gain
+    reduction: 40 dB of gain into a -40 dB threshold at 20:1 comes out far quieter than the same stem dry."""
     _, _, audio = rendered
     comp, dry = audio["comp"], audio["dry"]  # same preset, seed and automation: only the compressor differs
-    seg = 2048
-
-    def spread_db(x):
-        e = x[:, : at_bar(5)].reshape(2, -1, seg) if at_bar(5) % seg == 0 else x[:, : at_bar(5) // seg * seg]
-        r = np.sqrt(np.mean(e.reshape(2, -1, seg) ** 2, axis=(0, 2)))
-        db = 20 * np.log10(r[r > 0])
-        return np.percentile(db, 95) - np.percentile(db, 5)
-
-    assert np.sqrt(np.mean(comp**2)) < 0.5 * np.sqrt(np.mean(dry**2))
-    assert spread_db(comp) < 0.7 * spread_db(dry)
+    body = slice(at_bar(1) + 4096, at_bar(5) - 4096)
+    level = {k: 20 * np.log10(np.sqrt(np.mean(x[:, body] ** 2))) for k, x in (("comp", comp), ("dry", dry))}
+    assert level["comp"] < level["dry"] - 12.0
 
 
 def test_mix_is_the_sum_of_processed_stems(rendered):

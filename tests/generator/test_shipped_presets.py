@@ -92,3 +92,38 @@ def test_each_shipped_preset_plays_the_phase_its_card_measured():
     # vocoder its median IBI CV would sit at 0.049 against the 0.05 bar); see the cards
     assert Engine.load(REPO_PRESETS / "piano", threads=1).phase == "vocoder"
     assert Engine.load(REPO_PRESETS / "techno", threads=1).phase == "decoder"
+
+
+def test_every_shipped_preset_plays_at_the_target_loudness_under_the_ceiling():
+    """Default output, as `musika generate` writes it: each preset's median loudness over the calibration seeds
+    within 1 LU of the target (so presets are within 2 LU of each other), no peak above -1 dBTP, nothing clipped."""
+    from generator.loudness import CALIBRATION_SECONDS, CALIBRATION_SEEDS
+    from generator.mastering import loudness_lufs, true_peak_db
+    from generator.output_stage import CEILING_DBTP, TARGET_LUFS
+
+    medians = {}
+    for directory in SHIPPED:
+        engine = Engine.load(directory, threads=1)
+        assert engine.config.audio.loudness_lufs is not None, f"{directory.name}: run musika presets --calibrate"
+        levels = []
+        for seed in CALIBRATION_SEEDS:
+            audio = engine.generate(CALIBRATION_SECONDS, seed=seed)
+            assert true_peak_db(audio) <= CEILING_DBTP + 0.01, (directory.name, seed)
+            assert np.count_nonzero(np.abs(audio) >= 0.999) == 0
+            levels.append(loudness_lufs(audio, 44100))
+        medians[directory.name] = float(np.median(levels))
+        assert abs(medians[directory.name] - TARGET_LUFS) <= 1.0, medians
+    assert max(medians.values()) - min(medians.values()) <= 2.0, medians
+
+
+def test_the_live_chain_holds_the_ceiling_across_its_joins():
+    """The bar-keyed renderer (serve and render share it): pieces limited one by one, joins crossfaded: the
+    stream stays under -1 dBTP."""
+    from generator.control_log import SessionHeader
+    from generator.mastering import true_peak_db
+    from generator.stream import render_offline
+
+    for seed in (2, 3):
+        audio = render_offline(REPO_PRESETS / "techno", SessionHeader(preset="techno", seed=seed, bpm=128.0), bars=6,
+                               threads=1)
+        assert true_peak_db(audio) <= -1.0 + 0.01, seed

@@ -75,7 +75,11 @@ def test_quick_eval_of_conditioned_preset_writes_figures_and_card(preset_copy, h
     r = res["realism"]
     assert r["ratio"] > 0 and math.isfinite(r["ratio"]) and r["heldout_clips"] == 2
     assert set(res["bars"]) == {"tempo/within_tolerance", "tempo/median_ibi_cv", "seams/max_ratio",
-                                "density/spearman"}
+                                "density/spearman", "output/true_peak_max_dbtp", "output/clipped_samples",
+                                "realism/classifier_auc", "realism/ratio", "realism/comb_vs_heldout"}
+    o = res["output"]
+    assert o["true_peak_max_dbtp"] <= -1.0 and o["clipped_samples"] == 0 and o["target_lufs"] == -18.0
+    assert 0.0 <= r["classifier_auc"] <= 1.0 and r["comb_vs_heldout"] > 0
     assert all(isinstance(b["pass"], bool) for b in res["bars"].values())
     assert res["skipped"] == {} and res["eval"]["quick"] is True and res["eval"]["seconds"] == 3.0
     json.dumps(res, allow_nan=False)  # strict JSON: no NaN left
@@ -101,7 +105,7 @@ def test_eval_of_plain_preset_without_data_is_deterministic_and_skips_data_secti
     assert a == b
     assert "tempo" not in a and "density" not in a and a["eval"]["clips"] == 2
     assert set(a["skipped"]) == {"autoencoder", "realism"} and "--dataset" in a["skipped"]["realism"]
-    assert set(a["bars"]) == {"seams/max_ratio"}
+    assert set(a["bars"]) == {"seams/max_ratio", "output/true_peak_max_dbtp", "output/clipped_samples"}
     assert all(_finite_or_none(v) for v in a["seams"].values())
 
 

@@ -33,6 +33,7 @@ from generator.control_log import ControlRecord, SessionHeader, read_control_log
 from generator.effects import EffectChain
 from generator.engine import Engine
 from generator.errors import AudioOutputError, ConditioningError
+from generator.preset import Condition, Preset
 from generator.session import Grid, Session, StemSpec
 
 logger = logging.getLogger(__name__)
@@ -106,14 +107,40 @@ def stem_records(grid: Grid, stem: StemSpec) -> tuple[float, list[ControlRecord]
     return grid.bpm_at_bar(stem.start_bar), recs
 
 
+def _where_it_comes_from(cond: Condition) -> str:
+    """One conditioning input as a session author meets it: its range and where its value comes from."""
+    if cond.name == "tempo":
+        return f"tempo ({cond.min:g}-{cond.max:g} {cond.unit}, from [session] tempo)"
+    if cond.kind == "phase":
+        return f"{cond.name} (the position in the bar, from the session's bar grid)"
+    return f"{cond.name} ({cond.min:g}-{cond.max:g} {cond.unit})"
+
+
+def unknown_conditioning_message(preset: Preset, name: str) -> str:
+    """Why ``name`` cannot be a stem's ``conditioning`` key for ``preset``: what the preset is really conditioned
+    on, where each of those values comes from, and which keys a stem may set instead."""
+    if name == "tempo":
+        problem = "tempo is not set per stem: give [session] tempo (a BPM or [[bar, bpm], ...])"
+    elif preset.has_condition(name):
+        problem = f"{name!r} follows the session's bar grid and cannot be set per stem"
+    else:
+        problem = f"preset {preset.name!r} has no conditioning {name!r}"
+    inputs = ", ".join(_where_it_comes_from(c) for c in preset.conditioning) or "nothing"
+    settable = [c.name for c in preset.controls if c.name != "tempo"]
+    if settable:
+        remedy = f"set {' or '.join(settable)} here instead"
+    else:
+        remedy = f"remove this key: {preset.name!r} takes no conditioning per stem"
+    return f"{problem}; it is conditioned on {inputs}; {remedy}"
+
+
 def check_conditioning(stem: StemSpec, engine: Engine, index: int) -> None:
     """Every automated name exists in the preset and stays inside its trained range (before rendering)."""
     preset = engine.preset
     for name, auto in stem.conditioning.items():
         where = f"stems[{index}] ({stem.name}).conditioning.{name}"
         if not preset.has_condition(name) or name == "tempo" or preset.condition(name).kind == "phase":
-            known = ", ".join(c.name for c in preset.controls if c.name != "tempo") or "none"
-            raise ConditioningError(f"{where}: preset {preset.name!r} has no conditioning {name!r}; it has: {known}")
+            raise ConditioningError(f"{where}: {unknown_conditioning_message(preset, name)}")
         try:
             preset.condition(name).check(np.asarray(auto.values))
         except ConditioningError as exc:

@@ -18,7 +18,14 @@ from generator.control_log import ControlLogWriter, ControlRecord, SessionHeader
 from generator.engine import Engine
 from generator.errors import ConditioningError
 from generator.mastering import MasteringError, loudness_lufs, true_peak_db
-from generator.render import pan_gains, render_replay, render_session, stem_records
+from generator.preset import load_preset
+from generator.render import (
+    pan_gains,
+    render_replay,
+    render_session,
+    stem_records,
+    unknown_conditioning_message,
+)
 from generator.session import parse_session
 from generator.stream import render_offline
 
@@ -210,8 +217,22 @@ def test_bad_conditioning_fails_before_writing(tiny_preset, tmp_path):
         render_session(parse_session(text, "t.toml"), tmp_path / "out", threads=1)
     assert not (tmp_path / "out").exists()
     text = session_text(tiny_preset).replace("density = [[1, 2.0], [3, 6.0]]", "brightness = 1", 1)
-    with pytest.raises(ConditioningError, match=r"has no conditioning 'brightness'; it has: density"):
+    with pytest.raises(ConditioningError, match=r"has no conditioning 'brightness'; it is conditioned on tempo "
+                       r"\(.* from \[session\] tempo\), density \(.*\); set density here instead"):
         render_session(parse_session(text, "t.toml"), tmp_path / "out", threads=1)
+
+
+
+def test_a_wrong_conditioning_key_names_what_the_shipped_preset_is_conditioned_on():
+    techno = load_preset("techno", verify=False)  # tempo (scalar) and beat (phase): nothing a stem may set
+    msg = unknown_conditioning_message(techno, "density")
+    assert msg.startswith("preset 'techno' has no conditioning 'density'; it is conditioned on tempo (118.143-161.67")
+    assert "beat (the position in the bar, from the session's bar grid)" in msg and "none" not in msg
+    assert msg.endswith("remove this key: 'techno' takes no conditioning per stem")
+    assert unknown_conditioning_message(techno, "tempo").startswith("tempo is not set per stem: give [session] tempo")
+    assert unknown_conditioning_message(techno, "beat").startswith("'beat' follows the session's bar grid")
+    piano = load_preset("piano", verify=False)
+    assert unknown_conditioning_message(piano, "tempo").endswith("set density here instead")
 
 
 def test_failure_mid_render_leaves_nothing_behind(tiny_preset, tmp_path):

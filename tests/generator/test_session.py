@@ -24,12 +24,13 @@ preset = "tiny"
 def test_example_session_parses():
     s = load_session(EXAMPLE)
     assert s.bars == 8 and s.grid.meter == (4, 4) and s.grid.tempo == ((1, 128.0),)
-    assert [st.name for st in s.stems] == ["beat", "texture"]
-    beat, texture = s.stems
-    assert (beat.start_bar, beat.end_bar, texture.start_bar, texture.end_bar) == (1, 9, 5, 9)
-    assert beat.conditioning["density"].value_at(3) == pytest.approx(4.0)
-    assert [e.builtin for e in texture.effects] == ["LadderFilter", "Delay", "Reverb"]
-    assert texture.effects[0].params == {"mode": "LPF24", "cutoff_hz": 2500.0, "resonance": 0.2}
+    assert [st.name for st in s.stems] == ["beat", "keys"]
+    beat, keys = s.stems
+    assert (beat.start_bar, beat.end_bar, keys.start_bar, keys.end_bar) == (1, 9, 3, 9)
+    assert not beat.conditioning and (beat.preset, keys.preset) == ("techno", "piano")
+    assert keys.conditioning["density"].value_at(5) == pytest.approx(3.75)
+    assert [e.builtin for e in keys.effects] == ["LadderFilter", "Delay", "Reverb"]
+    assert keys.effects[0].params == {"mode": "LPF24", "cutoff_hz": 2500.0, "resonance": 0.2}
     assert s.output.sample_rate == 48000 and s.output.tail_bars == 1 and s.total_bars == 9
     assert s.mix.lufs == -14.0 and s.mix.true_peak_db == -1.0
 

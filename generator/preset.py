@@ -311,18 +311,33 @@ def load_preset(name_or_path: str | Path, search: Iterable[str | Path] = (), ver
     preset = parse_preset(data, str(json_path), path=directory)
     for network in preset.models:
         file = preset.model_path(network)
+        shared = _shared_dir(file, directory)
         if not file.is_file():
+            if shared is not None:
+                raise PresetError(
+                    f"preset {preset.name!r} plays on the shared autoencoder {shared}, but its {network} file "
+                    f"{file.name} is missing there{'' if shared.is_dir() else ' (the folder is missing)'}. Restore "
+                    f"the folder (git checkout -- {shared}) or re-export the preset against an autoencoder you have "
+                    "(musika export --autoencoder-dir DIR)")
             raise PresetError(f"preset {preset.name!r}: {network} model file {file} is missing")
         if verify:
             actual = sha256_file(file)
             expected = preset.models[network].sha256
             if actual != expected:
+                where = f" in the shared autoencoder {shared}" if shared is not None else ""
                 raise PresetError(
-                    f"preset {preset.name!r}: {file} fails its integrity check (sha256 {actual}, preset.json "
+                    f"preset {preset.name!r}: {file}{where} fails its integrity check (sha256 {actual}, preset.json "
                     f"expects {expected}). The file is corrupt or was replaced; restore it (git checkout) or "
-                    f"rebuild the preset with `musika export`."
+                    f"rebuild the preset with `musika export`"
+                    f"{' --autoencoder-dir ' + str(shared) if shared is not None else ''}."
                 )
     return preset
+
+
+def _shared_dir(file: Path, preset_dir: Path) -> Path | None:
+    """The shared autoencoder directory a model file lives in, or None when it is the preset's own."""
+    parent = file.parent
+    return None if parent == preset_dir.resolve() else parent
 
 
 def write_preset_json(preset: Preset, directory: str | Path) -> Path:

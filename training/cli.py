@@ -55,6 +55,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _ae_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--ae-scale", dest="ae_scale", type=float, default=1.0,
                    help="autoencoder width factor (1.0 = the 44.1 kHz reference widths)")
+    p.add_argument("--latent-dim", type=int, default=64,
+                   help="floats per latent and channel (level-2 compression: 16 frames x 64 floats -> this)")
     p.add_argument("--steps-level1", type=int, default=6000)
     p.add_argument("--steps-level2", type=int, default=3000)
     p.add_argument("--adversarial-from", type=int, default=3000, help="level-1 step where the critic term starts")
@@ -112,7 +114,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     stages = train.add_subparsers(dest="stage", metavar="STAGE", required=True)
     p = stages.add_parser("ae", help="train the two-level autoencoder", formatter_class=FMT)
     _common(p)
-    p.add_argument("--data", required=True, help="prepared dataset (musika prepare ...)")
+    p.add_argument("--data", required=True, nargs="+", metavar="DATASET",
+                   help="prepared dataset(s) (musika prepare ...); several are a mix, each drawn equally often")
     _ae_flags(p)
     p.set_defaults(func=_cmd_ae)
     p = stages.add_parser("seams", help="fine-tune decoder2 so decoder-window joins do not click (encoders frozen)",
@@ -165,7 +168,10 @@ def _ae_config(a: argparse.Namespace) -> Any:
     from training.loop_ae import AeTrainConfig
 
     kw = _intervals(a, AeTrainConfig)
-    return AeTrainConfig(dataset=a.data, run_dir=a.run, model=ModelConfig().scaled(ae=a.ae_scale),
+    data = a.data if isinstance(a.data, str) else (a.data[0] if len(a.data) == 1 else tuple(a.data))
+    model = ModelConfig().scaled(ae=a.ae_scale)
+    model = dataclasses.replace(model, autoencoder=dataclasses.replace(model.autoencoder, latent_dim=a.latent_dim))
+    return AeTrainConfig(dataset=data, run_dir=a.run, model=model,
                          steps_level1=a.steps_level1, steps_level2=a.steps_level2,
                          adversarial_from=a.adversarial_from, freeze_encoder2=a.freeze_encoder2,
                          init_from=a.ae_init_from,

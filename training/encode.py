@@ -3,6 +3,7 @@
 * :func:`encode_audio`: (channels, samples) float32 at 44.1 kHz, any length, mono or stereo ->
   latents (steps, 2 latent_dim) float32; steps = ceil(samples / 4096) (at least 1), the audio zero-padded.
   A mono signal is encoded as two identical channels. Dims [0, latent_dim) are the left channel.
+* :func:`reconstruct_level1`: audio -> encoder1 -> decoder1 -> audio (the level-1 round trip).
 * :func:`decode_latents`: (steps, 2 latent_dim) -> (2, steps 4096 + n_fft - hop) float32 in [-1, 1].
 * :func:`encode_dataset`: a prepared dataset -> a latent cache directory::
 
@@ -122,6 +123,22 @@ def decode_latents(
         chans.append(spectral_torch.istft(mag.reshape(1, t, -1), phs.reshape(1, t, -1), cfg.audio)[0])
     audio = torch.stack(chans).clamp(-1.0, 1.0).cpu().numpy()
     return audio[:, : steps * cfg.samples_per_latent + cfg.audio.n_fft - cfg.audio.hop]
+
+
+@torch.no_grad()
+def reconstruct_level1(enc1: nn.Module, dec1: nn.Module, audio: np.ndarray, cfg: ModelConfig,
+                       seed: int = 0) -> np.ndarray:
+    """(2, samples) -> the level-1 round trip (2, samples'), whole decoder windows, fixed noise, clipped."""
+    win = cfg.autoencoder.dec1_window
+    device = next(dec1.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    spec = spectral_torch.spectrogram(torch.from_numpy(np.ascontiguousarray(audio, np.float32)).to(device),
+                                      cfg.audio)  # (2, T, bins)
+    t = (spec.shape[1] // win) * win
+    frames = enc1(spec[:, :t]).reshape(-1, win, cfg.autoencoder.frame_dim)
+    mag, phs = dec1(frames, torch.randn(frames.shape[0], dec1.noise_len, generator=gen).to(device))
+    out = spectral_torch.istft(mag.reshape(2, t, -1), phs.reshape(2, t, -1), cfg.audio)
+    return out.clamp(-1, 1).cpu().numpy()
 
 
 def fit_curve(values: np.ndarray, steps: int) -> np.ndarray:

@@ -24,6 +24,7 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
+from generator.atomic import replace_dir
 from generator.errors import MusikaError
 from generator.model_config import ModelConfig
 from generator.onnx_io import INPUTS, NETWORKS, OPSET, OUTPUTS, REQUIRED_NETWORKS
@@ -251,6 +252,7 @@ def export_preset(
     license: str = "unknown",
     optimise: str = "exact",
     int8: str | None = None,
+    autoencoder_dir: str | Path | None = None,
 ) -> Path:
     """Export every ONNX network in `networks` into the preset directory ``out_dir/name`` and return it.
 
@@ -259,13 +261,23 @@ def export_preset(
     exports the faithful Conv/ConvTranspose graphs. int8 "static" or "dynamic" (needs optimise "exact")
     also writes ``decoder{1,2}.int8.onnx`` and records them with sha256 and the quality-guard figures in
     metrics["optimisation"]; the engine uses them when the guard passed (Engine precision "auto").
+    autoencoder_dir: a shared autoencoder (training.shared_autoencoder): only the generator is exported, the
+    preset points at the shared encoders and decoders (and their int8 variants) by relative path; a model whose
+    configuration differs from the autoencoder's is refused with both.
 
     Networks named in generator.onnx_io.NETWORKS are exported (others, e.g. the critic, are ignored);
     generator, decoder2 and decoder1 are required. Each file gets a parity check; the per-network figures
     are added to metrics["onnx_parity_max_abs"]. Nothing appears at ``out_dir/name`` unless all succeed;
     an existing preset there is replaced.
     """
-    missing = [n for n in REQUIRED_NETWORKS if n not in networks]
+    shared = None
+    if autoencoder_dir is not None:
+        from training.shared_autoencoder import AE_NETWORKS, check_fits, read_autoencoder
+
+        shared = read_autoencoder(autoencoder_dir)
+        check_fits(shared, cfg, autoencoder_dir)
+        networks = {k: v for k, v in networks.items() if k not in AE_NETWORKS}
+    missing = [n for n in REQUIRED_NETWORKS if n not in networks and shared is None]
     if missing:
         raise ExportError(f"export_preset: missing required networks {missing}; got {sorted(networks)}")
     conds = _conditions(conditioning, cfg)
@@ -293,11 +305,20 @@ def export_preset(
             params[net_name] = sum(p.numel() for p in networks[net_name].parameters())
             files[net_name] = ModelFile(file=path.name, sha256=sha256_file(path))
         all_metrics = dict(metrics or {})
-        all_metrics["onnx_parity_max_abs"] = parity
         note: dict[str, Any] = {"decoder_graphs": "time-major MatMul rewrite (exact)" if optimise == "exact"
                                 else "faithful Conv/ConvTranspose"}
-        if int8 is not None:
+        if shared is not None:
+            from training.shared_autoencoder import shared_models
+
+            shared_files, shared_int8 = shared_models(shared, autoencoder_dir, final)
+            files.update(shared_files)
+            parity.update(shared["onnx_parity_max_abs"])
+            all_metrics["autoencoder"] = {"name": shared["name"], "directory": str(Path(files["decoder1"].file).parent)}
+            if shared_int8:
+                note["int8"] = shared_int8
+        elif int8 is not None:
             note["int8"] = write_int8_variants(tmp, networks, cfg, conds, int8)
+        all_metrics["onnx_parity_max_abs"] = parity
         all_metrics["optimisation"] = note
         preset = Preset(
             name=name,
@@ -312,13 +333,7 @@ def export_preset(
         write_preset_json(preset, tmp)
         (tmp / "MODEL_CARD.md").write_text(_model_card(preset, params, parity))
         load_preset(tmp)  # the same validation a user's engine will run
-        if final.exists():
-            old = out_dir / f".{name}.old-{os.getpid()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        replace_dir(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("wrote preset %s to %s", name, final)

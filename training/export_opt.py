@@ -335,15 +335,22 @@ def int8_quality(directory: Path, files: Mapping[str, str], latents: np.ndarray,
 def write_int8_variants(directory: Path, networks: Mapping[str, nn.Module], cfg, conds, method: str) -> dict:
     """Quantise decoder2 and decoder1 of an exported preset directory; returns the "int8" optimisation note
     (files with sha256, method, quality figures). Calibration uses generator seed 0, the check seed 1."""
+    return write_int8_decoders(directory, generator_latents(networks["generator"], cfg, conds, 0),
+                               generator_latents(networks["generator"], cfg, conds, 1), cfg, method)
+
+
+def write_int8_decoders(directory: Path, calibration: np.ndarray, check: np.ndarray, cfg, method: str) -> dict:
+    """Quantise ``directory``'s decoder2.onnx and decoder1.onnx with decoder2 windows of latents
+    (items, dec2_window, latent_dim) for calibration and others for the quality guard; returns the "int8" note."""
     from generator.preset import sha256_file
 
-    calib = calibration_feeds(directory / "decoder2.onnx", generator_latents(networks["generator"], cfg, conds, 0))
+    calib = calibration_feeds(directory / "decoder2.onnx", calibration)
     files = {}
     for name in ("decoder2", "decoder1"):
         dst = directory / f"{name}.int8.onnx"
         quantise_int8(directory / f"{name}.onnx", dst, calib[name], method)
         files[name] = dst.name
-    quality = int8_quality(directory, files, generator_latents(networks["generator"], cfg, conds, 1), cfg)
+    quality = int8_quality(directory, files, check, cfg)
     logger.info("int8 quality: %s", quality)
     return {
         "method": f"{method} QDQ, int8 weights per output channel, uint8 activations" if method == "static"

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch import Tensor
 
 from generator.model_config import ModelConfig
 from training import losses as L
 from training import spectral_torch as S
+from training.audio_crops import AudioCrops
 from training.checkpoint import (
     CHECKPOINT_NAME,
     gather_rng_states,
@@ -59,7 +59,7 @@ RESUMABLE = ("steps_level1", "steps_level2", "freeze_encoder2", "device", "check
 
 @dataclass(frozen=True)
 class AeTrainConfig:
-    dataset: str
+    dataset: str | tuple[str, ...]  # one prepared dataset, or several drawn alike (a mix of domains)
     run_dir: str
     model: ModelConfig = field(default_factory=ModelConfig)
     steps_level1: int = 6000
@@ -96,48 +96,9 @@ class AeTrainConfig:
         d = dict(data)
         d["model"] = ModelConfig.from_dict(d["model"])
         d["betas"] = tuple(d["betas"])
+        if isinstance(d["dataset"], list):
+            d["dataset"] = tuple(d["dataset"])
         return cls(**d)
-
-
-class AudioCrops:
-    """Random mono crops (batch, samples) from the chunks of one dataset split, drawn with a numpy Generator."""
-
-    def __init__(self, dataset_root: str | Path, split: str, samples: int):
-        from training.data.dataset import Dataset
-
-        ds = Dataset(dataset_root)
-        self.samples = samples
-        self.items: list[tuple[Path, int, int]] = []
-        short = 0
-        for chunk in sorted(ds.split(split), key=lambda c: c.id):
-            info = sf.info(str(ds.root / chunk.file))
-            if info.frames >= samples:
-                self.items.append((ds.root / chunk.file, info.frames, info.channels))
-            else:
-                short += 1
-        if not self.items:
-            raise TrainingError(f"dataset {dataset_root}: no {split!r} chunk has the {samples} samples "
-                                f"({samples / 44100:.2f} s) one training crop needs ({short} shorter ones)")
-        lengths = np.array([n - samples + 1 for _, n, _ in self.items], np.float64)
-        self.p = lengths / lengths.sum()
-
-    def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
-        idx = rng.choice(len(self.items), size=batch, p=self.p)
-        chans = rng.integers(0, 2, size=batch)
-        offs = rng.random(batch)
-        out = np.empty((batch, self.samples), np.float32)
-        for b in range(batch):
-            path, n, ch = self.items[idx[b]]
-            start = int(offs[b] * (n - self.samples + 1))
-            data = sf.read(str(path), start=start, stop=start + self.samples, dtype="float32", always_2d=True)[0]
-            out[b] = data[:, int(chans[b]) % ch]
-        return out
-
-    def excerpt(self, seconds: float) -> np.ndarray:
-        """The first `seconds` (at most one chunk) of the first chunk, (2, samples), for previews."""
-        path, n, _ = self.items[0]
-        data = sf.read(str(path), stop=min(n, int(seconds * 44100)), dtype="float32", always_2d=True)[0]
-        return np.ascontiguousarray(data.T if data.shape[1] == 2 else np.repeat(data.T, 2, axis=0))
 
 
 @dataclass
@@ -188,6 +149,8 @@ class _AeTrainer:
         mag, phs, wave = self._decode1(self.nets["encoder1"](spec))
         terms: dict[str, Tensor] = {"ae1/magnitude": (mag - spec.clamp(-1.0, 1.0)).abs().mean()}
         terms["ae1/stft"] = L.multi_resolution_stft(self._inner(wave), self._inner(audio))
+        if w["ae1/stft_long"]:
+            terms["ae1/stft_long"] = L.multi_resolution_stft(self._inner(wave), self._inner(audio), L.LONG_RESOLUTIONS)
         k = acfg.n_fft // acfg.hop - 1
         re = S.db_norm(S.stft(wave, acfg), acfg)
         terms["ae1/consistency"] = (re - mag.detach()).abs()[:, k : re.shape[1] - k].mean()
@@ -231,13 +194,16 @@ class _AeTrainer:
             latents = self.nets["encoder2"](z1)
         z1_hat = self.nets["decoder2"](latents)
         terms: dict[str, Tensor] = {"ae2/frames": (z1_hat - z1).abs().mean()}
-        if self.weights["ae2/magnitude"] or self.weights["ae2/stft"] or self.bands is not None:
+        if any(self.weights[k] for k in ("ae2/magnitude", "ae2/stft", "ae2/stft_long")) or self.bands is not None:
             mag, _, wave = self._decode1(z1_hat)
             terms["ae2/magnitude"] = (mag - spec.clamp(-1.0, 1.0)).abs().mean()
             if self.bands is not None:
                 terms["ae2/onsets"] = L.onset_loss(mag, spec.clamp(-1.0, 1.0), self.bands)
             if self.weights["ae2/stft"]:
                 terms["ae2/stft"] = L.multi_resolution_stft(self._inner(wave), self._inner(audio))
+            if self.weights["ae2/stft_long"]:
+                terms["ae2/stft_long"] = L.multi_resolution_stft(self._inner(wave), self._inner(audio),
+                                                                 L.LONG_RESOLUTIONS)
         total = L.weighted_sum(terms, self.weights)
         self.opts["level2"].zero_grad(set_to_none=True)
         total.backward()
@@ -271,7 +237,7 @@ class _AeTrainer:
 
     @torch.no_grad()
     def preview(self, crops: AudioCrops, step: int, level: int) -> None:
-        from training.encode import decode_latents, encode_audio
+        from training.encode import decode_latents, encode_audio, reconstruct_level1
         from training.preview import spectrogram_png, write_wav
 
         m = self.cfg.model
@@ -282,7 +248,7 @@ class _AeTrainer:
             lat = encode_audio(self.nets["encoder1"], self.nets["encoder2"], audio, m)
             out = decode_latents(self.nets["decoder2"], self.nets["decoder1"], lat, m, seed=0)
         else:
-            out = _reconstruct_level1(self.nets["encoder1"], self.nets["decoder1"], audio, m, self.device)
+            out = reconstruct_level1(self.nets["encoder1"], self.nets["decoder1"], audio, m)
         for net in self.nets.values():
             net.train()
         self.set_level(level)
@@ -291,17 +257,6 @@ class _AeTrainer:
         write_wav(base.with_suffix(".wav"), np.concatenate([audio[:, :n], out[:, :n]], axis=1))
         spectrogram_png(base.with_suffix(".png"), [("input", audio[:, :n]), (f"level-{level} reconstruction",
                                                                              out[:, :n])], title=f"step {step}")
-
-
-def _reconstruct_level1(enc1, dec1, audio: np.ndarray, m: ModelConfig, device: torch.device) -> np.ndarray:
-    """(2, samples) -> level-1 round trip (2, samples'), fixed noise (seed 0), clipped."""
-    win = m.autoencoder.dec1_window
-    gen = torch.Generator().manual_seed(0)
-    spec = S.spectrogram(torch.from_numpy(audio).to(device), m.audio)  # (2, T, bins)
-    t = (spec.shape[1] // win) * win
-    frames = enc1(spec[:, :t]).reshape(-1, win, m.autoencoder.frame_dim)
-    mag, phs = dec1(frames, torch.randn(frames.shape[0], dec1.noise_len, generator=gen).to(device))
-    return S.istft(mag.reshape(2, t, -1), phs.reshape(2, t, -1), m.audio).clamp(-1, 1).cpu().numpy()
 
 
 def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
@@ -384,21 +339,36 @@ def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
     return AeResult(step, ckpt_path, metrics)
 
 
+LEVEL1_FIELDS = ("frame_dim", "enc1_widths", "dec1_widths", "dec1_window", "enc1_window")
+
+
 def _init_from(trainer: _AeTrainer, cfg: AeTrainConfig) -> None:
-    """Start a new run from another autoencoder checkpoint's weights (its optimizers and step are not taken)."""
+    """Start a new run from another autoencoder checkpoint's weights (its optimizers and step are not taken).
+
+    The same configuration takes every network. A run that trains level 2 only (steps_level1 0) may change the
+    level-2 shape (latent_dim, encoder2/decoder2 widths): then only level 1 and its critic come over."""
     try:
         other = load_checkpoint(cfg.init_from)
     except CheckpointError as exc:
         raise TrainingError(f"--init-from {cfg.init_from}: {exc}") from exc
     if other.get("kind") != "autoencoder":
         raise TrainingError(f"--init-from {cfg.init_from} is a {other.get('kind')!r} checkpoint, not an autoencoder")
-    mine = cfg.model.to_dict()
-    if any(other["model"].get(k) != mine[k] for k in ("audio", "autoencoder")):
-        raise TrainingError(f"--init-from {cfg.init_from} has other widths than this run (its --ae-scale differs); "
-                            "start from a checkpoint of the same --ae-scale")
-    for name, net in trainer.nets.items():
-        net.load_state_dict(other["networks"][name])
-    logger.info("initialised the autoencoder from %s (step %d)", cfg.init_from, int(other["step"]))
+    mine, theirs = cfg.model.to_dict(), other["model"]
+    same_level1 = theirs.get("audio") == mine["audio"] and all(
+        theirs["autoencoder"].get(k) == mine["autoencoder"][k] for k in LEVEL1_FIELDS)
+    if theirs.get("autoencoder") == mine["autoencoder"] and same_level1:
+        names = list(trainer.nets)
+    elif same_level1 and cfg.steps_level1 == 0:
+        names = ["encoder1", "decoder1", "critic"]
+    else:
+        raise TrainingError(
+            f"--init-from {cfg.init_from} has other widths than this run (its --ae-scale or --latent-dim "
+            f"differs): its autoencoder {theirs.get('autoencoder')}, this run's {mine['autoencoder']}. Start from a "
+            "checkpoint of the same --ae-scale; only a level-2-only run (--steps-level1 0) may change level 2")
+    for name in names:
+        if name in other["networks"]:
+            trainer.nets[name].load_state_dict(other["networks"][name])
+    logger.info("initialised %s from %s (step %d)", ", ".join(names), cfg.init_from, int(other["step"]))
 
 
 def mean_metric(rows: list[dict[str, float]], name: str, first: bool, n: int = 5) -> float:

@@ -55,8 +55,8 @@ def _weights(windows: int, win: int, edge: int, weight: float) -> torch.Tensor:
 
 def run_seams(cfg: SeamTrainConfig) -> dict[str, float]:
     """Fine-tune decoder2 of ``run_dir/ae/checkpoint.pt`` for `cfg.steps` steps; returns the final losses."""
+    from training.audio_crops import AudioCrops
     from training.encode import load_autoencoder
-    from training.loop_ae import AudioCrops
 
     if not (0 <= cfg.onset_weight < float("inf")):
         raise TrainingError(f"seams: --onset-weight must be a finite number >= 0, got {cfg.onset_weight}")

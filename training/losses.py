@@ -31,6 +31,10 @@ LOSSES: dict[str, Term] = {
     "ae1/magnitude": Term(1.0, "L1 between decoder1's normalised dB magnitude and the input spectrogram"),
     "ae1/stft": Term(1.0, "multi-resolution STFT loss (spectral convergence + log-magnitude L1) of the "
                           "decoded waveform against the input audio"),
+    "ae1/stft_long": Term(0.0, "multi-resolution STFT loss at long windows (8192/1024, 4096/512) of the decoded "
+                               "waveform: resolves partials 5-11 Hz apart, so a phase that repeats every few frames "
+                               "(spectral lines at multiples of the frame rate) and smeared pitch cost what they do to "
+                               "the sound"),
     "ae1/consistency": Term(1.0, "log-magnitude L1 between the re-analysed decoded waveform and the predicted "
                                  "magnitude (phase/waveform consistency)"),
     "ae1/adversarial": Term(0.1, "hinge generator term against the multi-resolution spectrogram discriminator"),
@@ -38,6 +42,8 @@ LOSSES: dict[str, Term] = {
     "ae2/frames": Term(1.0, "L1 between decoder2's level-1 vectors and encoder1's"),
     "ae2/magnitude": Term(1.0, "L1 of the magnitude decoded through the frozen decoder1 against the input"),
     "ae2/stft": Term(0.5, "multi-resolution STFT loss of the waveform decoded through both decoders"),
+    "ae2/stft_long": Term(0.0, "long-window multi-resolution STFT loss (as ae1/stft_long) of the waveform decoded "
+                               "through both decoders"),
     "ae2/onsets": Term(0.0, "onset-envelope error (mel-band spectral flux, relative) of the magnitude decoded "
                             "through the frozen decoder1: keeps attacks such as kicks sharp"),
     "gan/generator": Term(1.0, "hinge generator loss -mean D(G(z))"),
@@ -67,6 +73,7 @@ METRICS: dict[str, str] = {
 }
 
 STFT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((2048, 512), (1024, 256), (512, 128), (256, 64))
+LONG_RESOLUTIONS: tuple[tuple[int, int], ...] = ((8192, 1024), (4096, 512))
 
 
 def default_weights(prefix: str) -> dict[str, float]:

@@ -75,8 +75,15 @@ def test_a_run_can_start_from_another_runs_autoencoder_and_train_level_2_only(da
         assert torch.equal(v, after["networks"]["encoder1"][k])  # level 1 came over and stayed frozen
     assert any(not torch.equal(v, after["networks"]["encoder2"][k]) for k, v in start["networks"]["encoder2"].items())
     other = dataclasses.replace(tiny_model(), autoencoder=dataclasses.replace(tiny_model().autoencoder, latent_dim=8))
-    with pytest.raises(TrainingError, match="other widths"):
+    with pytest.raises(TrainingError, match="other widths.*latent_dim"):
         run_autoencoder(config(data, tmp_path / "c", model=other, init_from=str(first.checkpoint)))
+    # a level-2-only run may change the level-2 compression: level 1 comes over, level 2 starts fresh
+    third = run_autoencoder(config(data, tmp_path / "e", model=other, steps_level1=0, steps_level2=2,
+                                   init_from=str(first.checkpoint)))
+    changed = load_checkpoint(third.checkpoint)
+    for k, v in start["networks"]["decoder1"].items():
+        assert torch.equal(v, changed["networks"]["decoder1"][k])
+    assert changed["model"]["autoencoder"]["latent_dim"] == 8
     with pytest.raises(TrainingError, match="--init-from .*no checkpoint"):
         run_autoencoder(config(data, tmp_path / "d", init_from=str(tmp_path / "missing.pt")))
 

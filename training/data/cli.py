@@ -1,4 +1,4 @@
-"""``musika prepare techno|piano|folder``: argparse registration and handlers.
+"""``musika prepare techno|piano|classical|folder``: argparse registration and handlers.
 
 ``add_parser(subparsers)`` registers the ``prepare`` verb on the main ``musika`` parser; every leaf parser sets
 ``func``, a callable taking the parsed Namespace and returning an exit code (0 done, 1 bad input). Library
@@ -65,6 +65,24 @@ def run_piano(ns: argparse.Namespace) -> int:
     )
 
 
+def run_classical(ns: argparse.Namespace) -> int:
+    from training.data.classical import prepare_classical
+
+    return _run(
+        "classical",
+        lambda: prepare_classical(
+            ns.hours,
+            ns.seed,
+            ns.out,
+            chunk_seconds=ns.chunk_seconds,
+            workers=ns.workers,
+            soundfont=ns.soundfont,
+            max_work_seconds=ns.max_work_seconds,
+            progress=_progress(ns),
+        ),
+    )
+
+
 def run_folder(ns: argparse.Namespace) -> int:
     from training.data.folder import prepare_folder
 
@@ -102,15 +120,15 @@ def _common(p: argparse.ArgumentParser, seeded: bool) -> None:
 
 
 def add_parser(subparsers: Any) -> None:
-    """Register ``prepare`` with ``techno``, ``piano`` and ``folder`` on an argparse subparsers object."""
+    """Register ``prepare`` (techno, piano, classical, folder) on an argparse subparsers object."""
     prep = subparsers.add_parser(
         "prepare",
-        help="build a training dataset (synthetic techno, rendered piano, or your audio folder)",
+        help="build a training dataset (synthetic techno, rendered piano or classical, or your audio folder)",
         description="Build a training dataset: 44.1 kHz stereo chunks, labels, train/held-out split, DATASET.md. "
         "Re-running with the same arguments reuses the work already done.",
         formatter_class=_FMT,
     )
-    sub = prep.add_subparsers(dest="source", required=True, metavar="{techno,piano,folder}")
+    sub = prep.add_subparsers(dest="source", required=True, metavar="{techno,piano,classical,folder}")
 
     p = sub.add_parser(
         "techno",
@@ -135,6 +153,21 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--generated-fraction", type=float, default=0.2, help="share of generated figuration (0..1)")
     p.add_argument("--max-work-seconds", type=_positive, default=180.0, help="longest excerpt taken from one work")
     p.set_defaults(func=run_piano)
+
+    p = sub.add_parser(
+        "classical",
+        help="chamber and orchestral music rendered from the music21 corpus, labelled with note density",
+        description="Render polyphonic works from the music21 corpus with each part on its own instrument "
+        "(string quartet, string orchestra, wind quintet, chamber orchestra, strings and organ) with FluidSynth "
+        "and a light room reverb; label: MIDI note density per latent step.",
+        formatter_class=_FMT,
+    )
+    _common(p, seeded=True)
+    p.add_argument(
+        "--soundfont", type=Path, default=None, help="GM .sf2 file (None: FluidR3_GM if installed, else TimGM6mb)"
+    )
+    p.add_argument("--max-work-seconds", type=_positive, default=180.0, help="longest excerpt taken from one work")
+    p.set_defaults(func=run_classical)
 
     p = sub.add_parser(
         "folder",

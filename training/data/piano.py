@@ -4,127 +4,37 @@ Works come from the music21 corpus (Bach, Palestrina, Monteverdi, Beethoven, Moz
 taken round-robin over its collections in an order fixed by the seed, interleaved with generated figuration
 (``generated_fraction``) that spans sparse to dense playing; when the corpus runs out, only generated material
 follows. Each work is merged onto one piano (GM program 0), tempo-scaled, given velocity variation, rendered by
-FluidSynth (its own reverb/chorus off), given a light room reverb with pedalboard and peak-normalised.
-
-Label: curve ``density``, onsets per second from the MIDI (notes starting within 30 ms count as one onset,
-as a chord is heard as one), Gaussian-smoothed, per latent step (44100/4096 Hz); scalar ``onset_rate`` per chunk.
-dataset.json ``stats["density"]`` holds the statistics for normalisation. Works that fail to parse or render
-are skipped and listed with the reason.
+FluidSynth (its own reverb/chorus off), given a light room reverb with pedalboard and peak-normalised. The
+pipeline, labels and caching are training.data.scores'.
 """
 
 from __future__ import annotations
 
-import logging
-import shutil
-import subprocess
-import time
-from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 
-from training.analysis import density_curve_from_onsets
-from training.data.chunking import RunCache, assign_splits, chunk_spans, drop_stale, steps_for
-from training.data.dataset import SAMPLE_RATE, DatasetError, DatasetWriter
-from training.data.report import dataset_stats, finish_dataset
+from training.data.scores import (
+    LICENCES,
+    Note,
+    RenderedSource,
+    WorkError,
+    WorkSpec,
+    check_soundfont,
+    corpus_works,
+    onsets_from_notes,
+    prepare_rendered,
+    render_parts,
+    score_parts,
+    shape_notes,
+)
 
-logger = logging.getLogger(__name__)
-
-SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2")
-SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn", ".abc", ".mid", ".midi")
-SKIP_COLLECTIONS = ("demos", "theoryExercises", "leadSheet")
-CHORD_WINDOW_S = 0.03
-MAX_CONSECUTIVE_FAILURES = 25
-LABEL_SPECS = {
-    "density": {
-        "kind": "curve",
-        "unit": "onsets/s",
-        "description": "note onsets per second from the MIDI (notes "
-        "within 30 ms count once), Gaussian-smoothed, per latent step (44100/4096 Hz)",
-    },
-    "onset_rate": {"kind": "scalar", "unit": "onsets/s", "description": "MIDI onsets per second in the chunk"},
-}
-LICENCES = {
-    "corpus": "music21 corpus works: freely distributable scores shipped with music21 (BSD-3 toolkit; works public "
-    "domain, encodings licensed to or freely licensed for music21, see music21.org/music21docs/about)",
-    "generated": "generated figuration: made by this program, no third-party rights",
-    "FluidR3_GM.sf2": "FluidR3_GM soundfont (Frank Wen): MIT licence",
-    "TimGM6mb.sf2": "TimGM6mb soundfont (Tim Brechbill): GPL-2.0",
-}
+__all__ = ["generated_notes", "onsets_from_notes", "prepare_piano", "render_work"]
 
 
-class WorkError(DatasetError):
-    """One work could not be parsed or rendered; the run skips it and lists the reason."""
-
-
-@dataclass(frozen=True)
-class WorkSpec:
-    """Everything needed to render one work, fixed by (seed, index): picklable for worker processes."""
-
-    index: int
-    source: str  # "bach/bwv347.mxl", a file path, or "generated/00007"
-    path: str | None  # score file; None for generated material
-    seed: int
-    tempo_scale: float
-    velocity_scale: float
-    velocity_jitter: float
-    room_size: float
-    wet_level: float
-
-
-def corpus_works(seed: int) -> list[tuple[str, str]]:
-    """(source name, path) of music21 corpus works, round-robin over collections in a seed-fixed order."""
-    from music21 import corpus
-
-    groups: dict[str, list[Path]] = {}
-    for p in corpus.getPaths():
-        parts = p.parts[p.parts.index("corpus") + 1 :]
-        if p.suffix.lower() not in SCORE_SUFFIXES or parts[0] in SKIP_COLLECTIONS:
-            continue
-        groups.setdefault(parts[0], []).append(p)
-    rng = np.random.default_rng([seed, 1])
-    names = sorted(groups)
-    rng.shuffle(names)
-    queues = []
-    for name in names:
-        paths = sorted(groups[name])
-        rng.shuffle(paths)
-        queues.append(deque(paths))
-    out = []
-    while any(queues):
-        for q in queues:
-            if q:
-                p = q.popleft()
-                out.append(("/".join(p.parts[p.parts.index("corpus") + 1 :]), str(p)))
-    return out
-
-
-def work_specs(seed: int, works: Sequence[tuple[str, str]], generated_fraction: float) -> Iterator[WorkSpec]:
-    """Endless stream of specs: ``works`` interleaved with generated pieces, then generated pieces only."""
-    if not 0.0 <= generated_fraction <= 1.0:
-        raise DatasetError(f"generated_fraction must be within 0..1, got {generated_fraction}")
-    it = iter(works)
-    index = 0
-    while True:
-        is_gen = int((index + 1) * generated_fraction) > int(index * generated_fraction)
-        item = None if is_gen else next(it, None)
-        rng = np.random.default_rng([seed, 2, index])
-        source, path = item if item is not None else (f"generated/{index:05d}", None)
-        yield WorkSpec(
-            index=index, source=source, path=path, seed=seed,
-            tempo_scale=1.0 if path is None else float(rng.uniform(0.8, 1.3)),
-            velocity_scale=float(rng.uniform(0.65, 1.1)), velocity_jitter=float(rng.uniform(3.0, 10.0)),
-            room_size=float(rng.uniform(0.12, 0.35)), wet_level=float(rng.uniform(0.06, 0.16)),
-        )  # fmt: skip
-        index += 1
-
-
-def generated_notes(rng: np.random.Generator, seconds: float) -> list[tuple[float, float, int, int]]:
+def generated_notes(rng: np.random.Generator, seconds: float) -> list[Note]:
     """Random piano figuration, (start_s, end_s, pitch, velocity) per note, whose density changes by phrase.
 
     Each 2-bar phrase picks a subdivision (0.5..4 notes per beat) and a rest probability, so a piece spans
@@ -135,7 +45,7 @@ def generated_notes(rng: np.random.Generator, seconds: float) -> list[tuple[floa
     tonic = 48 + int(rng.integers(0, 12))
     scale = np.array([0, 2, 4, 5, 7, 9, 11] if rng.random() < 0.6 else [0, 2, 3, 5, 7, 8, 10])
     degree = 14
-    notes: list[tuple[float, float, int, int]] = []
+    notes: list[Note] = []
     t_bar = 0.1
     while t_bar < seconds:
         sub = float(rng.choice([0.5, 1, 2, 3, 4]))
@@ -157,117 +67,18 @@ def generated_notes(rng: np.random.Generator, seconds: float) -> list[tuple[floa
     return [n for n in notes if n[0] < seconds]
 
 
-def _score_notes(path: str) -> list[tuple[float, float, int, int]]:
-    """Notes of a score or MIDI file via music21 -> MIDI -> pretty_midi; raises WorkError if it fails."""
-    import tempfile
-
-    import pretty_midi
-
-    try:
-        if path.lower().endswith((".mid", ".midi")):
-            pm = pretty_midi.PrettyMIDI(path)
-        else:
-            from music21 import converter
-
-            score = converter.parse(path, forceSource=True)
-            if hasattr(score, "scores"):  # an Opus: take its first score
-                score = score.scores[0]
-            with tempfile.TemporaryDirectory() as tmp:
-                fp = score.write("midi", fp=str(Path(tmp) / "w.mid"))
-                pm = pretty_midi.PrettyMIDI(str(fp))
-    except Exception as exc:  # music21 raises many exception types on scores it cannot expand or convert
-        raise WorkError(f"could not parse/convert ({type(exc).__name__}: {exc})") from exc
-    return [(n.start, n.end, n.pitch, n.velocity) for i in pm.instruments if not i.is_drum for n in i.notes]
-
-
-def onsets_from_notes(starts: np.ndarray, window_s: float = CHORD_WINDOW_S) -> np.ndarray:
-    """Sorted distinct onset times (s): a note within ``window_s`` of the previous onset joins it (a chord)."""
-    out: list[float] = []
-    for t in np.sort(np.asarray(starts, dtype=float)):
-        if not out or t - out[-1] > window_s:
-            out.append(float(t))
-    return np.asarray(out)
-
-
 def render_work(spec: WorkSpec, soundfont: str, max_seconds: float, tmp_dir: str) -> tuple[np.ndarray, np.ndarray]:
-    """Render one work: (audio float32 (2, samples) at 44.1 kHz, MIDI onset times in s). Raises WorkError."""
-    import pedalboard
-    import pretty_midi
-
+    """Render one work on one piano: (audio float32 (2, samples) at 44.1 kHz, MIDI onset times in s). Raises
+    WorkError."""
     rng = np.random.default_rng([spec.seed, 3, spec.index])
     if spec.path is None:
         notes = generated_notes(rng, float(rng.uniform(0.5, 1.0) * max_seconds))
     else:
-        notes = _score_notes(spec.path)
+        notes = [n for part in score_parts(spec.path) for n in part]
     if not notes:
         raise WorkError("no notes")
-    arr = np.array(notes, dtype=np.float64)
-    arr[:, :2] = (arr[:, :2] - arr[:, 0].min()) / spec.tempo_scale + 0.1
-    arr = arr[arr[:, 0] < max_seconds]
-    arr[:, 1] = np.minimum(np.maximum(arr[:, 1], arr[:, 0] + 0.03), max_seconds + 1.0)
-    phrase = 1.0 + 0.15 * np.sin(2 * np.pi * arr[:, 0] / rng.uniform(8, 20) + rng.uniform(0, 2 * np.pi))
-    vel = arr[:, 3] * spec.velocity_scale * phrase + rng.normal(0, spec.velocity_jitter, len(arr))
-    arr[:, 3] = np.clip(np.round(vel), 15, 127)
-    arr = arr[np.lexsort((arr[:, 2], arr[:, 0]))]
-    last_on: dict[int, int] = {}  # one channel: cut a note off where the same pitch strikes again
-    for i, (start, _, pitch, _) in enumerate(arr):
-        j = last_on.get(int(pitch))
-        if j is not None and arr[j, 1] > start:
-            arr[j, 1] = max(arr[j, 0] + 0.01, start - 0.005)
-        last_on[int(pitch)] = i
-    pm = pretty_midi.PrettyMIDI()
-    piano = pretty_midi.Instrument(program=0, name="piano")
-    piano.notes = [pretty_midi.Note(int(v), int(p), float(s), float(e)) for s, e, p, v in arr]
-    pm.instruments.append(piano)
-    mid, wav = Path(tmp_dir) / f"w{spec.index}.mid", Path(tmp_dir) / f"w{spec.index}.wav"
-    pm.write(str(mid))
-    cmd = ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(SAMPLE_RATE), "-F", str(wav),
-           "-T", "wav", soundfont, str(mid)]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0 or not wav.exists():
-            raise WorkError(f"fluidsynth failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
-        data, sr = sf.read(wav, dtype="float32", always_2d=True)
-    finally:
-        mid.unlink(missing_ok=True)
-        wav.unlink(missing_ok=True)
-    audio = np.ascontiguousarray(data.T)
-    if audio.shape[0] == 1:
-        audio = np.repeat(audio, 2, axis=0)
-    end = min(audio.shape[1], int((arr[:, 1].max() + 1.5) * SAMPLE_RATE))
-    reverb = pedalboard.Reverb(room_size=spec.room_size, damping=0.5, wet_level=spec.wet_level, dry_level=0.9)
-    audio = reverb(audio[:, :end], SAMPLE_RATE)
-    peak = float(np.max(np.abs(audio)))
-    if peak < 1e-4:
-        raise WorkError("rendered silence")
-    return (audio * (0.89 / peak)).astype(np.float32), onsets_from_notes(arr[:, 0])
-
-
-def _default_soundfont() -> str:
-    for sf2 in SOUNDFONTS:
-        if Path(sf2).exists():
-            return sf2
-    import pretty_midi
-
-    return str(Path(pretty_midi.__file__).parent / "TimGM6mb.sf2")
-
-
-def _needed(entry: dict[str, Any], remaining_s: float) -> list[str]:
-    """The leading chunks of a cached work that fill ``remaining_s`` seconds."""
-    ids = []
-    for cid, s in zip(entry["chunks"], entry["seconds"], strict=True):
-        if remaining_s <= 0:
-            break
-        ids.append(cid)
-        remaining_s -= s
-    return ids
-
-
-def _render_safe(spec: WorkSpec, soundfont: str, max_seconds: float, tmp_dir: str) -> Any:
-    try:
-        return render_work(spec, soundfont, max_seconds, tmp_dir)
-    except WorkError as exc:
-        return exc
+    arr = shape_notes(notes, spec, rng, min(n[0] for n in notes), max_seconds)
+    return render_parts([(0, arr)], spec, soundfont, tmp_dir), onsets_from_notes(arr[:, 0])
 
 
 def prepare_piano(
@@ -288,132 +99,21 @@ def prepare_piano(
     works: score/MIDI files to use instead of the music21 corpus (in the given order). soundfont: a GM .sf2
     (default FluidR3_GM, else TimGM6mb). Deterministic for (seed, arguments); a re-run reuses rendered works.
     """
-    from tqdm import tqdm
-
-    started = time.monotonic()
-    out = Path(out)
-    if not hours > 0:
-        raise DatasetError(f"hours must be > 0, got {hours}; e.g. --hours 1")
-    if not 0.0 <= generated_fraction <= 1.0:
-        raise DatasetError(f"generated_fraction must be within 0..1, got {generated_fraction}")
-    if shutil.which("fluidsynth") is None:
-        raise DatasetError("fluidsynth is not installed; install it (apt install fluidsynth) and run again")
-    sf2 = str(soundfont or _default_soundfont())
-    if not Path(sf2).is_file():
-        raise DatasetError(f"soundfont {sf2} does not exist; pass a GM .sf2 file (e.g. {SOUNDFONTS[0]})")
-    with open(sf2, "rb") as fh:
-        head = fh.read(12)
-    if head[:4] != b"RIFF" or head[8:12] != b"sfbk":  # fluidsynth would silently fall back to its default font
-        raise DatasetError(f"soundfont {sf2} is not a SoundFont file (no RIFF/sfbk header); pass a GM .sf2 file")
+    sf2 = check_soundfont(soundfont)
     if works is None:
         pool = corpus_works(seed)
-        sources = ["music21 corpus (round-robin over its collections)", "generated figuration"]
+        sources = ("music21 corpus (round-robin over its collections)", "generated figuration")
     else:
         pool = [(Path(w).name, str(w)) for w in works]
-        sources = [f"{len(pool)} score files given by the caller", "generated figuration"]
-    lic = [LICENCES["corpus" if works is None else "generated"], LICENCES["generated"],
-           LICENCES.get(Path(sf2).name, f"soundfont {Path(sf2).name}: see its licence")]  # fmt: skip
-    writer = DatasetWriter(out, kind="piano", seed=seed, meta={
-        "description": f"Solo piano rendered with FluidSynth ({Path(sf2).name}, program 0, stereo) from scores, "
-                       "with tempo scaling (0.8-1.3x), velocity variation and a light pedalboard room reverb.",
-        "labels": LABEL_SPECS, "sources": sources, "licences": list(dict.fromkeys(lic)),
-    })  # fmt: skip
-    cache = RunCache(out)
-    chunk_steps, min_steps = steps_for(chunk_seconds), steps_for(min(5.0, chunk_seconds))
-    settings = {"soundfont": Path(sf2).name, "chunk_steps": chunk_steps, "max_work_seconds": max_work_seconds,
-                "smooth_s": smooth_s, "generated_fraction": generated_fraction}  # fmt: skip
-    tmp_dir = out / ".render-tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    target = hours * 3600.0
-    total = 0.0
-    keep: set[str] = set()
-    skipped: list[tuple[str, str]] = []
-    failures = 0
-    new = reused = 0
-    specs = work_specs(seed, pool, generated_fraction)
-    executor = ProcessPoolExecutor(workers) if workers > 1 else None
-    window: deque[tuple[WorkSpec, dict[str, Any] | None, Future | None]] = deque()
-    completed = False
-    bar = tqdm(total=round(target), unit="s", desc="prepare piano", disable=None if progress is None else not progress)
-    try:
-        while total < target:
-            while len(window) < max(1, 2 * workers):
-                spec = next(specs)
-                key = {"source": spec.source, "seed": seed, **settings}
-                entry = cache.lookup(f"{spec.index:05d}", key)  # chunk files are checked when used
-                fut = None
-                if entry is None and executor is not None:
-                    fut = executor.submit(_render_safe, spec, sf2, max_work_seconds, str(tmp_dir))
-                window.append((spec, entry, fut))
-            spec, entry, fut = window.popleft()
-            name = f"{spec.index:05d}"
-            key = {"source": spec.source, "seed": seed, **settings}
-            if entry is not None and entry["status"] == "skipped":
-                skipped.append((spec.source, entry["reason"]))
-                continue
-            if entry is not None and not all(writer.has(c) for c in _needed(entry, target - total)):
-                entry = None  # some chunk this run needs is gone: render again
-            if entry is None:
-                result = fut.result() if fut is not None else _render_safe(spec, sf2, max_work_seconds, str(tmp_dir))
-                if isinstance(result, WorkError):
-                    logger.info("skipping %s: %s", spec.source, result)
-                    skipped.append((spec.source, str(result)))
-                    cache.store(name, key, status="skipped", reason=str(result))
-                    failures += 1
-                    if failures >= MAX_CONSECUTIVE_FAILURES:
-                        raise DatasetError(
-                            f"{failures} works in a row failed to render (last: {spec.source}: {result}); "
-                            "check the soundfont and `fluidsynth --version`"
-                        )
-                    continue
-                failures = 0
-                audio, onsets = result
-                spans = chunk_spans(audio.shape[1], chunk_steps, min_steps)
-                padded = np.pad(audio, ((0, 0), (0, spans[-1][1] - audio.shape[1])))
-                curve = density_curve_from_onsets(onsets, padded.shape[1] / SAMPLE_RATE, smooth_s=smooth_s)
-                ids, secs = [], []
-                for k, (a, b) in enumerate(spans):
-                    cid = f"piano-{spec.index:05d}-{k:03d}"
-                    n_on = np.sum((onsets >= a / SAMPLE_RATE) & (onsets < b / SAMPLE_RATE))
-                    writer.add(
-                        cid,
-                        padded[:, a:b],
-                        source=spec.source,
-                        curves={"density": curve[a // 4096 : b // 4096]},
-                        labels={"onset_rate": n_on / ((b - a) / SAMPLE_RATE)},
-                    )
-                    ids.append(cid)
-                    secs.append((b - a) / SAMPLE_RATE)
-                entry = {"status": "ok", "chunks": ids, "seconds": secs}
-                cache.store(name, key, **entry)
-                fresh = True
-            else:
-                fresh = False
-            for cid, s in zip(entry["chunks"], entry["seconds"], strict=True):
-                if total >= target:
-                    break
-                keep.add(cid)
-                total += s
-                new, reused = (new + 1, reused) if fresh else (new, reused + 1)
-                bar.update(round(min(total, target)) - bar.n)
-        completed = True
-    finally:
-        bar.close()
-        if not completed:  # keep the finished works for the next run
-            writer.meta["complete"] = False
-            writer.finish({})
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        cache.save()
-    drop_stale(writer, keep)
-    writer.meta["complete"] = True
-    splits = assign_splits(sorted({c.source for c in writer.chunks.values()}))
-    for c in writer.chunks.values():
-        c.split = splits[c.source]
-    stats = dataset_stats(out, writer.chunks.values(), scalars=["onset_rate"], curves=["density"])
-    n_gen = sum(1 for c in writer.chunks.values() if c.source.startswith("generated/"))
-    notes = [f"{n_gen} of {len(writer.chunks)} chunks are generated figuration", f"soundfont: {sf2}"]
+        sources = (f"{len(pool)} score files given by the caller", "generated figuration")
+    source = RenderedSource(
+        kind="piano", render=render_work, sources=sources,
+        description=f"Solo piano rendered with FluidSynth ({Path(sf2).name}, program 0, stereo) from scores, "
+                    "with tempo scaling (0.8-1.3x), velocity variation and a light pedalboard room reverb.",
+        licences=(LICENCES["corpus" if works is None else "generated"], LICENCES["generated"],
+                  LICENCES.get(Path(sf2).name, f"soundfont {Path(sf2).name}: see its licence")),
+    )  # fmt: skip
     cmd = f"musika prepare piano --hours {hours:g} --seed {seed} --out {out} --chunk-seconds {chunk_seconds:g}"
-    return finish_dataset(writer, stats=stats, started=started, new_chunks=new, reused_chunks=reused,
-                          skipped=skipped, notes=notes, command=cmd)  # fmt: skip
+    return prepare_rendered(source, pool, hours, seed, out, sf2, cmd, chunk_seconds=chunk_seconds, workers=workers,
+                            generated_fraction=generated_fraction, max_work_seconds=max_work_seconds,
+                            smooth_s=smooth_s, progress=progress)  # fmt: skip

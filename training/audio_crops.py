@@ -1,0 +1,65 @@
+"""Random mono training crops from one or several datasets (a mix of domains weighted alike).
+
+Each stereo chunk gives either channel: stereo is two mono signals through one autoencoder. With several dataset
+roots every root (domain) is drawn equally often, whatever its hours; within a root, chunks are drawn in proportion
+to their length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from training.errors import TrainingError
+
+
+class AudioCrops:
+    """Random mono crops (batch, samples) from the chunks of one split of `roots`, drawn with a numpy Generator."""
+
+    def __init__(self, roots: str | Path | Sequence[str | Path], split: str, samples: int):
+        from training.data.dataset import Dataset
+
+        roots = [roots] if isinstance(roots, str | Path) else list(roots)
+        if not roots:
+            raise TrainingError("no dataset given: pass at least one prepared dataset (musika prepare ...)")
+        self.samples = samples
+        self.items: list[tuple[Path, int, int]] = []
+        weights: list[np.ndarray] = []
+        for root in roots:
+            ds = Dataset(root)
+            items, short = [], 0
+            for chunk in sorted(ds.split(split), key=lambda c: c.id):
+                info = sf.info(str(ds.root / chunk.file))
+                if info.frames >= samples:
+                    items.append((ds.root / chunk.file, info.frames, info.channels))
+                else:
+                    short += 1
+            if not items:
+                raise TrainingError(f"dataset {root}: no {split!r} chunk has the {samples} samples "
+                                    f"({samples / 44100:.2f} s) one training crop needs ({short} shorter ones)")
+            lengths = np.array([n - samples + 1 for _, n, _ in items], np.float64)
+            weights.append(lengths / lengths.sum() / len(roots))
+            self.items += items
+        self.p = np.concatenate(weights)
+        self.p /= self.p.sum()
+
+    def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        idx = rng.choice(len(self.items), size=batch, p=self.p)
+        chans = rng.integers(0, 2, size=batch)
+        offs = rng.random(batch)
+        out = np.empty((batch, self.samples), np.float32)
+        for b in range(batch):
+            path, n, ch = self.items[idx[b]]
+            start = int(offs[b] * (n - self.samples + 1))
+            data = sf.read(str(path), start=start, stop=start + self.samples, dtype="float32", always_2d=True)[0]
+            out[b] = data[:, int(chans[b]) % ch]
+        return out
+
+    def excerpt(self, seconds: float) -> np.ndarray:
+        """The first `seconds` (at most one chunk) of the first chunk, (2, samples), for previews."""
+        path, n, _ = self.items[0]
+        data = sf.read(str(path), stop=min(n, int(seconds * 44100)), dtype="float32", always_2d=True)[0]
+        return np.ascontiguousarray(data.T if data.shape[1] == 2 else np.repeat(data.T, 2, axis=0))

@@ -1,0 +1,181 @@
+"""A shared autoencoder: one set of encoders and decoders every preset can point at, as the paper's universal ones.
+
+Layout of ``presets/_autoencoders/<name>/``::
+
+    autoencoder.json     format, name, description, licence, the audio and autoencoder configuration, the ONNX
+                         files and the training checkpoint with their sha256, the int8 note, training, metrics
+    encoder1.onnx encoder2.onnx decoder2.onnx decoder1.onnx     fp32, parity-checked against PyTorch at export
+    decoder2.int8.onnx decoder1.int8.onnx                       used only when their quality guard passed
+    checkpoint.pt        weights-only training checkpoint (float16 weights of the four networks, no optimiser or
+                         critic): `musika train gan --autoencoder` and `musika train encode` read it, and
+                         `musika train ae --init-from` continues from it
+    MODEL_CARD.md
+
+A preset exported against it (``musika export --autoencoder-dir DIR``) lists these files in its own preset.json by
+relative path with the same sha256, so loading checks them as it checks its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from generator.atomic import replace_dir
+from generator.errors import MusikaError
+from generator.model_config import ModelConfig
+from generator.preset import REPO_PRESETS, ModelFile, sha256_file
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "musika-autoencoder/1"
+MANIFEST = "autoencoder.json"
+CHECKPOINT = "checkpoint.pt"
+SHARED_ROOT = REPO_PRESETS / "_autoencoders"
+AE_NETWORKS = ("encoder1", "encoder2", "decoder2", "decoder1")
+
+
+class SharedAutoencoderError(MusikaError):
+    """A shared autoencoder directory is missing, malformed, fails its hashes, or does not fit a model."""
+
+
+def weights_only(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an autoencoder training checkpoint a user needs to train on it: the four networks' weights as
+    float16, the model configuration, the step and the training configuration (no optimisers, no critic, no RNG)."""
+    nets = {name: {k: v.to(torch.float16) if v.is_floating_point() else v
+                   for k, v in state["networks"][name].items()} for name in AE_NETWORKS}
+    return {"kind": "autoencoder", "format": 1, "weights_only": True, "step": int(state["step"]),
+            "model": state["model"], "config": state.get("config", {}), "networks": nets,
+            "metrics": dict(state.get("metrics", {})), "wall_seconds": float(state.get("wall_seconds", 0.0))}
+
+
+def latent_windows(latents: Sequence[np.ndarray], cfg: ModelConfig) -> np.ndarray:
+    """Encoded clips (steps, 2 latent_dim) -> decoder2 windows (items, dec2_window, latent_dim), channels stacked
+    (as generator_latents gives them), for int8 calibration and its quality guard."""
+    ae = cfg.autoencoder
+    out = []
+    for lat in latents:
+        n = (lat.shape[0] // ae.dec2_window) * ae.dec2_window
+        for c in range(2):
+            out.append(lat[:n, c * ae.latent_dim : (c + 1) * ae.latent_dim].reshape(-1, ae.dec2_window,
+                                                                                    ae.latent_dim))
+    return np.ascontiguousarray(np.concatenate(out).astype(np.float32))
+
+
+def export_autoencoder(checkpoint: str | Path, name: str, audio: Sequence[np.ndarray],
+                       out_root: str | Path = SHARED_ROOT, description: str = "", license: str = "unknown",
+                       training: Mapping[str, Any] | None = None, int8: str | None = "static") -> Path:
+    """Export the autoencoder of a training checkpoint into ``out_root/name`` and return that directory.
+
+    audio: a few real clips (2, samples) float32 at 44.1 kHz from the training domains; their latents calibrate
+    the int8 decoders (first half) and check them (second half). Nothing appears at the destination unless every
+    network passes its parity check; an existing directory is replaced.
+    """
+    from training.checkpoint import load_checkpoint, save_checkpoint
+    from training.encode import encode_audio, load_autoencoder
+    from training.export import export_onnx, parity_check
+    from training.export_opt import fast_network, write_int8_decoders
+
+    cfg, nets = load_autoencoder(checkpoint)
+    state = load_checkpoint(checkpoint)
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    final, tmp = out_root / name, out_root / f".{name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        files, parity, params = {}, {}, {}
+        for net_name in AE_NETWORKS:
+            path = tmp / f"{net_name}.onnx"
+            fast = fast_network(net_name, copy.deepcopy(nets[net_name]))
+            export_onnx(net_name, fast if fast is not None else nets[net_name], cfg, path)
+            parity[net_name] = parity_check(net_name, nets[net_name], path, cfg)
+            params[net_name] = sum(p.numel() for p in nets[net_name].parameters())
+            files[net_name] = {"file": path.name, "sha256": sha256_file(path)}
+        note = None
+        if int8 is not None:
+            with torch.no_grad():
+                lat = [encode_audio(nets["encoder1"], nets["encoder2"], a, cfg) for a in audio]
+            half = max(1, len(lat) // 2)
+            note = write_int8_decoders(tmp, latent_windows(lat[:half], cfg)[:64], latent_windows(lat[half:] or lat,
+                                                                                                 cfg)[:64], cfg, int8)
+        save_checkpoint(tmp / CHECKPOINT, weights_only(state))
+        manifest = {
+            "format": FORMAT, "name": name, "description": description, "license": license,
+            "architecture": {"audio": cfg.to_dict()["audio"], "autoencoder": cfg.to_dict()["autoencoder"]},
+            "models": files, "checkpoint": {"file": CHECKPOINT, "sha256": sha256_file(tmp / CHECKPOINT)},
+            "int8": note, "parameters": params, "onnx_parity_max_abs": parity,
+            "training": {"steps": int(state["step"]), **dict(training or {})}, "metrics": {},
+        }  # fmt: skip
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        read_autoencoder(tmp)  # the checks a preset export will run
+        replace_dir(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("wrote the shared autoencoder %s to %s", name, final)
+    return final
+
+
+def read_autoencoder(directory: str | Path, verify: bool = True) -> dict[str, Any]:
+    """The manifest of a shared autoencoder directory, every file checked against its sha256 (with verify)."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise SharedAutoencoderError(
+            f"{directory} is not a shared autoencoder: it has no {MANIFEST}. Restore it (git checkout -- "
+            f"{directory}) or export one with `musika autoencoder export CHECKPOINT --name NAME`")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SharedAutoencoderError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+    if data.get("format") != FORMAT:
+        raise SharedAutoencoderError(f"{path}: format {data.get('format')!r} is not supported; this version reads "
+                                     f"{FORMAT!r}. Re-export it with `musika autoencoder export`")
+    entries = {**data["models"], "checkpoint": data["checkpoint"]}
+    entries.update({f"{k}.int8": v for k, v in ((data.get("int8") or {}).get("files") or {}).items()})
+    for what, entry in entries.items():
+        file = directory / entry["file"]
+        if not file.is_file():
+            raise SharedAutoencoderError(f"shared autoencoder {directory}: {what} file {file.name} is missing; "
+                                         f"restore the folder (git checkout -- {directory}) or re-export it")
+        if verify and sha256_file(file) != entry["sha256"]:
+            raise SharedAutoencoderError(
+                f"shared autoencoder {directory}: {file.name} fails its integrity check (sha256 {sha256_file(file)}, "
+                f"{MANIFEST} expects {entry['sha256']}); restore the folder (git checkout -- {directory}) or "
+                "re-export it with `musika autoencoder export`")
+    return data
+
+
+def check_fits(data: Mapping[str, Any], cfg: ModelConfig, directory: str | Path) -> None:
+    """Refuse a model whose audio or autoencoder configuration differs from the shared autoencoder's, showing
+    both."""
+    mine = {"audio": cfg.to_dict()["audio"], "autoencoder": cfg.to_dict()["autoencoder"]}
+    theirs = data["architecture"]
+    for section in ("audio", "autoencoder"):
+        a = {k: v for k, v in theirs[section].items() if k not in ("phase", "loudness_lufs")}
+        b = {k: v for k, v in mine[section].items() if k not in ("phase", "loudness_lufs")}
+        if json.loads(json.dumps(a)) != json.loads(json.dumps(b)):
+            raise SharedAutoencoderError(
+                f"the model's {section} configuration does not match the shared autoencoder {directory}: "
+                f"autoencoder {a}; model {b}. Encode the latents and train the GAN with this autoencoder "
+                f"(musika train encode --autoencoder {Path(directory) / CHECKPOINT})")
+
+
+def shared_models(data: Mapping[str, Any], ae_dir: str | Path, preset_dir: str | Path) -> tuple[
+        dict[str, ModelFile], dict[str, Any] | None]:
+    """The preset.json model entries for the shared networks (paths relative to ``preset_dir``, where the preset
+    will live) and the int8 note with its files re-pointed the same way."""
+    rel = Path(os.path.relpath(Path(ae_dir).resolve(), Path(preset_dir).resolve()))
+    models = {k: ModelFile(file=str(rel / v["file"]), sha256=v["sha256"]) for k, v in data["models"].items()}
+    note = copy.deepcopy(data.get("int8"))
+    if note:
+        note["files"] = {k: {"file": str(rel / v["file"]), "sha256": v["sha256"]} for k, v in note["files"].items()}
+    return models, note

@@ -96,6 +96,9 @@ def _export_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--description", default="")
     p.add_argument("--license", default="unknown")
     p.add_argument("--no-encoders", action="store_true", help="ship only generator, decoder2, decoder1")
+    p.add_argument("--autoencoder-dir", default=None, metavar="DIR",
+                   help="a shared autoencoder (presets/_autoencoders/NAME): the preset ships only its generator and "
+                        "points at DIR's encoders and decoders (default --autoencoder: DIR/checkpoint.pt)")
     p.add_argument("--guidance", type=float, default=1.0,
                    help="default conditioning guidance g: latents = u + g (c - u) from the conditioned (c) and "
                         "unconditioned (u) generator; > 1 makes the conditioning act more strongly")
@@ -292,11 +295,12 @@ def _cmd_export(a: argparse.Namespace) -> int:
     from training.errors import TrainingError
     from training.finalize import export_run
 
-    ae = a.autoencoder or (Path(a.run) / "ae" / "checkpoint.pt" if a.run else None)
+    ae = a.autoencoder or (Path(a.autoencoder_dir) / "checkpoint.pt" if a.autoencoder_dir else None)
+    ae = ae or (Path(a.run) / "ae" / "checkpoint.pt" if a.run else None)
     gan = a.gan or (Path(a.run) / "gan" / "checkpoint.pt" if a.run else None)
     if ae is None or gan is None:
         raise TrainingError("musika export needs --run RUN, or both --autoencoder and --gan checkpoints")
     path = export_run(ae, gan, a.out, a.name, a.description, a.license, encoders=not a.no_encoders,
-                      guidance=a.guidance, truncation=a.truncation, phase=a.phase)
+                      guidance=a.guidance, truncation=a.truncation, phase=a.phase, autoencoder_dir=a.autoencoder_dir)
     print(f"preset written to {path}")
     return 0

@@ -69,8 +69,12 @@ def export_run(
     guidance: float = 1.0,
     truncation: float | None = None,
     phase: str = "decoder",
+    autoencoder_dir: str | Path | None = None,
 ) -> Path:
     """Export the checkpoints into ``out_dir/name`` and return the preset directory.
+
+    autoencoder_dir: a shared autoencoder folder (its checkpoint.pt is ``autoencoder``): the preset ships only
+    its generator and points at the shared encoders and decoders.
 
     int8 "static" (default) also ships int8 decoders, used by the engine only when their quality guard passed.
     guidance: the preset's default conditioning guidance (see generator.engine.Engine). truncation: the preset's
@@ -97,8 +101,11 @@ def export_run(
         defaults["default_truncation"] = float(truncation)
     model = dataclasses.replace(model, gan=dataclasses.replace(model.gan, **defaults))
     ae_model, nets = load_autoencoder(autoencoder)
-    if ae_model.autoencoder != model.autoencoder or ae_model.audio != model.audio:
-        raise CheckpointError(f"{gan} was trained on latents of a different autoencoder than {autoencoder}; "
+    if ae_model.autoencoder != model.autoencoder or dataclasses.replace(ae_model.audio, phase=model.audio.phase,
+                                                                        loudness_lufs=None) != dataclasses.replace(
+            model.audio, loudness_lufs=None):
+        raise CheckpointError(f"{gan} was trained on latents of a different autoencoder than {autoencoder} "
+                              f"(the GAN's: {model.autoencoder}; the autoencoder's: {ae_model.autoencoder}); "
                               "export the GAN with the autoencoder its latent cache was encoded with")
     if phase not in PHASES:
         raise CheckpointError(f"--phase {phase!r} is invalid; use one of {', '.join(PHASES)}")
@@ -123,7 +130,7 @@ def export_run(
     metrics = {k: float(v) for k, v in {**ae_state.get("metrics", {}), **gan_state.get("metrics", {})}.items()}
     directory = export_preset(networks, model, out_dir, name, description or f"Musika preset {name}",
                               conditioning=conds, training=training, metrics={"training_losses": metrics},
-                              license=license, int8=int8)
+                              license=license, int8=int8, autoencoder_dir=autoencoder_dir)
     audio = generate_audio(gen, nets["decoder2"], nets["decoder1"], model, conds, seed=1, windows=1)
     label = ", ".join(f"{c.name} {c.default:g} {c.unit}" for c in conds) or "unconditioned"
     spectrogram_png(directory / SPECTROGRAM_FILE, [(f"{name}: generated excerpt ({label}), seed 1", audio)])

@@ -199,6 +199,17 @@ class _GanTrainer:
         spectrogram_png(base.with_suffix(".png"), [(f"EMA generator, {label}", audio)], title=f"step {step}")
 
 
+def _check_autoencoder_fits(path: str, model: ModelConfig, latents: str) -> None:
+    """Refuse an --autoencoder whose configuration is not the one the latent cache was encoded with (both shown)."""
+    ae = ModelConfig.from_dict(load_checkpoint(path)["model"]).autoencoder
+    if ae != model.autoencoder:
+        theirs, mine = dataclasses.asdict(ae), dataclasses.asdict(model.autoencoder)
+        raise TrainingError(f"--autoencoder {path} does not match the latents in {latents}: the autoencoder is "
+                            f"{theirs}; the latents were encoded with {mine}. Pass the autoencoder the cache was "
+                            f"encoded with, or encode the data again with this one (musika train encode --autoencoder "
+                            f"{path})")
+
+
 def _beat_onset_term(cfg: GanTrainConfig, model: ModelConfig, conds: tuple[Condition, ...], device: torch.device):
     from training.beat_onsets import BeatOnsetTerm
     from training.encode import encoded_with, load_autoencoder
@@ -265,6 +276,8 @@ def run_gan(cfg: GanTrainConfig, resume: bool = False,
     n_s = sum(c.kind == "scalar" for c in conds)
     n_k = sum(c.channels for c in conds if c.kind != "scalar")
     model = dataclasses.replace(cache.model, gan=cfg.gan).with_conditioning(n_s, n_k)
+    if cfg.autoencoder:
+        _check_autoencoder_fits(cfg.autoencoder, model, cfg.latents)
     # conditions (and their ranges) come from the whole cache, so a filtered run stays compatible with the rest
     crops = LatentCrops(select_entries(entries, cfg.min_labels), model.gan.window_len, conds, model,
                         balance=cfg.balance or None)

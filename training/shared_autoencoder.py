@@ -160,9 +160,9 @@ def check_fits(data: Mapping[str, Any], cfg: ModelConfig, directory: str | Path)
     mine = {"audio": cfg.to_dict()["audio"], "autoencoder": cfg.to_dict()["autoencoder"]}
     theirs = data["architecture"]
     for section in ("audio", "autoencoder"):
-        a = {k: v for k, v in theirs[section].items() if k not in ("phase", "loudness_lufs")}
-        b = {k: v for k, v in mine[section].items() if k not in ("phase", "loudness_lufs")}
-        if json.loads(json.dumps(a)) != json.loads(json.dumps(b)):
+        a = json.loads(json.dumps({k: v for k, v in theirs[section].items() if k not in ("phase", "loudness_lufs")}))
+        b = json.loads(json.dumps({k: v for k, v in mine[section].items() if k not in ("phase", "loudness_lufs")}))
+        if a != b:
             raise SharedAutoencoderError(
                 f"the model's {section} configuration does not match the shared autoencoder {directory}: "
                 f"autoencoder {a}; model {b}. Encode the latents and train the GAN with this autoencoder "

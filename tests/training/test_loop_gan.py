@@ -3,6 +3,8 @@ the last good checkpoint intact, conditioning and coordinates follow the contrac
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from generator.engine import Engine
 from generator.model_config import GanConfig
 from generator.preset import load_preset
 from tests.training.tiny_dataset import make_tiny_dataset, tiny_model
-from training.checkpoint import load_checkpoint
+from training.checkpoint import load_checkpoint, save_checkpoint
 from training.encode import LatentCache, encode_dataset
 from training.errors import CheckpointError, NonFiniteLossError, TrainingError
 from training.finalize import export_run
@@ -303,5 +305,12 @@ def test_beat_onset_term_trains_and_says_what_it_needs(cache, tmp_path):
                        **{**beat, "conditions": ("tempo",)}))
     with pytest.raises(TrainingError, match="was not encoded with the encoders of --autoencoder"):
         run_gan(config(trained, tmp_path / "other-ae", steps=1, autoencoder=str(cache[0]), **beat))
+    other = tmp_path / "narrow-ae.pt"
+    narrow = dataclasses.replace(tiny_model(), autoencoder=dataclasses.replace(tiny_model().autoencoder, latent_dim=8))
+    save_checkpoint(other, {**load_checkpoint(ae.checkpoint), "model": narrow.to_dict()})
+    with pytest.raises(TrainingError, match="does not match the latents .*'latent_dim': 8.*encoded with .*'latent_dim'"
+                                            ": 64"):
+        run_gan(config(trained, tmp_path / "misfit", steps=1, autoencoder=str(other)))
+    assert not (tmp_path / "misfit" / "gan" / "checkpoint.pt").exists()
     with pytest.raises(TrainingError, match="show no beat .* is that autoencoder trained"):
         run_gan(config(cache, tmp_path / "untrained", steps=1, autoencoder=str(cache[0]), **beat))

@@ -15,6 +15,9 @@ import soundfile as sf
 
 from training.errors import TrainingError
 
+SILENT_PEAK = 1e-3  # -60 dBFS: a crop this quiet is drawn again (its spectral convergence has no scale)
+REDRAWS = 8
+
 
 class AudioCrops:
     """Random mono crops (batch, samples) from the chunks of one split of `roots`, drawn with a numpy Generator."""
@@ -47,16 +50,26 @@ class AudioCrops:
         self.p /= self.p.sum()
 
     def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        """(batch, samples) float32; a crop whose peak is under -60 dBFS is drawn again (up to 8 times), so
+        silences between tracks or movements do not reach the waveform losses."""
         idx = rng.choice(len(self.items), size=batch, p=self.p)
         chans = rng.integers(0, 2, size=batch)
         offs = rng.random(batch)
         out = np.empty((batch, self.samples), np.float32)
         for b in range(batch):
-            path, n, ch = self.items[idx[b]]
-            start = int(offs[b] * (n - self.samples + 1))
-            data = sf.read(str(path), start=start, stop=start + self.samples, dtype="float32", always_2d=True)[0]
-            out[b] = data[:, int(chans[b]) % ch]
+            out[b] = self._read(int(idx[b]), int(chans[b]), float(offs[b]))
+            for _ in range(REDRAWS):
+                if np.abs(out[b]).max() >= SILENT_PEAK:
+                    break
+                out[b] = self._read(int(rng.choice(len(self.items), p=self.p)), int(rng.integers(0, 2)),
+                                    float(rng.random()))
         return out
+
+    def _read(self, item: int, channel: int, offset: float) -> np.ndarray:
+        path, n, ch = self.items[item]
+        start = int(offset * (n - self.samples + 1))
+        data = sf.read(str(path), start=start, stop=start + self.samples, dtype="float32", always_2d=True)[0]
+        return data[:, channel % ch]
 
     def excerpt(self, seconds: float) -> np.ndarray:
         """The first `seconds` (at most one chunk) of the first chunk, (2, samples), for previews."""

@@ -24,6 +24,19 @@ def test_each_dataset_of_a_mix_is_drawn_alike(tmp_path: Path) -> None:
     assert batch.shape == (5, 4096) and np.isfinite(batch).all() and np.abs(batch).max() > 0
 
 
+def test_silent_crops_are_drawn_again(tmp_path: Path) -> None:
+    from training.data.dataset import DatasetWriter
+
+    writer = DatasetWriter(tmp_path / "gaps", kind="gaps")
+    writer.add("silence", np.zeros((2, 44100), np.float32), source="a", split="train")
+    writer.add("music", 0.5 * np.ones((2, 44100), np.float32), source="b", split="train")
+    writer.finish()
+    crops = AudioCrops(tmp_path / "gaps", "train", 4096)
+    assert len(crops.items) == 2
+    batch = crops.sample(np.random.default_rng(1), 64)
+    assert (np.abs(batch).max(axis=1) > 0.1).all()  # every crop comes from the music
+
+
 def test_a_dataset_too_short_for_one_crop_is_named(tmp_path: Path) -> None:
     small = make_tiny_dataset(tmp_path / "small", seconds=1.0, chunks=1)
     with pytest.raises(TrainingError, match=f"dataset {small}: no 'train' chunk has the 88200 samples"):

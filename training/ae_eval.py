@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,18 +77,51 @@ def summarise(rows: Sequence[Mapping[str, float]], originals: Sequence[np.ndarra
             "classifier_auc": classifier_auc(feats_r, feats_o), "clips": len(rows)}
 
 
-def evaluate_autoencoder(checkpoint: str | Path, datasets: Sequence[str | Path], clips: int = 12,
-                         seconds: float = 12.0, levels: Sequence[int] = (1, 2),
-                         progress: bool | None = None) -> dict[str, Any]:
-    """Per dataset (named by its kind, or its folder when kinds repeat) and level: :func:`summarise` of up to
-    ``clips`` held-out clips of ``seconds`` (spread evenly over the held-out split)."""
-    from tqdm import tqdm
+Reconstruct = Callable[[np.ndarray, int], np.ndarray]
 
-    from training.data.dataset import Dataset
+
+def torch_codec(checkpoint: str | Path) -> tuple[Reconstruct, int]:
+    """A reconstruction function of an autoencoder training checkpoint (levels 1 and 2) and its sample rate."""
     from training.encode import decode_latents, encode_audio, load_autoencoder, reconstruct_level1
 
     cfg, nets = load_autoencoder(checkpoint)
-    sr = cfg.audio.sample_rate
+
+    def reconstruct(audio: np.ndarray, level: int) -> np.ndarray:
+        if level == 1:
+            return reconstruct_level1(nets["encoder1"], nets["decoder1"], audio, cfg)
+        lat = encode_audio(nets["encoder1"], nets["encoder2"], audio, cfg)
+        return decode_latents(nets["decoder2"], nets["decoder1"], lat, cfg, seed=0)
+
+    return reconstruct, cfg.audio.sample_rate
+
+
+def preset_codec(preset: str | Path) -> tuple[Reconstruct, int]:
+    """The same for a preset's own ONNX encoders and decoders (level 2 only), as the engine plays them."""
+    from generator.engine import Engine
+    from training.eval import OnnxEncoder
+
+    engine = Engine.load(preset, threads=1, precision="fp32")
+    encoder = OnnxEncoder(engine)
+
+    def reconstruct(audio: np.ndarray, level: int) -> np.ndarray:
+        if level != 2:
+            raise ValueError("a preset's ONNX networks reconstruct through both levels only")
+        return np.clip(engine.decode(encoder.encode(audio), seed=0), -1.0, 1.0)
+
+    return reconstruct, engine.config.audio.sample_rate
+
+
+def evaluate_autoencoder(checkpoint: str | Path, datasets: Sequence[str | Path], clips: int = 12,
+                         seconds: float = 12.0, levels: Sequence[int] = (1, 2),
+                         progress: bool | None = None, codec: tuple[Reconstruct, int] | None = None) -> dict[str, Any]:
+    """Per dataset (named by its kind, or its folder when kinds repeat) and level: :func:`summarise` of up to
+    ``clips`` held-out clips of ``seconds`` (spread evenly over the held-out split). ``codec`` replaces the
+    checkpoint's networks (e.g. :func:`preset_codec`)."""
+    from tqdm import tqdm
+
+    from training.data.dataset import Dataset
+
+    reconstruct, sr = codec or torch_codec(checkpoint)
     out: dict[str, Any] = {}
     for root in datasets:
         ds = Dataset(root)
@@ -105,11 +138,7 @@ def evaluate_autoencoder(checkpoint: str | Path, datasets: Sequence[str | Path],
             audio = ds.audio(chunk)[:, : int(seconds * sr)]
             originals.append(audio)
             for lv in levels:
-                if lv == 1:
-                    r = reconstruct_level1(nets["encoder1"], nets["decoder1"], audio, cfg)
-                else:
-                    lat = encode_audio(nets["encoder1"], nets["encoder2"], audio, cfg)
-                    r = decode_latents(nets["decoder2"], nets["decoder1"], lat, cfg, seed=0)
+                r = reconstruct(audio, lv)
                 recon[lv].append(r)
                 rows[lv].append(clip_figures(audio, r, sr))
         out[name] = {f"level{lv}": summarise(rows[lv], originals, recon[lv], sr) for lv in levels}

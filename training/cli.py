@@ -124,7 +124,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = stages.add_parser("seams", help="fine-tune decoder2 so decoder-window joins do not click (encoders frozen)",
                           formatter_class=FMT)
     p.add_argument("--run", required=True, help="run folder whose ae/checkpoint.pt is fine-tuned in place")
-    p.add_argument("--data", required=True, help="prepared dataset (the one the autoencoder was trained on)")
+    p.add_argument("--data", required=True, nargs="+", metavar="DATASET",
+                   help="prepared dataset(s) the autoencoder was trained on (several: each drawn equally often)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--windows", type=int, default=3, help="adjacent decoder windows per training crop")
     p.add_argument("--onset-weight", type=float, default=0.0,
@@ -228,7 +229,8 @@ def _cmd_ae(a: argparse.Namespace) -> int:
 def _cmd_seams(a: argparse.Namespace) -> int:
     from training.loop_seams import SeamTrainConfig, run_seams
 
-    losses = run_seams(SeamTrainConfig(dataset=a.data, run_dir=a.run, steps=a.steps, windows=a.windows,
+    data = a.data[0] if len(a.data) == 1 else tuple(a.data)
+    losses = run_seams(SeamTrainConfig(dataset=data, run_dir=a.run, steps=a.steps, windows=a.windows,
                                        onset_weight=a.onset_weight, batch=a.batch, lr=a.lr, threads=a.threads,
                                        seed=a.seed))
     print("seams: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SeamTrainConfig:
-    dataset: str
+    dataset: str | tuple[str, ...]  # one prepared dataset, or several drawn alike
     run_dir: str
     steps: int = 1500
     windows: int = 3  # adjacent decoder windows per crop (windows - 1 joins)

@@ -6,16 +6,9 @@ import numpy as np
 import pytest
 
 from tests.training.tiny_dataset import clicks_and_sine, make_tiny_dataset
-from training.ae_eval import clip_figures, evaluate_autoencoder, onset_offsets_ms
+from training.ae_eval import clip_figures, evaluate_autoencoder
 
 SR = 44100
-
-
-def test_onset_offsets_are_signed_and_leave_unmatched_onsets_out() -> None:
-    ref = np.array([1.0, 2.0, 3.0, 4.0])
-    est = np.array([0.99, 2.004, 3.2])  # early, late, far off; the fourth has no match
-    np.testing.assert_allclose(onset_offsets_ms(ref, est), [-10.0, 4.0], atol=1e-6)
-    assert onset_offsets_ms(ref, np.array([])).size == 0
 
 
 def test_a_perfect_copy_scores_perfectly_and_an_early_copy_is_measured_early() -> None:
@@ -26,7 +19,7 @@ def test_a_perfect_copy_scores_perfectly_and_an_early_copy_is_measured_early() -
     shift = int(0.020 * SR)
     early = np.concatenate([audio[:, shift:], np.zeros((2, shift), np.float32)], axis=1)
     figures = clip_figures(audio, early, SR)
-    assert figures["onset_offset_ms"] == pytest.approx(-20.0, abs=6.0)
+    assert figures["onset_offset_ms"] == pytest.approx(-20.0, abs=2.0)
     assert figures["lsd_db"] > 1.0
 
 

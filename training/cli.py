@@ -149,6 +149,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--autoencoder", default=None, help="for previews (default: RUN/ae/checkpoint.pt if present)")
     _gan_flags(p)
     p.set_defaults(func=_cmd_gan)
+    p = stages.add_parser("preset", help="one command from a folder of music to a playable preset on the shared "
+                          "autoencoder (prepare, encode, gan, export, eval; run it again to resume)",
+                          formatter_class=FMT)
+    from training.preset_pipeline import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=_cmd_preset)
     p = stages.add_parser("all", help="ae, seams, encode, gan and export in order into one run folder",
                           formatter_class=FMT)
     _common(p)
@@ -282,6 +289,15 @@ def _cmd_all(a: argparse.Namespace) -> int:
     path = export_run(ae_ckpt, run / "gan" / "checkpoint.pt", a.out, a.name, a.description, a.license,
                       encoders=not a.no_encoders, guidance=a.guidance, truncation=a.truncation, phase=a.phase)
     print(f"preset written to {path}")
+    return 0
+
+
+@_interruptible
+def _cmd_preset(a: argparse.Namespace) -> int:
+    from training.preset_pipeline import PresetPlan, train_preset
+
+    plan = PresetPlan(**{k: getattr(a, k) for k in a.plan_fields})
+    print(f"preset written to {train_preset(plan)}")
     return 0
 
 

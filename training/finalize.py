@@ -42,11 +42,12 @@ def _card_rows(metrics: Mapping[str, float]) -> list[str]:
 
 def training_section(ae: Mapping[str, Any], gan: Mapping[str, Any], hardware: str) -> str:
     """Markdown for the model card: data, steps, wall time, final losses of both stages."""
-    ac, gc = ae["config"], gan["config"]
+    ac, gc = ae.get("config", {}), gan["config"]
     lines = [
-        f"Data: `{ac['dataset']}` (latent cache `{gc['latents']}`); hardware: {hardware}.", "",
-        f"Autoencoder: {ae['step']} steps (level 1: {ac['steps_level1']}, level 2: {ac['steps_level2']}), batch "
-        f"{ac['batch']}, {ae.get('wall_seconds', 0.0) / 60:.1f} min.", "",
+        f"Data: `{ac.get('dataset', '?')}` (latent cache `{gc['latents']}`); hardware: {hardware}.", "",
+        f"Autoencoder: {ae['step']} steps (level 1: {ac.get('steps_level1', '?')}, level 2: "
+        f"{ac.get('steps_level2', '?')}), batch {ac.get('batch', '?')}, {ae.get('wall_seconds', 0.0) / 60:.1f} min"
+        f"{' (a shared autoencoder, weights only)' if ae.get('weights_only') else ''}.", "",
         f"GAN: {gan['step']} steps, batch {gc['batch']}, lr {gc['lr']:g}, conditions "
         f"{', '.join(gc['conditions']) or 'none'} (dropout {gc['cond_dropout']:g}), EMA {gc['ema_decay']:g}, "
         f"{gan.get('wall_seconds', 0.0) / 60:.1f} min.", "",
@@ -119,7 +120,7 @@ def export_run(
         networks.update(encoder1=nets["encoder1"], encoder2=nets["encoder2"])
     hardware = f"{platform.machine()} {platform.processor() or platform.system()}, torch {torch.__version__}"
     training = {
-        "data": ae_state["config"]["dataset"],
+        "data": ae_state.get("config", {}).get("dataset"),
         "autoencoder_steps": int(ae_state["step"]),
         "gan_steps": int(gan_state["step"]),
         "wall_time_s": round(float(ae_state.get("wall_seconds", 0.0)) + float(gan_state.get("wall_seconds", 0.0)), 1),

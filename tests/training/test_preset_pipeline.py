@@ -1,0 +1,72 @@
+"""musika train preset: a folder of music becomes a playable preset on the shared autoencoder in one command;
+running it again after a kill continues; what cannot work is refused before any training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from generator.engine import Engine
+from tests.training.test_shared_autoencoder import _ae_checkpoint
+from tests.training.tiny_dataset import clicks_and_sine
+from training.errors import TrainingError
+from training.preset_pipeline import PresetPlan, gan_conditions, train_preset
+from training.shared_autoencoder import SharedAutoencoderError, export_autoencoder
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("pipeline")
+    shared = export_autoencoder(_ae_checkpoint(root / "ae.pt"), "toy-ae", [], out_root=root / "presets" /
+                                "_autoencoders", int8=None)
+    music = root / "music"
+    music.mkdir()
+    for i, bpm in enumerate((120.0, 126.0, 132.0, 124.0)):
+        sf.write(music / f"track{i}.wav", clicks_and_sine(bpm, 20.0, 110.0 * (i + 2), seed=i).T, 44100)
+    return shared, music
+
+
+def plan(setup, tmp_path, **kw) -> PresetPlan:
+    shared, music = setup
+    base = dict(folder=str(music), name="mine", autoencoder_dir=str(shared), run=str(tmp_path / "run"),
+                out=str(shared.parent.parent), gan_steps=2, gan_scale=0.125, half_len=16, batch=2, device="cpu",
+                min_minutes=0.5, evaluate=False)
+    return PresetPlan(**{**base, **kw})
+
+
+def test_a_folder_becomes_a_preset_on_the_shared_autoencoder_and_a_rerun_continues(setup, tmp_path) -> None:
+    stages: list[str] = []
+    preset = train_preset(plan(setup, tmp_path), on_stage=lambda name, i: stages.append(name))
+    assert stages == ["prepare", "encode", "gan", "export", "eval"]
+    assert sorted(p.name for p in preset.iterdir() if p.suffix == ".onnx") == ["generator.onnx"]
+    engine = Engine.load(preset, threads=1)
+    assert [c.name for c in engine.preset.conditioning] == ["tempo"]
+    audio = engine.generate(2.0, seed=0, conditioning={"tempo": engine.preset.condition("tempo").default})
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 0
+    # the same command with more steps continues the GAN from its checkpoint and re-exports
+    longer = train_preset(plan(setup, tmp_path, gan_steps=3))
+    import json
+
+    assert json.loads((longer / "preset.json").read_text())["training"]["gan_steps"] == 3
+
+
+def test_what_cannot_work_is_refused_before_training(setup, tmp_path) -> None:
+    with pytest.raises(SharedAutoencoderError, match="is not a shared autoencoder"):
+        train_preset(plan(setup, tmp_path, autoencoder_dir=str(tmp_path / "nowhere")))
+    with pytest.raises(TrainingError, match="--condition 'loudness'"):
+        plan(setup, tmp_path, condition="loudness")
+    with pytest.raises(Exception, match="minutes"):
+        train_preset(plan(setup, tmp_path, min_minutes=30.0))
+    assert not (tmp_path / "run" / "gan").exists()
+
+
+def test_tempo_adds_the_bar_position_only_when_the_data_has_downbeats() -> None:
+    assert gan_conditions("tempo", {"tempo", "first_downbeat_s", "beats_per_bar"}) == ("tempo", "beat")
+    assert gan_conditions("tempo", {"tempo", "first_beat_s"}) == ("tempo",)
+    assert gan_conditions("none", {"tempo"}) == ()

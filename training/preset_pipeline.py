@@ -1,0 +1,197 @@
+"""``musika train preset FOLDER --name NAME``: one command from a folder of music to a playable preset.
+
+Stages, each into one run folder and each skipped when its result is already there (so running the same command
+again after a kill continues where it stopped):
+
+1. prepare: the folder -> a dataset with automatic labels (training.data.folder);
+2. encode: the dataset -> latents with the shared autoencoder's encoders (training.encode);
+3. gan: the conditional latent GAN (training.loop_gan), resumed from its last checkpoint;
+4. export: a preset that ships only its generator and points at the shared autoencoder (training.finalize);
+5. eval: its figures and card against the held-out audio (training.eval_cli).
+
+The defaults fit a laptop CPU (a narrow GAN of short windows, one thread); ``device`` "cuda" or "mps" trains the
+GAN on a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from generator.model_config import ModelConfig
+from generator.preset import REPO_PRESETS
+from training.errors import TrainingError
+
+logger = logging.getLogger(__name__)
+
+CONDITIONS = ("tempo", "density", "none")
+DEFAULT_AUTOENCODER = REPO_PRESETS / "_autoencoders" / "universal"
+STAGES = ("prepare", "encode", "gan", "export", "eval")
+
+
+@dataclass(frozen=True)
+class PresetPlan:
+    """Everything `musika train preset` needs; the fields are its flags."""
+
+    folder: str
+    name: str
+    condition: str = "tempo"
+    autoencoder_dir: str = str(DEFAULT_AUTOENCODER)
+    run: str = ""  # default: runs/preset-NAME
+    out: str = str(REPO_PRESETS)
+    gan_steps: int = 6000
+    gan_scale: float = 0.25
+    half_len: int = 64
+    batch: int = 16
+    lr: float = 2e-4
+    device: str = "auto"
+    threads: int | None = 1
+    seed: int = 0
+    min_minutes: float = 10.0
+    evaluate: bool = True
+
+    def __post_init__(self) -> None:
+        if self.condition not in CONDITIONS:
+            raise TrainingError(f"--condition {self.condition!r}: use one of {', '.join(CONDITIONS)}")
+        if self.gan_steps < 1:
+            raise TrainingError(f"--gan-steps must be at least 1, got {self.gan_steps}")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run or f"runs/preset-{self.name}")
+
+    @property
+    def checkpoint(self) -> Path:
+        return Path(self.autoencoder_dir) / "checkpoint.pt"
+
+
+HELP = {
+    "folder": "folder of your audio files (wav, flac, mp3, ogg, aiff; searched recursively)",
+    "name": "preset name (its folder under --out)",
+    "condition": "what the preset is conditioned on: tempo (beat tracking), density (onsets per second) or none",
+    "autoencoder_dir": "the shared autoencoder the preset plays on",
+    "run": "run folder for the dataset, latents and checkpoints ('': runs/preset-NAME)",
+    "out": "where the preset is written",
+    "gan_steps": "GAN training steps",
+    "gan_scale": "GAN width factor (1.0 = the reference widths)",
+    "half_len": "latents per generator half (a power of two)",
+    "batch": "GAN batch size",
+    "lr": "GAN learning rate",
+    "device": "auto, cpu, cuda, cuda:N or mps",
+    "threads": "torch CPU threads",
+    "seed": "seed of the GAN run",
+    "min_minutes": "the least usable audio accepted, in minutes (less is refused before any training)",
+    "evaluate": "skip measuring the preset at the end (musika eval)",
+}
+
+
+def add_arguments(parser: Any) -> None:
+    """One flag per PresetPlan field (folder a positional), defaults and types from the dataclass."""
+    import argparse
+    import dataclasses
+
+    for f in dataclasses.fields(PresetPlan):
+        if f.name == "folder":
+            parser.add_argument("folder", metavar="FOLDER", help=HELP[f.name])
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "evaluate":
+            parser.add_argument("--no-eval", dest="evaluate", action="store_false", help=HELP[f.name])
+        elif f.name == "name":
+            parser.add_argument(flag, required=True, help=HELP[f.name])
+        elif f.name == "condition":
+            parser.add_argument(flag, choices=CONDITIONS, default=f.default, help=HELP[f.name])
+        else:
+            kind = type(f.default) if f.default is not None else int
+            parser.add_argument(flag, type=kind, default=f.default, help=HELP[f.name])
+    parser.set_defaults(plan_fields=[f.name for f in dataclasses.fields(PresetPlan)])
+    del argparse
+
+
+def gan_conditions(condition: str, label_names: set[str]) -> tuple[str, ...]:
+    """The GAN's conditions for a user's choice: tempo adds the position in the bar when the data has downbeats."""
+    from training.latent_data import BEAT, BEAT_LABELS
+
+    if condition == "none":
+        return ()
+    if condition == "tempo" and set(BEAT_LABELS) <= label_names:
+        return ("tempo", BEAT)
+    return (condition,)
+
+
+def train_preset(plan: PresetPlan, on_stage: Callable[[str, int], None] | None = None) -> Path:
+    """Run every stage that is not done yet; returns the preset directory. Raises MusikaError subclasses with what
+    to do (a missing shared autoencoder, a folder with too little usable audio, labels that cannot carry the
+    condition) before any training starts."""
+    from training.data.dataset import Dataset
+    from training.data.folder import prepare_folder
+    from training.encode import LatentCache, encode_dataset
+    from training.finalize import export_run
+    from training.loop_gan import GanTrainConfig, run_gan
+    from training.shared_autoencoder import read_autoencoder
+
+    def stage(name: str) -> None:
+        logger.info("stage %d/%d: %s", STAGES.index(name) + 1, len(STAGES), name)
+        if on_stage is not None:
+            on_stage(name, STAGES.index(name))
+
+    shared = read_autoencoder(plan.autoencoder_dir)
+    run = plan.run_dir
+    data, latents = run / "data", run / "latents"
+    stage("prepare")
+    if not _dataset_complete(data):
+        prepare_folder(plan.folder, data, label=plan.condition, min_minutes=plan.min_minutes)
+    stage("encode")
+    encode_dataset(data, plan.checkpoint, latents, device="cpu")
+    entries = LatentCache(latents).entries()
+    labels = set.intersection(*(set(e.labels) | set(e.curves) for e in entries)) if entries else set()
+    stage("gan")
+    ae = shared["architecture"]
+    model = ModelConfig.from_dict({"audio": ae["audio"], "autoencoder": ae["autoencoder"]})
+    gan = model.scaled(gan=plan.gan_scale, half_len=plan.half_len).gan
+    cfg = GanTrainConfig(latents=str(latents), run_dir=str(run), autoencoder=str(plan.checkpoint), gan=gan,
+                         conditions=gan_conditions(plan.condition, labels), steps=plan.gan_steps, batch=plan.batch,
+                         lr=plan.lr, device=plan.device, threads=plan.threads, seed=plan.seed, tensorboard=False)
+    ckpt = cfg.stage_dir / "checkpoint.pt"
+    if not _finished(ckpt, plan.gan_steps):
+        run_gan(cfg, resume=ckpt.exists())
+    stage("export")
+    preset = Path(plan.out) / plan.name
+    if not _exported(preset, ckpt):
+        export_run(plan.checkpoint, ckpt, plan.out, plan.name, f"Trained with musika train preset from {plan.folder}",
+                   autoencoder_dir=plan.autoencoder_dir)
+    stage("eval")
+    if plan.evaluate and Dataset(data).split("heldout"):
+        from training.eval_cli import run_eval
+
+        run_eval(str(preset), dataset=str(data), seeds=2, seconds=12.0, threads=plan.threads)
+    return preset
+
+
+def _dataset_complete(root: Path) -> bool:
+    import json
+
+    info = root / "dataset.json"
+    return info.is_file() and bool(json.loads(info.read_text()).get("complete", True))
+
+
+def _finished(path: Path, steps: int) -> bool:
+    from training.checkpoint import load_checkpoint
+
+    return path.is_file() and int(load_checkpoint(path)["step"]) >= steps
+
+
+def _exported(preset: Path, gan_ckpt: Path) -> bool:
+    """The preset exists and was exported from this GAN checkpoint's final step."""
+    import json
+
+    from training.checkpoint import load_checkpoint
+
+    info = preset / "preset.json"
+    if not info.is_file():
+        return False
+    steps: Any = json.loads(info.read_text()).get("training", {}).get("gan_steps")
+    return steps == int(load_checkpoint(gan_ckpt)["step"])

@@ -18,17 +18,24 @@ import numpy as np
 FMT = argparse.ArgumentDefaultsHelpFormatter
 
 
-def dataset_summary(roots: Sequence[str]) -> list[dict[str, Any]]:
-    """Per dataset: its kind, hours of the train split, sources and licences (from dataset.json)."""
+def dataset_summary(roots: Sequence[str], licences: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Per dataset: its kind, hours of the train split, sources and licences (from dataset.json; a
+    "DATASET=TEXT" entry of ``licences`` replaces a dataset's licence lines, e.g. for recordings from a package)."""
     from training.data.dataset import Dataset
 
+    given = dict(item.split("=", 1) for item in licences)
+    unknown = sorted(set(given) - {str(r) for r in roots})
+    if unknown:
+        raise ValueError(f"--data-licence names {unknown}, which are not among --data {list(map(str, roots))}")
     out = []
     for root in roots:
         info = Dataset(root).info
+        sources = info.get("sources", [])
+        own = [str(s) for s in info.get("licences", [])]
         out.append({"kind": info.get("kind"), "dataset": str(root),
                     "hours_train": float(info.get("hours_by_split", {}).get("train", info.get("hours", 0.0))),
-                    "sources": [str(s) for s in info.get("sources", [])][:3],
-                    "licences": [str(s) for s in info.get("licences", [])]})
+                    "sources": [str(s) for s in sources][:3] if isinstance(sources, list) else [],
+                    "licences": [given[str(root)]] if str(root) in given else own})
     return out
 
 
@@ -53,7 +60,7 @@ def run_export(a: argparse.Namespace) -> int:
     state = load_checkpoint(a.checkpoint)
     cfg = state.get("config", {})
     steps1 = int(cfg.get("steps_level1", 0))
-    training = {"data": dataset_summary(a.data), "steps_level1": min(steps1, int(state["step"])),
+    training = {"data": dataset_summary(a.data, a.data_licence or ()), "steps_level1": min(steps1, int(state["step"])),
                 "steps_level2": max(0, int(state["step"]) - steps1),
                 "wall_hours": float(state.get("wall_seconds", 0.0)) / 3600 + a.extra_wall_hours,
                 "hardware": a.hardware or f"{platform.machine()} {platform.system()}, CPU",
@@ -118,6 +125,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="default: the repository's presets/_autoencoders")
     p.add_argument("--data", nargs="+", required=True, metavar="DATASET",
                    help="the prepared datasets it was trained on (recorded in the card; a few clips calibrate int8)")
+    p.add_argument("--data-licence", action="append", metavar="DATASET=TEXT",
+                   help="what a dataset's audio is and its licence, for the card (e.g. recordings from a package)")
     p.add_argument("--description", default="")
     p.add_argument("--license", default="unknown")
     p.add_argument("--hardware", default="", help="where it was trained (default: this machine, CPU)")

@@ -196,7 +196,8 @@ class CCMapper:
             if int(value) >= len(self.preset_names):
                 return []
             return [PresetEvent(self.preset_names[int(value)], self.source, m.quantise)]  # type: ignore[arg-type]
-        return [ControlEvent(m.control, value, self.source, m.quantise)]  # type: ignore[arg-type]
+        return [ControlEvent(m.control, value, self.source, m.quantise,  # type: ignore[arg-type]
+                             smoothing_ms=float(m.smoothing_ms))]
 
     def smoothing_ms(self, control: str) -> float:
         """The ramp time configured for ``control`` (0 if unmapped)."""

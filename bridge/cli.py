@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from bridge.errors import DeviceUnavailable
+from bridge.logs import configure as configure_logging
 from generator.errors import MusikaError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_DEVICE = 0, 1, 2, 3
@@ -31,6 +32,8 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
 )
 
 logger = logging.getLogger("musika")
+VERBOSE_HELP = ("more logging: -v INFO, -vv DEBUG (without it serve shows only notices and warnings, the other "
+                "commands INFO)")
 
 
 def _placeholder(subparsers: argparse._SubParsersAction, module: str, extra: str, error: Exception) -> None:
@@ -58,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Musika Bridge: fast, infinite, tempo-conditioned music generation for your DAW.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module, extra in COMMAND_MODULES:
         try:
@@ -67,17 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
             _placeholder(subparsers, module, extra, exc)
             continue
         mod.add_parser(subparsers)
+    for sub in subparsers.choices.values():  # `musika serve -v` as well as `musika -v serve`
+        sub.add_argument("-v", "--verbose", dest="sub_verbose", action="count", default=0, help=VERBOSE_HELP)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    configure_logging(args.verbose + getattr(args, "sub_verbose", 0), getattr(args, "log_level", logging.INFO))
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -7,7 +7,7 @@
   14-bit pairs, the range in the control's unit, a curve (lin, log, exp), smoothing (ms) and a pickup mode.
 - :class:`CCMapper` (in :mod:`bridge.ccmap`, re-exported here): CC messages -> ControlEvent/SeedEvent/
   PresetEvent, with pickup (soft takeover), 14-bit pairing and MIDI learn.
-- :class:`ControlSmoother`: per-control linear ramps for the daemon's block loop.
+- :class:`ControlSmoother` (in :mod:`bridge.smoothing`, re-exported here): a mapping's ``smoothing_ms`` as glides.
 - :class:`RateLimitedLog`: the one helper every input uses to log bad input without flooding the log.
 """
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ConfigError
+from .smoothing import ControlSmoother as ControlSmoother
 
 CURVES = ("lin", "log", "exp")
 PICKUP_MODES = ("jump", "pickup")
@@ -100,7 +101,8 @@ def _int_in(where: str, key: str, value: Any, lo: int, hi: int) -> int:
 class CCMapping:
     """One CC -> control binding. ``range`` is (value at CC 0, value at CC 127) in the control's unit (reverse
     it to invert the knob); None means the control's whole range. ``lsb_cc`` makes it a 14-bit pair (by
-    convention cc 0-31 with lsb_cc = cc + 32). ``smoothing_ms`` is the ramp time the daemon applies."""
+    convention cc 0-31 with lsb_cc = cc + 32). ``smoothing_ms``: a change glides there over this time
+    (bridge.smoothing); seed and preset ignore it."""
 
     control: str
     channel: int
@@ -181,25 +183,6 @@ class CCMapping:
         """Control value -> the knob position (0..1) that produces it (for pickup and controller feedback)."""
         lo, hi = self.bounds(spec)
         return invert_curve((value - lo) / (hi - lo), self.curve) if hi != lo else 0.0
-
-
-class ControlSmoother:
-    """Linear ramps per control: set a target with a ramp time, read the value at any host time (seconds)."""
-
-    def __init__(self) -> None:
-        self._ramps: dict[str, tuple[float, float, float, float]] = {}  # start value, target, t0, duration
-
-    def set_target(self, name: str, value: float, t: float, smoothing_ms: float = 0.0) -> None:
-        start = self.value_at(name, t, value)
-        self._ramps[name] = (start, float(value), t, max(smoothing_ms, 0.0) / 1000.0)
-
-    def value_at(self, name: str, t: float, default: float = math.nan) -> float:
-        if name not in self._ramps:
-            return default
-        start, target, t0, dur = self._ramps[name]
-        if dur <= 0 or t >= t0 + dur:
-            return target
-        return start + (target - start) * max(t - t0, 0.0) / dur
 
 
 class RateLimitedLog:

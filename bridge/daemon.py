@@ -5,23 +5,22 @@
 :class:`~bridge.transport.Transport` model per sync source (midi, link, osc = Reaper/AbletonOSC feedback,
 internal = the free-running clock that manual commands drive), asks the :class:`~bridge.sync.SyncArbiter` which
 source drives the transport, and forwards only that source's transport and tempo to the
-:class:`~generator.live.LiveStream`. When the arbiter switches, the live stream adopts the new source's state
-(tempo, playing, position); when it falls back to ``internal`` the music keeps playing at the last tempo.
-Controls, seed and preset changes are accepted from any input. Bad input is counted for telemetry (the inputs
-log it at a limited rate). Time comes from ``clock`` (seconds, time.monotonic domain, as in bridge.events).
-
-:class:`RenderJobs` runs OSC-requested offline renders in a worker thread and replies progress/done/error.
+:class:`~generator.live.LiveStream`. With no sync source heard yet the internal clock plays from the start
+(:meth:`DaemonCore.start`). When the arbiter switches, the live stream adopts the new source's state: a playing
+host is joined at its next bar line without a gap (LiveStream.join), a stopped one stops the music at the next bar
+line; when it falls back to ``internal`` the music keeps playing at the last tempo. Controls, seed and preset
+changes are accepted from any input; a CC mapping's smoothing becomes a glide (bridge.smoothing) whose value each
+bar line plays. Bad input is counted for telemetry (the inputs log it at a limited rate). Time comes from
+``clock`` (seconds, time.monotonic domain, as in bridge.events).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from bridge.controls import ControlSpec, RateLimitedLog
@@ -39,7 +38,9 @@ from bridge.events import (
     TempoEvent,
     TransportEvent,
 )
+from bridge.logs import NOTICE
 from bridge.osc_schema import ParamSpec
+from bridge.smoothing import ControlSmoother
 from bridge.sync import SOURCES, SyncArbiter
 from bridge.transport import Transport
 from generator.errors import MusikaError
@@ -85,6 +86,9 @@ class DaemonCore:
         self.relocations = 0
         self.sync_error_beats = math.nan
         self.learned: list[str] = []
+        self.smoother = ControlSmoother()  # CC smoothing: glides handed to the live stream (bridge.smoothing)
+        self._glide_quantise: dict[str, str | None] = {}
+        self._glide_sent: dict[str, float] = {}
         self._last_relocate = -math.inf
         self.internal_check_s = 0.5
         self._last_internal_check = -math.inf
@@ -95,6 +99,26 @@ class DaemonCore:
         self.render: Callable[[RenderRequest], None] | None = None
         self.specs_for: Callable[[str], dict[str, ControlSpec]] | None = None
         self.live.sync_source = self.arbiter.current
+
+    # ------------------------------------------------------------------------------------------ start
+    def start(self, inputs: str = "") -> None:
+        """Serving begins (every input is open). In ``auto`` mode with no sync source heard yet, and in
+        ``internal`` mode, the internal clock plays at once; a forced source (midi, link, osc) waits for the host's
+        Start. ``inputs`` says what could bring a host, for the log line (e.g. "MIDI clock or Reaper OSC")."""
+        now = self.clock()
+        self.tick(now)
+        mode = self.arbiter.mode
+        if mode not in ("auto", "internal"):
+            logger.log(NOTICE, "sync %s: waiting for the host to start", mode)
+            return
+        if self.arbiter.current != "internal":
+            return  # a host was heard while the inputs opened: the handover followed it
+        if mode == "internal":
+            logger.log(NOTICE, "playing on the internal clock at %g BPM (sync internal)", self.bpm)
+        else:
+            follow = f"; will follow the host when it sends {inputs}" if inputs else ""
+            logger.log(NOTICE, "no sync source yet: playing on the internal clock at %g BPM%s", self.bpm, follow)
+        self.handle(TransportEvent("play", "internal", now, 0.0))
 
     # ------------------------------------------------------------------------------------------ dispatch
     def handle(self, event: Event) -> None:
@@ -150,8 +174,10 @@ class DaemonCore:
         self.arbiter.seen(family, t)
 
     def tick(self, now: float | None = None) -> bool:
-        """Re-evaluate the sync source; on a change the live stream adopts the new source. Returns changed."""
+        """Hand on the glides under way, re-evaluate the sync source; on a change the live stream adopts the new
+        source. Returns changed."""
         now = self.clock() if now is None else now
+        self._send_glides(now)
         decision = self.arbiter.update(now)
         self.live.sync_source = decision.source
         if decision.changed:
@@ -214,26 +240,41 @@ class DaemonCore:
             self.playing = True
 
     def _handover(self, source: str, now: float) -> None:
-        tr = self.transports[source]
+        """The live stream adopts ``source``'s state: a playing host is joined at its next bar line without a
+        gap (or started, when nothing plays); a stopped one stops the music at the next bar line."""
+        tr, why = self.transports[source], self.arbiter.reason
         if source == "internal":  # fallback: keep whatever plays, free-running at the last tempo
             tr.set_tempo(self.bpm, now)
             if self.playing:
                 tr.play(now, self.heard_beat(now))
+                logger.log(NOTICE, "%s: playing on at %.1f BPM on the internal clock", why, self.bpm)
             else:
                 tr.stop(now)
                 tr.locate(self.heard_beat(now), now)
+                logger.log(NOTICE, "%s: stopped, on the internal clock at %.1f BPM", why, self.bpm)
             return
+        joining = tr.playing and self.playing
         if source in self.tempo_known and tr.bpm != self.bpm:
             self.bpm = tr.bpm
-            self.live.set_tempo(tr.bpm, now=now)
+            if not joining:  # a join carries the host's tempo itself
+                self.live.set_tempo(tr.bpm, now=now)
         if tr.playing:
             beat = tr.beat_at(now)
             self._last_relocate = now
-            (self.live.locate if self.playing else self.live.play)(beat, at_time=now, now=now)
+            if joining:
+                self.live.join(beat, tr.bpm, at_time=now, now=now)
+                logger.log(NOTICE, "following %s: joining its bar grid at its next bar line", why)
+            else:
+                self.live.play(beat, at_time=now, now=now)
+                logger.log(NOTICE, "following %s: playing from beat %.1f", why, beat)
             self.playing = True
         elif self.playing:
-            self.live.stop(now=now)
+            self.live.stop_at_bar(now=now)
             self.playing = False
+            logger.log(NOTICE, "following %s: the host is stopped, so the music stops at the next bar line and "
+                       "starts with the host", why)
+        elif self.arbiter.alive(source, now):  # (a forced source never heard yet: start() said so)
+            logger.log(NOTICE, "following %s: waiting for the host to start", why)
 
     def heard_beat(self, now: float) -> float:
         """The beat the listener hears at ``now`` (play head minus the sink's latency)."""
@@ -241,6 +282,9 @@ class DaemonCore:
 
     def _check_phase(self, event: PositionEvent, now: float, hold_s: float | None = None) -> None:
         hold_s = self.relocate_every_s if hold_s is None else hold_s
+        if self.playing and self.live.joining:  # the host's run starts at its bar line: re-time the join
+            self.live.sync(event.beat, event.time, now=now)
+            return
         if not self.playing or self.live.perf.current is None or now - self._last_relocate < hold_s:
             return
         heard = self.heard_beat(now) - (now - event.time) * self.bpm / 60.0
@@ -262,12 +306,30 @@ class DaemonCore:
         if spec is None:
             raise _CoreError(f"control {event.name!r} does not exist; known: {', '.join(sorted(self.specs))}")
         value = spec.clamp(float(event.value))
-        self.live.set_control(event.name, value, event.quantise, now=now)
-        self.controls[event.name] = value
+        if event.smoothing_ms > 0 and self.playing and not spec.integer:
+            self.smoother.set_target(event.name, value, now, event.smoothing_ms, self.controls.get(event.name))
+            self._glide_quantise[event.name] = event.quantise
+            self._send_glides(now)
+        else:
+            self.smoother.cancel(event.name)
+            self.live.set_control(event.name, value, event.quantise, now=now)
+            self.controls[event.name] = value
         if event.source != "midi":
             self.set_current(event.name, value)
         if event.source != "osc" and spec.max > spec.min:
             self.broadcast(f"/musika/param/{event.name}", (value - spec.min) / (spec.max - spec.min))
+
+    def _send_glides(self, now: float) -> None:
+        """Hand each glide under way to the live stream, which plays at each bar line (the control's
+        quantisation point) the value of the moment it is heard; the same value at the same beat is ignored."""
+        for name in self.smoother.due(now):
+            glide, q = self.smoother.glide(name), self._glide_quantise.get(name)
+            if (q or self.live.default_quantise) == "now" and now < glide.end:
+                if now - self._glide_sent.get(name, -math.inf) < 60.0 / self.bpm:
+                    continue  # "now" lands anywhere: one step per beat is smooth enough and costs little
+            self._glide_sent[name] = now
+            self.live.set_control(name, glide.value_at, q, now=now)
+            self.controls[name] = glide.value_at(now)
 
     def _preset(self, event: PresetEvent, now: float) -> None:
         known = list(self.presets())
@@ -277,6 +339,8 @@ class DaemonCore:
             self.specs = self.specs_for(event.name)
             self.controls = {n: self.controls.get(n, s.default) for n, s in self.specs.items()
                              if n not in NOT_PARAMS}
+            for name in [n for n in self._glide_quantise if n not in self.specs]:
+                self.smoother.cancel(name)  # the new preset has no such control
         self.live.set_preset(event.name, event.quantise, now=now)
         if event.source != "osc":
             self.broadcast("/musika/preset", event.name)
@@ -303,7 +367,8 @@ class DaemonCore:
         out.update(
             time=round(now, 4), sync_mode=self.arbiter.mode, sync_reason=self.arbiter.reason,
             host_playing=tr.playing, host_bpm=tr.bpm, host_beat=round(host, 4), heard_beat=round(heard, 4),
-            sync_error_ms=round((heard - host) * 60000 / self.bpm, 2) if self.playing and tr.playing else math.nan,
+            sync_error_ms=(round((heard - host) * 60000 / self.bpm, 2)
+                           if self.playing and tr.playing and not self.live.joining else math.nan),
             relocations=self.relocations, bad_input=sum(self.bad_input.values()),
             ignored=sum(self.ignored.values()), learned=",".join(self.learned),
         )
@@ -331,70 +396,3 @@ def _follow(tr: Transport, event: TransportEvent) -> None:
             tr.locate(event.beat, t)
     elif event.beat is not None:
         tr.locate(event.beat, t)
-
-
-class RenderJobs:
-    """Offline renders requested over OSC, one at a time in a worker thread, replying to the requester.
-
-    osc: the OscServer (render_progress/render_done/render_error). presets_dirs: extra preset folders. The
-    render uses one ONNX thread so the live stream keeps its share of the CPU."""
-
-    def __init__(self, osc: Any, presets_dirs: Sequence[str | Path] = (), threads: int = 1):
-        self.osc, self.presets_dirs, self.threads = osc, tuple(presets_dirs), threads
-        self._lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task] = set()
-        self.done = 0
-        self.failed = 0
-
-    def submit(self, request: RenderRequest) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(request), name="musika-render-job")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, req: RenderRequest) -> None:
-        loop = asyncio.get_running_loop()
-        to = req.reply_to
-
-        def progress(fraction: float) -> None:
-            if to is not None:
-                loop.call_soon_threadsafe(self.osc.render_progress, to, fraction)
-
-        async with self._lock:
-            try:
-                out = await asyncio.to_thread(self._render, req.session_path, req.out_dir, progress)
-            except MusikaError as exc:
-                self.failed += 1
-                logger.warning("render of %s failed: %s", req.session_path, exc)
-                if to is not None:
-                    self.osc.render_error(to, str(exc))
-                return
-            except Exception as exc:  # a bug must not take the daemon down; report it to the requester
-                self.failed += 1
-                logger.exception("render of %s failed", req.session_path)
-                if to is not None:
-                    self.osc.render_error(to, f"internal error: {type(exc).__name__}: {exc}")
-                return
-        self.done += 1
-        logger.info("render of %s done: %s", req.session_path, out)
-        if to is not None:
-            self.osc.render_done(to, str(out))
-
-    def _render(self, session_path: str, out_dir: str, progress: Callable[[float], None]) -> Path:
-        from generator.render import render_session
-        from generator.session import load_session
-
-        session = load_session(session_path)
-        stems = max(1, len(session.stems))
-        done: dict[str, float] = {}
-
-        def on_stage(stem: str, stage: str, step: int, total: int) -> None:
-            done[stem] = step / max(total, 1)
-            progress(min(1.0, sum(done.values()) / stems))
-
-        result = render_session(session, out_dir, threads=self.threads, search=self.presets_dirs, progress=on_stage)
-        return Path(result.out_dir)
-
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Wait up to ``timeout`` s for a running render (the thread cannot be interrupted)."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)

@@ -53,13 +53,15 @@ class MeterEvent:
 class ControlEvent:
     """A control change: `name` is density, variation, gain, or a preset's conditioning name (e.g. tempo).
 
-    `value` is in the control's own unit (already mapped from CC/OSC ranges)."""
+    `value` is in the control's own unit (already mapped from CC/OSC ranges). `smoothing_ms`: glide there over
+    this time instead of jumping (a CC mapping's smoothing; bridge.smoothing)."""
 
     name: str
     value: float
     source: str
     quantise: Quantise | None = None  # None: the configured default
     at_bar: int | None = None
+    smoothing_ms: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from .ccmap import CCMapper
 from .controls import RateLimitedLog
 from .errors import MidiPortError
 from .events import BadInput, Event
+from .logs import native_output_logged
 from .tempo import PPQN
 from .transport import MidiClockTracker
 
@@ -183,12 +184,14 @@ class MidiInput:
         errors = []
         for name in _backend_order(self.backend):
             try:
-                midiin = rtmidi.MidiIn(rtapi=_api(name), name=self.client_name)
+                with native_output_logged(logger, f"MIDI {name}"):  # ALSA/libjack print why they cannot open
+                    midiin = rtmidi.MidiIn(rtapi=_api(name), name=self.client_name)
             except (rtmidi.RtMidiError, SystemError) as exc:
                 errors.append(f"{name}: {exc}")
                 continue
             try:
-                self.opened_port = self._open(midiin, name)
+                with native_output_logged(logger, f"MIDI {name}"):
+                    self.opened_port = self._open(midiin, name)
             except MidiPortError as exc:
                 midiin.delete()
                 errors.append(f"{name}: {exc}")

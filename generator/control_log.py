@@ -11,7 +11,9 @@ then one line per change, in the order they took effect::
 
 ``beat`` is where the change became audible on the host timeline (quarter-note beats from the song start, after
 quantisation); ``at`` is the beat at which it arrived (informational). ``type`` is one of control, transport,
-tempo, preset, seed. Transport names are play, stop, continue, locate (value: the beat jumped to, for locate).
+tempo, preset, seed. Transport names are play, stop, continue, locate (value: the beat jumped to, for locate;
+while playing, the run ends at ``beat`` and the next one starts at ``value`` crossfaded, without a gap, as when
+the daemon hands over to a sync source at its bar line).
 Replaying the records through :func:`generator.stream.render_offline` reproduces the performance.
 """
 

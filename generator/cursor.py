@@ -43,6 +43,12 @@ def phase_nudge(c0: float, heard_c0: float, host_time: Callable[[float], float],
     return c0 + max_beats, min(max(x, bpm * (1 - max_nudge)), bpm * (1 + max_nudge))
 
 
+def host_bpm_at(nudges: list[tuple[float, float, float]], beat: float, played_bpm: float) -> float:
+    """The host's tempo at `beat`: a beat in a nudged span (from, to, host bpm) reports the tempo it catches up
+    with, any other the tempo it plays at (`played_bpm`)."""
+    return next((bpm for a, b, bpm in nudges if a <= beat < b), played_bpm)
+
+
 class RunCursor:
     """Render position of `run` in `playout`. xfade: the crossfade (samples); min_piece: the shortest piece;
     ceiling_dbtp: the output stage's ceiling, held at joins too (see generator.crossfade.Joiner)."""
@@ -56,11 +62,14 @@ class RunCursor:
         # piece boundaries rendered: (beat, the joiner's tail there, hard: not a piece cut short by a change)
         self.ends: deque[tuple[float, np.ndarray | None, bool]] = deque()
 
-    def start(self, run: Run) -> None:
-        """A new run whose sample 0 is the next sample written."""
-        self.run, self.frame0, self.beat = run, self.playout.end, run.start_beat
-        self.joiner.reset()
-        self.ends = deque([(run.start_beat, None, True)])
+    def start(self, run: Run, tail: np.ndarray | None = None) -> None:
+        """A new run whose sample 0 is the next sample written; with `tail` (the previous run's last samples,
+        held back as the joiner holds a piece's tail) its first piece's lead-in crossfades with them and its
+        sample 0 follows them."""
+        self.run, self.beat = run, run.start_beat
+        self.frame0 = self.playout.end + (0 if tail is None else tail.shape[1])
+        self.joiner.restore(tail)
+        self.ends = deque([(run.start_beat, tail, True)])
 
     def index(self, beat: float, tail: np.ndarray | None = None, lead: bool = False) -> int:
         """Stream index of `beat` (minus the crossfade lead-in when `lead` or `tail` is given)."""

@@ -1,12 +1,12 @@
 """The live stream: a render worker that keeps a beat-keyed audio stream filled just ahead of the play head.
 
-Control side (any thread; the daemon's asyncio loop): :meth:`LiveStream.play`, ``stop``, ``cont``, ``locate``,
-``set_tempo``, ``sync``, ``set_meter``, ``set_control``, ``set_seed``, ``set_preset`` only queue a request. The
-worker thread applies requests (placing each against the real play head, logging it as a ControlRecord with the
-beat at which it becomes audible), renders the next piece through the same planner/renderer as
-:func:`generator.stream.render_offline`, and writes it to the ring through a :class:`~generator.playout.Playout`.
-The audio callback only reads the ring. Time arrives as an argument (`now`, seconds on the daemon's monotonic
-clock) or from `clock`.
+Control side (any thread; the daemon's asyncio loop; :mod:`generator.live_control`): ``play``, ``stop``, ``cont``,
+``locate``, ``join``, ``stop_at_bar``, ``set_tempo``, ``sync``, ``set_meter``, ``set_control``, ``set_seed``,
+``set_preset`` only queue a request. The worker thread applies requests (placing each against the real play head,
+logging it as a ControlRecord with the beat at which it becomes audible), renders the next piece through the same
+planner/renderer as :func:`generator.stream.render_offline`, and writes it to the ring through a
+:class:`~generator.playout.Playout`. The audio callback only reads the ring. Time arrives as an argument (`now`,
+seconds on the daemon's monotonic clock) or from `clock`.
 
 Timing: a run's beat-to-sample map is anchored when its first sample is written, from the real play head (the
 device's progress, the queued depth and the sink's latency) at that moment, so a busy worker or the fade of a
@@ -15,7 +15,8 @@ the play head: bar-bound ones and tempo at the first piece boundary (bar line, b
 there (cutting the piece they fall in short). Audio rendered past that point is dropped from the ring and rendered
 again, exactly as the offline replay renders it, so the look-ahead no longer delays changes. A tempo change
 follows the host from the beat it is at: the beats between the change point and the host's grid are played
-slightly faster or slower (at most 6 %, a few beats) until they land on the host's beats again.
+slightly faster or slower (at most 6 %, a few beats) until they land on the host's beats again. A join (another
+sync source takes over) and a bar stop wait for their bar line (generator.handover).
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ import numpy as np
 
 from generator.control_log import ControlLogWriter, ControlRecord, SessionHeader
 from generator.crossfade import DEFAULT_CROSSFADE_MS, fade_out
-from generator.cursor import RunCursor, phase_nudge
+from generator.cursor import RunCursor, host_bpm_at, phase_nudge
 from generator.engine import Engine
 from generator.errors import MusikaError
+from generator.handover import BarStop, Handover, HostJoin
+from generator.live_control import LiveControl
 from generator.planner import OUTPUT_ONLY, Performance, bar_beats
 from generator.playout import Playout
 from generator.stream import LockSettings, Renderer, resolve_loader
@@ -45,7 +48,7 @@ from generator.telemetry import Telemetry
 logger = logging.getLogger(__name__)
 
 
-class LiveStream:
+class LiveStream(LiveControl):
     """Bar-keyed live renderer feeding `ring` (an AudioRing: write(), depth_frames, frames_written, flush(),
     disarm(), underruns).
 
@@ -77,6 +80,8 @@ class LiveStream:
         self.cur = RunCursor(self.playout, self.renderer.xfade, self.renderer.min_piece,
                              ceiling_dbtp=engine.output.ceiling_dbtp)
         self._stop_silence_until: int | None = None
+        self._handover: Handover | None = None  # waiting for its bar line (generator.handover)
+        self._placed: dict[str, tuple[float, Any, Any]] = {}  # each control's last change: beat, request, value
         self._thread: threading.Thread | None = None
         self._running = threading.Event()
         self.lookahead_s = min_lookahead_s
@@ -100,49 +105,12 @@ class LiveStream:
     def output_latency_s(self, value: float) -> None:
         self.playout.latency_s = float(value)
 
-    # ---------------------------------------------------------------------------------------- control side
-    def _put(self, kind: str, *args: Any, now: float | None = None) -> None:
-        self._requests.put((kind, args, self.clock() if now is None else now))
-
-    def play(self, beat: float = 0.0, at_time: float | None = None, now: float | None = None) -> None:
-        """Host started at `beat` at host time `at_time` (default: now)."""
-        self._put("play", beat, at_time, now=now)
-
-    def cont(self, beat: float | None = None, at_time: float | None = None, now: float | None = None) -> None:
-        self._put("continue", beat, at_time, now=now)
-
-    def stop(self, now: float | None = None) -> None:
-        self._put("stop", now=now)
-
-    def locate(self, beat: float, at_time: float | None = None, now: float | None = None) -> None:
-        """Host jumped (loop, SPP, Link beat discontinuity): fade, re-anchor at `beat` (at host time `at_time`)."""
-        self._put("locate", beat, at_time, now=now)
-
-    def set_tempo(self, bpm: float, confidence: float = 1.0, now: float | None = None, beat: float | None = None,
-                  at_time: float | None = None) -> None:
-        """Host tempo is `bpm` from host beat `beat` at host time `at_time` on (default: from the beat heard now)."""
-        self._put("tempo", bpm, confidence, beat, at_time, now=now)
-
-    def sync(self, beat: float, at_time: float, now: float | None = None) -> None:
-        """The host is at `beat` at host time `at_time` (e.g. a MIDI beat): when what is heard is more than
-        `phase_tolerance_s` off, the next beats (a bar at least) are nudged (<= 6 % faster or slower) back onto the
-        host's grid."""
-        self._put("tempo", None, None, beat, at_time, now=now)
-
-    def set_meter(self, numerator: int, denominator: int, now: float | None = None) -> None:
-        """Host meter changes at the next bar line that can still be rendered."""
-        self._put("meter", int(numerator), int(denominator), now=now)
-
-    def set_control(self, name: str, value: float, quantise: str | None = None, now: float | None = None) -> None:
-        self._put("control", name, value, quantise, now=now)
-
-    def set_seed(self, seed: int, quantise: str | None = None, now: float | None = None) -> None:
-        self._put("seed", "seed", int(seed), quantise, now=now)
-
-    def set_preset(self, name: str, quantise: str | None = None, now: float | None = None) -> None:
-        self._put("preset", "preset", str(name), quantise, now=now)
-
     # ------------------------------------------------------------------------------------------- positions
+    @property
+    def joining(self) -> bool:
+        """A join waits for its bar line: what is heard is not on the new host's grid yet."""
+        return isinstance(self._handover, HostJoin)
+
     def heard_beat(self, now: float | None = None) -> float:
         """The beat the listener hears at host time `now` (sink latency and the device's period included)."""
         run = self.perf.current
@@ -172,11 +140,20 @@ class LiveStream:
         run = self.perf.current
         if kind in ("control", "seed", "preset"):
             self._change(kind, args, t_req, now)
+        elif kind == "tempo" and isinstance(self._handover, HostJoin):  # the host's run is not playing yet
+            self._handover = self._handover.retimed(args[0], args[2], args[3], t_req)
         elif kind == "tempo":
             self._tempo(*args, t_req=t_req, now=now)
         elif kind == "meter":
             self._meter(*args, now=now)
+        elif kind == "join" and run is None:  # nothing plays: an ordinary start at the host's tempo
+            self._tempo(args[1], None, None, None, t_req=t_req, now=now)
+            self._apply("play", (args[0], args[2]), t_req, now)
+        elif kind in ("join", "stop_bar"):
+            if run is not None:
+                self._handover = HostJoin(*args) if kind == "join" else BarStop()
         elif kind in ("play", "continue", "locate"):
+            self._handover = None
             beat, at_time = args
             if beat is None:
                 beat = self.perf.position
@@ -190,6 +167,7 @@ class LiveStream:
                                        start, at=float(beat)))
             self._start_run()
         elif kind == "stop":
+            self._handover = None
             if run is not None:
                 self._end_run()
 
@@ -199,7 +177,9 @@ class LiveStream:
         if kind == "preset":
             self.renderer.engine(value)  # load (or fail) before the change is planned
         run = self.perf.current
+        glide = value if callable(value) else None  # a function of the host time the change is heard at
         if run is None:
+            value = glide(t_req) if glide else value
             self._record(ControlRecord(self.perf.position, kind, name, value, q, at=self.perf.position))
             return
         grid = self.perf.grid
@@ -208,8 +188,14 @@ class LiveStream:
         margin = self._margin(name not in OUTPUT_ONLY)
         beat = (self.cur.soonest(margin) if q == "now"
                 else grid.quantise(head, q, self.cur.earliest(margin), self.phrase_bars))
+        value = float(glide(self.cur.heard(beat, now))) if glide else value
+        last = self._placed.get(name)  # nothing to render again for the same change at its beat, or a later no-op
+        if last is not None and ((last[:2] == (beat, glide or value)) or (beat >= last[0] and last[2] == value)):
+            return
         if not self.cur.rollback(beat):
             beat = grid.quantise(head, q, self.cur.beat, self.phrase_bars)
+            value = float(glide(self.cur.heard(beat, now))) if glide else value
+        self._placed[name] = (beat, glide or value, value)
         self._record(ControlRecord(beat, kind, name, value, q, at=round(head, 6)))
         self.late_ms.append((run.tempo.sample_at(beat) - run.tempo.sample_at(ideal)) / self.sr * 1000)
         self.latencies_ms.append((self.cur.heard(beat, now) - t_req) * 1000)
@@ -267,11 +253,35 @@ class LiveStream:
             beat = self.perf.grid.quantise(head, "bar", self.cur.beat)
         self._record(ControlRecord(beat, "tempo", "meter", [numerator, denominator], "bar", at=round(head, 6)))
 
-    def _start_run(self) -> None:
+    def _start_run(self, tail: np.ndarray | None = None) -> None:
         run = self.perf.current
-        self.cur.start(run)
-        self._nudges = []
+        self.cur.start(run, tail)
+        self._nudges, self._placed = [], {}
         self._stop_silence_until = None
+
+    def _hand_over(self, now: float) -> None:
+        """Carry out the waiting handover once its bar line is rendered (else the run plays on towards it)."""
+        h, xf = self._handover, self.renderer.xfade
+        lim = self.playout.head() + self._margin(True) * self.sr + xf  # the new run renders in time from here
+        if isinstance(h, HostJoin):
+            line, t_line = h.first_line(self.perf.grid, self.playout.heard_at(lim, now))
+            x = int(round(self.playout.index_heard_at(t_line, now)))
+            cut = self.cur.beat_at(x)
+        else:
+            cut = h.first_line(self.perf.grid, self.cur.beat_at(lim))
+            x = self.cur.index(cut)
+        if x > self.playout.end or not self.cur.rollback(cut):
+            return  # not rendered that far yet, or the reader got there first: placed again at the next step
+        self._handover = None
+        if isinstance(h, BarStop):
+            self._finish_run(self.cur.joiner.tail, cut)
+            return
+        tail, head = self.cur.joiner.tail, round(self.play_head_beat(), 6)
+        if h.bpm != self.perf.bpm:
+            self._record(ControlRecord(cut, "tempo", "bpm", h.bpm, at=head))
+        self._record(ControlRecord(cut, "transport", "locate", line, at=head))
+        self.renderer.release(())
+        self._start_run(tail)
 
     def _end_run(self) -> None:
         """Fade out from the play head, drop the rest, log a stop where the audio ended (a jump is logged as
@@ -284,11 +294,16 @@ class LiveStream:
         raw = np.concatenate(parts, axis=1) if parts else np.zeros((2, 0), np.float32)
         first = self.playout.rewind(None)  # the reader may have moved on since `head`
         seg = raw[:, first - head : first - head + xf]
-        self.playout.write(fade_out(seg))
+        self._finish_run(seg, self.cur.beat_at(first + seg.shape[1]))
+
+    def _finish_run(self, seg: np.ndarray | None, beat: float) -> None:
+        """Write `seg` (the run's last samples) faded out, then a little silence; log the stop at `beat`."""
+        if seg is not None:
+            self.playout.write(fade_out(seg))
         pad = int(0.1 * self.sr)
         self.playout.silence(pad)
         self._stop_silence_until = self.playout.end - pad // 2
-        self._record(ControlRecord(self.cur.beat_at(first + seg.shape[1]), "transport", "stop"))
+        self._record(ControlRecord(beat, "transport", "stop"))
         self.cur.joiner.reset()
         self.renderer.release(())
 
@@ -307,6 +322,8 @@ class LiveStream:
             except MusikaError as exc:
                 self.errors += 1
                 logger.warning("ignored %s request %s: %s", kind, args, exc)
+        if self._handover is not None:  # set only while a run plays
+            self._hand_over(now)
         run = self.perf.current
         head = self.playout.head()
         if run is None:
@@ -363,21 +380,13 @@ class LiveStream:
             self._thread = None
 
     # ------------------------------------------------------------------------------------------- telemetry
-    def _host_bpm_at(self, beat: float) -> float:
-        """The host's tempo at `beat` of the current run: a beat played nudged (catching up) reports the
-        tempo it catches up with."""
-        for a, b, bpm in self._nudges:
-            if a <= beat < b:
-                return bpm
-        return self.perf.current.tempo.bpm_at(beat)
-
     def telemetry(self) -> Telemetry:
         run = self.perf.current
         beat = self.play_head_beat()
         ph = list(self.phase_errors_s)[-16:]
         return Telemetry(
             state="playing" if run is not None else "stopped",
-            bpm=self._host_bpm_at(beat) if run is not None else self.perf.bpm,
+            bpm=host_bpm_at(self._nudges, beat, run.tempo.bpm_at(beat)) if run is not None else self.perf.bpm,
             bpm_confidence=self.bpm_confidence, sync_source=self.sync_source,
             bar=self.perf.grid.index(beat), beat=beat - self.perf.grid.floor(beat),
             buffer_ms=self.ring.depth_frames / self.sr * 1000, lookahead_ms=self.lookahead_s * 1000,

@@ -194,6 +194,7 @@ class Run:
     gains: list[tuple[float, float]]  # (beat, dB)
     end_beat: float | None = None
     grid: BarGrid | None = None  # the performance's bar lines (None: every `bar` beats from 0)
+    joined: bool = False  # started by a locate while a run played: crossfades with that run, no gap
 
     def epoch_at(self, beat: float) -> EpochDef:
         cur = self.epochs[0]
@@ -345,6 +346,7 @@ class Performance:
             if run is not None:
                 run.end_beat = rec.beat
                 self._start_run(target)
+                self.runs[-1].joined = True
             else:
                 self.position = target
 

@@ -254,26 +254,35 @@ def render_runs(perf: Performance, renderer: Renderer, end_beat: float | None = 
     """Render every run of a performance in order -> (2, samples) float32 (runs concatenated).
 
     An open last run is rendered up to `end_beat`. Each run starts with a short fade-in and ends with an
-    equal-power fade-out over the crossfade length (stop, jump)."""
+    equal-power fade-out over the crossfade length (stop, jump), except where the next run joins it (a locate
+    while playing): there the two crossfade, as any two pieces do."""
     out: list[np.ndarray] = []
+    held: np.ndarray | None = None
     for run_id, run in enumerate(perf.runs):
         stop = run.end_beat if run.end_beat is not None else end_beat
         if stop is None:
             raise ValueError("the performance is still playing; give end_beat (or bars) to render_offline")
-        out.extend(_render_run(run_id, run, stop, renderer, phase_errors))
+        joined_next = run_id + 1 < len(perf.runs) and perf.runs[run_id + 1].joined
+        audio, held = _render_run(run_id, run, stop, renderer, phase_errors, held if run.joined else None,
+                                  joined_next)
+        out.append(audio)
     return np.concatenate(out, axis=1) if out else np.zeros((2, 0), np.float32)
 
 
-def _render_run(run_id: int, run: Run, stop: float, renderer: Renderer,
-                phase_errors: list[float] | None) -> list[np.ndarray]:
+def _render_run(run_id: int, run: Run, stop: float, renderer: Renderer, phase_errors: list[float] | None,
+                tail: np.ndarray | None = None, hold: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Run beats [start, stop) as the live path plays them: the joined stream up to stop, its last crossfade
     length faded out (live fades the committed stream from the play head, or the held-back tail when the
-    play head has reached the end of what was written)."""
+    play head has reached the end of what was written), or with `hold` held back and returned second, for the
+    next run to join. `tail`: the previous run's held-back samples, crossfaded into this run's first lead-in
+    (the stream then starts that many samples before the run's sample 0)."""
     s_stop = run.tempo.sample_at(stop)
+    lead = 0 if tail is None else tail.shape[1]
     if s_stop <= 0:
-        return []
+        return np.zeros((2, 0), np.float32), None
     xf = renderer.xfade
     joiner = Joiner(xf, ceiling_dbtp=renderer.ceiling_dbtp)
+    joiner.restore(tail)
     parts: list[np.ndarray] = []
     emitted = 0
     for p in renderer.pieces(run, run.start_beat, stop + 2 * renderer.bar):
@@ -284,11 +293,13 @@ def _render_run(run_id: int, run: Run, stop: float, renderer: Renderer,
         emitted += parts[-1].shape[1]
         if phase_errors is not None:
             phase_errors.extend(float(x) for x in res.phase_errors_s if np.isfinite(x))
-    if emitted < s_stop:
-        parts.append(joiner.finish()[:, : s_stop - emitted])
-    stream = np.concatenate(parts, axis=1)[:, :s_stop]
+    if emitted < s_stop + lead:
+        parts.append(joiner.finish()[:, : s_stop + lead - emitted])
+    stream = np.concatenate(parts, axis=1)[:, : s_stop + lead]
     renderer.release(())
-    return [fade_out(stream, xf)]
+    if hold:
+        return stream[:, : stream.shape[1] - xf], stream[:, stream.shape[1] - xf :]
+    return fade_out(stream, xf), None
 
 
 def render_offline(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..logs import native_output_logged
 from .base import DEFAULT_BLOCK_SIZE, DEFAULT_RING_FRAMES, DEFAULT_SAMPLE_RATE, AudioSink, AudioSinkError
 from .ring import AudioRing
 
@@ -24,7 +25,8 @@ logger = logging.getLogger(__name__)
 def import_sounddevice() -> Any:
     """Import sounddevice (PortAudio scans the devices on first import)."""
     try:
-        import sounddevice as sd
+        with native_output_logged(logger, "PortAudio"):  # its ALSA and JACK probes print to stderr
+            import sounddevice as sd
     except (ImportError, OSError) as exc:
         raise AudioSinkError(
             f"PortAudio output is unavailable: cannot load sounddevice ({exc}). Install the PortAudio library "

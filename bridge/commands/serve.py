@@ -5,7 +5,9 @@ graceful stop (fade out, close ports, flush the control log) and a second one fo
 handlers are restored afterwards. One asyncio loop owns control; the render worker fills the ring ahead of the
 play head; the audio callback only copies from the ring. Once everything is open, one line on stdout says what
 is served, e.g. ``musika: serving preset techno; OSC on 127.0.0.1:9000; output jack (musika:out_L/musika:out_R);
-MIDI in 'Musika' (jack); sync auto`` (tests wait for it).
+MIDI in 'Musika' (jack); sync auto`` (tests wait for it). Then the music starts on the internal clock unless a
+forced sync source waits for its host (:meth:`bridge.daemon.DaemonCore.start`). Without ``-v`` the terminal shows
+only that line, notices and warnings (bridge.logs).
 """
 
 from __future__ import annotations
@@ -20,22 +22,30 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from bridge.commands.serve_setup import (
+    adevice,
+    control_log_path,
+    describe_sink,
+    device,
+    engine_phase,
+    make_loader,
+    open_output,
+    output_settings,
+    preset_names,
+    warm_up,
+)
 from bridge.config import OUTPUTS, QUANTISE, SYNC_SOURCES, Config, load_config, with_overrides
 from bridge.controls import control_specs
-from bridge.daemon import DaemonCore, RenderJobs
-from bridge.errors import ConfigError, DeviceUnavailable, MidiPortError
-from bridge.events import TransportEvent
+from bridge.daemon import DaemonCore
+from bridge.errors import ConfigError, DeviceUnavailable
+from bridge.logs import NOTICE
+from bridge.render_jobs import RenderJobs
 from generator.control_log import ControlLogWriter, SessionHeader
 from generator.engine import Engine
-from generator.errors import AudioOutputError
 from generator.live import LiveStream
-from generator.output_stage import OutputSettings
-from generator.preset import list_preset_dirs, load_preset, preset_search_path
+from generator.preset import load_preset
 from generator.telemetry import format_status
 
 logger = logging.getLogger(__name__)
@@ -68,12 +78,6 @@ def parse_meter(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"meter {text!r} is not N/D, e.g. 4/4 or 7/8") from None
     return num, den
-
-
-def preset_names(cfg: Config, current: str) -> list[str]:
-    """Installed presets (the search path plus presets_dirs) and the one playing."""
-    names = {d.name for root in preset_search_path(cfg.presets_dirs) for d in list_preset_dirs(root)}
-    return sorted(names | {current})
 
 
 class Server:
@@ -118,7 +122,7 @@ class Server:
         specs = control_specs(first.preset.controls, names, first.config.gan.default_truncation)
         midi_part = self._start_midi(loop, specs, names) if cfg.midi.enabled else ""
         ring = AudioRing(sr * 10)
-        self.sink = _device(lambda: open_output(cfg, ring, sr))
+        self.sink = device(lambda: open_output(cfg, ring, sr))
         header = SessionHeader(name, cfg.seed, cfg.sync.bpm, cfg.sync.meter, sr, {})
         log_path = control_log_path(cfg.paths.control_log)
         if log_path is not None:
@@ -144,17 +148,31 @@ class Server:
             from bridge.link import LinkSync, LinkUnavailableError
 
             self.link = LinkSync(quantum=self.live.perf.bar, on_event=core.handle, bpm=cfg.sync.bpm, enabled=True)
-            await _adevice(self.link.start(), LinkUnavailableError)
+            await adevice(self.link.start(), LinkUnavailableError)
         if cfg.osc.ableton:
             from bridge.abletonosc import AbletonOscClient
 
             self.ableton = AbletonOscClient(host=cfg.osc.ableton_host, on_event=core.handle)
-            await _adevice(self.ableton.start())
+            await adevice(self.ableton.start())
         parts.append(f"sync {cfg.sync.source}")
-        if cfg.sync.source == "internal":
-            core.handle(TransportEvent("play", "internal", time.monotonic(), 0.0))
         self.ready_line = "musika: " + "; ".join(parts)
         print(self.ready_line, flush=True)
+        self._poll_inputs()
+        core.start(self._host_inputs())
+
+    def _host_inputs(self) -> str:
+        """What could bring a host in auto mode, for the start line."""
+        found = [f"MIDI clock to {self.midi.opened_port!r}"] if self.midi is not None else []
+        if self.osc is not None:
+            found.append("OSC transport (Reaper)")
+        if self.ableton is not None:
+            found.append("AbletonOSC")
+        return " or ".join(found)
+
+    def _poll_inputs(self) -> None:
+        """Tell the sync arbiter when MIDI clock was last heard (ticks are counted in the MIDI thread)."""
+        if self.midi is not None and self.midi.tracker.last_clock is not None:
+            self.core.seen("midi", self.midi.tracker.last_clock)
 
     async def _start_osc(self) -> str:
         from bridge.osc import OscServer
@@ -167,7 +185,7 @@ class Server:
                              params_provider=core.params,
                              path_roots={"sessions": cfg.paths.sessions, "renders": cfg.paths.renders},
                              reaper=ReaperState(self.live.sr, num, den))
-        await _adevice(self.osc.start())
+        await adevice(self.osc.start())
         core.broadcast = self.osc.broadcast
         self.renders = RenderJobs(self.osc, cfg.presets_dirs)
         core.render = self.renders.submit
@@ -184,7 +202,7 @@ class Server:
                               client_name=f"{cfg.output.jack_client}-midi",
                               on_event=lambda event: loop.call_soon_threadsafe(self._core_call, "handle", event))
         try:
-            _device(self.midi.start)  # before the audio client is active: JACK activation must not wait on it
+            device(self.midi.start)  # before the audio client is active: JACK activation must not wait on it
         except DeviceUnavailable as exc:
             if cfg.sync.source == "midi":
                 raise  # the user asked for MIDI clock: without it there is nothing to follow
@@ -230,8 +248,7 @@ class Server:
         while not self.should_exit:
             await asyncio.sleep(0.1)
             now = time.monotonic()
-            if self.midi is not None and self.midi.tracker.last_clock is not None:
-                self.core.seen("midi", self.midi.tracker.last_clock)
+            self._poll_inputs()
             self.core.tick(now)
             if self.duration is not None and now - t0 >= self.duration:
                 logger.info("--duration %.1f s reached; stopping", self.duration)
@@ -249,8 +266,8 @@ class Server:
         if self.status_line:
             sys.stderr.write("\n")
         live = self.live
-        if live is not None and fade and self.core is not None and self.core.playing:
-            self.core.playing = False
+        if live is not None and fade and self.core is not None and (self.core.playing or live.perf.current):
+            self.core.playing = False  # (a run may still play towards the bar line where it stops)
             live.stop()
             deadline = time.monotonic() + 2.0
             while (live.perf.current is not None or live.ring.depth_frames > 0) and time.monotonic() < deadline:
@@ -272,104 +289,6 @@ class Server:
             self.log.close()
         self.osc = self.link = self.ableton = self.midi = self.live = self.sink = self.log = None
         logger.info("musika serve stopped")
-
-
-def engine_phase(cfg: Config) -> str | None:
-    """musika.toml `phase` -> Engine's phase argument ("preset": None, the preset's own)."""
-    return None if cfg.phase == "preset" else cfg.phase
-
-
-def output_settings(cfg: Config) -> OutputSettings:
-    """musika.toml [output] loudness_lufs / ceiling_dbtp / gain_db -> the engine's output stage."""
-    o = cfg.output
-    return OutputSettings(target_lufs=o.loudness_lufs, ceiling_dbtp=o.ceiling_dbtp, gain_db=o.gain_db)
-
-
-def make_loader(first: Engine, cfg: Config) -> Any:
-    """Preset name -> Engine, loading each once (the first one is already loaded; it may come from a path)."""
-    cache = {first.preset.name: first}
-
-    def load(name: str) -> Engine:
-        if name not in cache:
-            cache[name] = Engine.load(name, threads=cfg.threads, search=tuple(cfg.presets_dirs),
-                                      phase=engine_phase(cfg), output=output_settings(cfg))
-        return cache[name]
-
-    return load
-
-
-def warm_up(loader: Any, preset: str, sample_rate: int, pieces: int = 3) -> float:
-    """Render a few pieces into a scratch ring so ONNX Runtime has allocated everything before the first play;
-    returns the look-ahead (s) that covers the slowest piece twice over (0.3 s at least, 2 s at most)."""
-    from bridge.audio import AudioRing
-
-    ring = AudioRing(sample_rate * 10)
-    scratch = LiveStream(loader, ring, SessionHeader(preset, 0, 128.0, (4, 4), sample_rate, {}))
-    scratch.play(0.0)
-    sink = np.zeros((2, sample_rate // 4), np.float32)
-    worst, rendered = 0.0, 0
-    for _ in range(50):
-        if rendered >= pieces:
-            break
-        ring.read_into(sink, channels_first=True, fill_silence=False)  # no underruns counted: a scratch ring
-        t = time.perf_counter()
-        if scratch.step():
-            worst, rendered = max(worst, time.perf_counter() - t), rendered + 1
-    return min(2.0, max(0.3, 2.0 * worst + 0.1))
-
-
-def open_output(cfg: Config, ring: Any, sample_rate: int) -> Any:
-    """Build and start the sink chosen in [output]."""
-    from bridge.audio import open_sink
-
-    o, kind = cfg.output, cfg.output.kind
-    opts: dict[str, Any] = {"ring": ring, "sample_rate": sample_rate}
-    if kind in ("jack", "auto"):
-        opts.update(client_name=o.jack_client, connect=list(o.jack_connect) or None)
-    if kind in ("portaudio", "auto"):
-        opts.update(device=o.device or None, block_size=o.block_size)
-    if kind == "reastream":
-        opts.update(host=o.reastream_host, port=o.reastream_port, identifier=o.reastream_id, block_size=o.block_size)
-    if kind in ("wav", "auto"):
-        Path(o.wav_path).parent.mkdir(parents=True, exist_ok=True)
-        opts.update(path=o.wav_path, block_size=o.block_size)
-    sink = open_sink(kind, **opts)
-    sink.start()
-    return sink
-
-
-def describe_sink(sink: Any) -> str:
-    if sink.name == "jack":
-        return f"jack ({'/'.join(sink.port_names)})"
-    return f"{sink.name} ({sink.device})"
-
-
-def control_log_path(template: str) -> Path | None:
-    """paths.control_log with {time} filled in, its folder created; None when empty (logging off)."""
-    if not template:
-        return None
-    path = Path(template.replace("{time}", time.strftime("%Y%m%d-%H%M%S")))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _device(open_: Any) -> Any:
-    """Call ``open_``; a device/port that cannot be opened becomes DeviceUnavailable (exit code 3)."""
-    try:
-        return open_()
-    except (AudioOutputError, MidiPortError) as exc:
-        if isinstance(exc, DeviceUnavailable):
-            raise
-        raise DeviceUnavailable(str(exc)) from exc
-
-
-async def _adevice(coro: Any, *extra: type[BaseException]) -> None:
-    from bridge.osc import OscBindError
-
-    try:
-        await coro
-    except (OscBindError, *extra) as exc:
-        raise DeviceUnavailable(str(exc)) from exc
 
 
 @contextlib.contextmanager
@@ -452,4 +371,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         f"default {d.paths.control_log})")
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                    help="stop after this many seconds (tests, soak runs); default: run until Ctrl-C")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, log_level=NOTICE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -114,3 +115,30 @@ def test_serve_without_any_audio_or_midi_device_records_to_a_file_and_says_so(ti
     assert "recorded to" in out.stderr and recording.exists()
     audio, sr = sf.read(recording, always_2d=True)
     assert sr == 44100 and audio.shape[1] == 2 and np.abs(audio).max() > 0
+
+
+LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|NOTICE|WARNING|ERROR|CRITICAL) [\w.]+: ")
+
+
+@pytest.mark.parametrize(("before", "after", "shown", "hidden"), [
+    ((), (), {"NOTICE", "WARNING"}, {"INFO", "DEBUG"}),
+    (("-v",), (), {"NOTICE", "WARNING", "INFO"}, {"DEBUG"}),
+    ((), ("-vv",), {"NOTICE", "WARNING", "INFO", "DEBUG"}, set()),
+])
+def test_serve_prints_only_its_own_lines_and_v_raises_the_level(tiny_preset, tmp_path, before, after, shown, hidden):
+    """No JACK server and no MIDI backend: ALSA and libjack fail to open and say so on stderr; the terminal gets
+    the ready line, one line about the clock and the warnings about what is missing, each a log line."""
+    env = {**os.environ, "JACK_DEFAULT_SERVER": "musika-test-none", "JACK_NO_START_SERVER": "1"}
+    out = subprocess.run([*MUSIKA, *before, "serve", *after, "--preset", str(tiny_preset), "--duration", "1",
+                          "--osc-port", "0", "--control-log", "", "--threads", "1"],
+                         capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[0].startswith("musika: serving preset tiny")
+    lines = out.stderr.splitlines()
+    assert [line for line in lines if not LOG_LINE.match(line)] == [], out.stderr  # no C library's own lines
+    levels = {LOG_LINE.match(line).group(1) for line in lines}
+    assert shown <= levels and not levels & hidden, out.stderr
+    notices = [line for line in lines if " NOTICE " in line]
+    assert len(notices) == 1 and notices[0].endswith(
+        "no sync source yet: playing on the internal clock at 128 BPM; will follow the host when it sends OSC "
+        "transport (Reaper)"), notices

@@ -81,7 +81,7 @@ def test_curves_are_monotonic_and_invertible() -> None:
 def test_piano_density_mapping_with_range_curve_and_pickup() -> None:
     mapper = piano_mapper()
     [ev] = mapper.handle_cc(1, 74, 127, 0.0)  # no current value known yet: applies at once
-    assert ev == ControlEvent("density", 8.0, "midi", None)
+    assert ev == ControlEvent("density", 8.0, "midi", None, smoothing_ms=50.0)  # the mapping's glide time
     assert mapper.handle_cc(1, 74, 0, 0.1)[0].value == pytest.approx(1.0)
     assert mapper.handle_cc(2, 74, 64, 0.1) == []  # other channel
     assert mapper.smoothing_ms("density") == 50

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from bridge.events import (
     TempoEvent,
     TransportEvent,
 )
+from bridge.logs import NOTICE
 from generator.control_log import ControlLogWriter, SessionHeader
 from generator.engine import Engine
 from generator.live import LiveStream
@@ -169,7 +171,7 @@ preset = "{preset}"
 
 
 def test_render_over_osc_replies_progress_done_and_error(rig, tiny_preset, tmp_path) -> None:
-    from bridge.daemon import RenderJobs
+    from bridge.render_jobs import RenderJobs
     from tests.bridge.osc_client import running
 
     (tmp_path / "sessions").mkdir()
@@ -196,12 +198,15 @@ def test_render_over_osc_replies_progress_done_and_error(rig, tiny_preset, tmp_p
     assert "bad.toml" in error and "tempo" in error
 
 
-def play_device(rig: Rig, seconds: float, period: int = 512) -> None:
-    """A sound card reading the ring in periods while the fake clock runs, with the daemon's 0.1 s tick."""
+def play_device(rig: Rig, seconds: float, period: int = 512, heard: list | None = None) -> None:
+    """A sound card reading the ring in periods while the fake clock runs, with the daemon's 0.1 s tick;
+    `heard` collects what it played ((2, period) blocks)."""
     out = [np.zeros(period, np.float32), np.zeros(period, np.float32)]
     next_tick = rig.t
     for _ in range(int(seconds * SR / period)):
         rig.ring.read_into(out)
+        if heard is not None:
+            heard.append(np.stack(out))
         rig.t += period / SR
         while rig.live.step(now=rig.t):
             pass
@@ -225,3 +230,103 @@ def test_internal_clock_pulls_audio_delayed_by_a_dropout_back_onto_its_grid(rig)
     status = rig.core.status()
     assert abs(status["sync_error_ms"]) < 2.0, status
     assert rig.core.relocations == 0
+
+
+# ---------------------------------------------------------------------------------------- start and handover
+def windowed_rms(blocks: list[np.ndarray], ms: float = 10.0) -> np.ndarray:
+    audio = np.concatenate(blocks, axis=1)
+    n = int(SR * ms / 1000)
+    frames = audio[:, : audio.shape[1] // n * n].reshape(2, -1, n)
+    return np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=(0, 2)))
+
+
+def test_with_no_sync_source_the_internal_clock_plays_at_once_with_one_notice(rig, caplog) -> None:
+    with caplog.at_level(logging.DEBUG):
+        rig.core.start("MIDI clock to 'Musika'")
+    rig.live.step(now=rig.t)
+    notices = [r.getMessage() for r in caplog.records if r.levelno == NOTICE]
+    assert notices == ["no sync source yet: playing on the internal clock at 120 BPM; will follow the host when "
+                       "it sends MIDI clock to 'Musika'"]
+    assert rig.core.playing and rig.kinds() == [("transport", "play")]
+    heard: list[np.ndarray] = []
+    play_device(rig, 1.0, heard=heard)
+    assert windowed_rms(heard)[-50:].min() > 1e-4  # sound, from within the look-ahead on
+
+
+def test_a_forced_source_waits_for_the_host(tiny_preset, caplog) -> None:
+    rig = Rig(tiny_preset, mode="midi")
+    with caplog.at_level(logging.DEBUG):
+        rig.core.start()
+    assert not rig.core.playing and rig.records() == []
+    assert [r.getMessage() for r in caplog.records if r.levelno == NOTICE] == ["sync midi: waiting for the host "
+                                                                                "to start"]
+
+
+def test_a_playing_host_is_joined_at_its_next_bar_line_without_a_gap(rig, caplog) -> None:
+    rig.core.start()
+    heard: list[np.ndarray] = []
+    play_device(rig, 3.0, heard=heard)
+    # the DAW starts at 126 BPM, its beat 0 now (off the internal clock's grid); its tempo is known a moment later
+    t_host, bpm = rig.t, 126.0
+    with caplog.at_level(logging.DEBUG):
+        rig.handle(TransportEvent("play", "midi", t_host, 0.0))
+    assert rig.core.arbiter.current == "midi" and rig.live.joining
+    rig.t += 0.1
+    rig.handle(TempoEvent(bpm, "midi", rig.t, 0.9))
+    for beat in range(1, 17):  # the DAW's clock states each beat
+        play_device(rig, t_host + beat * 60 / bpm - rig.t, heard=heard)
+        rig.handle(PositionEvent(float(beat), "midi", rig.t, exact=True))
+    assert not rig.live.joining
+    kinds = rig.kinds()
+    assert ("transport", "stop") not in kinds  # one run handed to the next, nothing stopped
+    [join] = [r for r in rig.records() if (r["type"], r["name"]) == ("transport", "locate")]
+    assert join["value"] in (4.0, 8.0)  # the DAW's first bar line that could still be rendered in time
+    tempo = [r for r in rig.records() if r["type"] == "tempo" and r["beat"] == join["beat"]]
+    assert [r["value"] for r in tempo] == [bpm]
+    status = rig.core.status()
+    assert status["bpm"] == bpm and abs(status["sync_error_ms"]) < 3.0, status  # on the DAW's grid
+    assert rig.core.relocations == 0
+    rms = windowed_rms(heard)
+    assert rms[100:].min() > 0.05 * np.median(rms), "a gap in the sound across the handover"
+    assert any("following midi" in r.getMessage() and r.levelno == NOTICE for r in caplog.records)
+
+
+def test_a_stopped_host_stops_the_music_at_the_next_bar_line(rig) -> None:
+    rig.core.start()
+    play_device(rig, 2.3)
+    rig.handle(TempoEvent(124.0, "midi", rig.t, 0.9))  # clock without Start: the DAW is there, stopped
+    assert rig.core.arbiter.current == "midi" and not rig.core.playing
+    heard: list[np.ndarray] = []
+    play_device(rig, 3.0, heard=heard)
+    stop = rig.records()[-1]
+    assert (stop["type"], stop["name"]) == ("transport", "stop") and stop["beat"] % 4.0 == 0.0
+    rms = windowed_rms(heard)
+    assert rms[:10].min() > 1e-4 and rms[-20:].max() == 0.0  # played on to the bar line, then silence
+    rig.handle(TransportEvent("play", "midi", rig.t, 0.0))  # the DAW's Start
+    assert rig.core.playing and rig.kinds()[-1] == ("transport", "play")
+
+
+# ---------------------------------------------------------------------------------------- CC smoothing
+def test_a_smoothed_cc_change_steps_to_its_target_bar_by_bar(rig) -> None:
+    rig.core.start()
+    play_device(rig, 2.0)
+    t0 = rig.t
+    rig.handle(ControlEvent("density", 12.0, "midi", smoothing_ms=5000))  # from the default, 4.0
+    play_device(rig, 9.0)
+    steps = [(r["beat"], r["value"]) for r in rig.records() if r["name"] == "density"]
+    beats, values = zip(*steps, strict=True)
+    assert all(b % 4.0 == 0.0 for b in beats) and list(beats) == sorted(set(beats))  # one per bar line
+    assert values[-1] == 12.0 and all(4.0 < v < 12.0 for v in values[:-1]) and len(values) >= 3
+    clock = rig.core.transports["internal"]  # what is heard sits on its grid (checked twice a second)
+    for beat, value in steps:
+        expected = 4.0 + 8.0 * min(max((clock.time_at_beat(beat) - t0) / 5.0, 0.0), 1.0)
+        assert value == pytest.approx(expected, abs=0.1)  # the glide's value when that bar line is heard
+    assert rig.core.status()["param_density"] == 12.0
+
+
+def test_an_unsmoothed_cc_change_is_one_change_at_the_next_bar_line(rig) -> None:
+    rig.core.start()
+    play_device(rig, 2.0)
+    rig.handle(ControlEvent("density", 12.0, "midi"))
+    play_device(rig, 5.0)
+    assert [r["value"] for r in rig.records() if r["name"] == "density"] == [12.0]

@@ -122,6 +122,31 @@ def test_a_jump_is_heard_on_the_hosts_beat(engine):
     assert sim.ring.flushed_frames > 0 and sim.ring.underruns == 0
 
 
+@pytest.mark.parametrize("host_bpm", [120.0, 128.0])
+def test_a_join_starts_the_hosts_run_on_its_bar_line_without_a_gap(engine, host_bpm):
+    sim = Sim(engine)
+    sim.live.play(0.0)
+    sim.tick(150)
+    t_host = sim.t  # another clock takes over: its beat 1.3 is now, off this run's grid
+    sim.live.join(1.3, host_bpm, at_time=t_host, now=t_host)
+    assert not sim.live.joining  # (a request; the worker has not seen it yet)
+    sim.tick(1)
+    assert sim.live.joining
+    sim.tick(300)
+    assert not sim.live.joining
+    (first, k1), (run, k2) = sim.runs()
+    assert run.joined and run.start_beat == 4.0  # the host's first bar line that could be rendered in time
+    assert sim.heard(k2) == pytest.approx(t_host + (4.0 - 1.3) * 60 / host_bpm, abs=2 / SR)  # heard on it
+    assert k2 == k1 + first.tempo.sample_at(first.end_beat)  # one run straight after the other
+    header, recs = parse_lines(sim.log.getvalue().splitlines())
+    off = render_offline(engine, header, recs, end_beat=run.start_beat + 4)
+    live, n = sim.audio()[:, k1:], k2 - k1 + SR // 2
+    np.testing.assert_array_equal(live[:, :n], off[:, :n])  # the crossfade too: the replay plays the join alike
+    level = np.sqrt(np.mean(np.square(live[:, : n // 441 * 441].reshape(2, -1, 441)), axis=(0, 2)))
+    assert level.min() > 0.05 * np.median(level)  # no gap: every 10 ms has sound
+    assert sim.ring.underruns == 0
+
+
 @pytest.mark.parametrize("anchor", ["host", "heard"])
 def test_tempo_step_follows_the_host_from_its_beat(engine, anchor):
     sim = Sim(engine)

@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("training.data.cli", "train"),
     ("training.cli", "train"),
     ("training.eval_cli", "train"),
+    ("training.autoencoder_cli", "train"),
     ("bridge.commands.bench", ""),
     ("bridge.commands.presets", ""),
     ("bridge.commands.doctor", ""),
@@ -42,6 +43,8 @@ def _placeholder(subparsers: argparse._SubParsersAction, module: str, extra: str
         names = ["train", "export"] if module == "training.cli" else ["prepare"]
     elif name == "eval_cli":
         names = ["eval"]
+    elif name == "autoencoder_cli":
+        names = ["autoencoder"]
     else:
         names = [name]
     for n in names:

@@ -22,11 +22,16 @@ def dataset_summary(roots: Sequence[str], licences: Sequence[str] = ()) -> list[
     """Per dataset: its kind, hours of the train split, sources and licences (from dataset.json; a
     "DATASET=TEXT" entry of ``licences`` replaces a dataset's licence lines, e.g. for recordings from a package)."""
     from training.data.dataset import Dataset
+    from training.shared_autoencoder import SharedAutoencoderError
 
+    bad = [item for item in licences if "=" not in item]
+    if bad:
+        raise SharedAutoencoderError(f"--data-licence {bad[0]!r}: expected DATASET=TEXT, e.g. data/mine=CC-BY-4.0")
     given = dict(item.split("=", 1) for item in licences)
     unknown = sorted(set(given) - {str(r) for r in roots})
     if unknown:
-        raise ValueError(f"--data-licence names {unknown}, which are not among --data {list(map(str, roots))}")
+        raise SharedAutoencoderError(f"--data-licence names {unknown}, which are not among --data "
+                                     f"{list(map(str, roots))}")
     out = []
     for root in roots:
         info = Dataset(root).info

@@ -108,12 +108,13 @@ def torch_codec(checkpoint: str | Path) -> tuple[Reconstruct, int]:
     return reconstruct, cfg.audio.sample_rate
 
 
-def preset_codec(preset: str | Path) -> tuple[Reconstruct, int]:
-    """The same for a preset's own ONNX encoders and decoders (level 2 only), as the engine plays them."""
+def preset_codec(preset: str | Path, phase: str | None = None) -> tuple[Reconstruct, int]:
+    """The same for a preset's ONNX encoders and decoders (level 2 only), as the engine plays them; ``phase``
+    overrides the preset's (generator.phase_vocoder)."""
     from generator.engine import Engine
     from training.eval import OnnxEncoder
 
-    engine = Engine.load(preset, threads=1, precision="fp32")
+    engine = Engine.load(preset, threads=1, precision="fp32", phase=phase)
     encoder = OnnxEncoder(engine)
 
     def reconstruct(audio: np.ndarray, level: int) -> np.ndarray:

@@ -49,20 +49,21 @@ class AudioCrops:
         self.p = np.concatenate(weights)
         self.p /= self.p.sum()
 
-    def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
-        """(batch, samples) float32; a crop whose peak is under -60 dBFS is drawn again (up to 8 times), so
-        silences between tracks or movements do not reach the waveform losses."""
-        idx = rng.choice(len(self.items), size=batch, p=self.p)
-        chans = rng.integers(0, 2, size=batch)
-        offs = rng.random(batch)
-        out = np.empty((batch, self.samples), np.float32)
-        for b in range(batch):
-            out[b] = self._read(int(idx[b]), int(chans[b]), float(offs[b]))
-            for _ in range(REDRAWS):
-                if np.abs(out[b]).max() >= SILENT_PEAK:
+    def sample(self, rng: np.random.Generator, batch: int, rows: slice | None = None) -> np.ndarray:
+        """(batch, samples) float32, or only its `rows` (the same crops, the others not read: one process's share
+        of a batch drawn alike by several). A crop whose peak is under -60 dBFS is replaced by the next of its
+        8 spare draws, so silences between tracks or movements do not reach the waveform losses. The draws are
+        made up front, so `rng` advances alike whatever the audio and `rows`."""
+        idx = rng.choice(len(self.items), size=(batch, 1 + REDRAWS), p=self.p)
+        chans = rng.integers(0, 2, size=(batch, 1 + REDRAWS))
+        offs = rng.random((batch, 1 + REDRAWS))
+        picked = range(batch)[rows or slice(None)]
+        out = np.empty((len(picked), self.samples), np.float32)
+        for o, b in enumerate(picked):
+            for k in range(1 + REDRAWS):
+                out[o] = self._read(int(idx[b, k]), int(chans[b, k]), float(offs[b, k]))
+                if np.abs(out[o]).max() >= SILENT_PEAK:
                     break
-                out[b] = self._read(int(rng.choice(len(self.items), p=self.p)), int(rng.integers(0, 2)),
-                                    float(rng.random()))
         return out
 
     def _read(self, item: int, channel: int, offset: float) -> np.ndarray:

@@ -78,19 +78,6 @@ def rng_state(np_rng: np.random.Generator) -> dict[str, Any]:
     return state
 
 
-def gather_rng_states(info: Any, np_rng: np.random.Generator) -> list[dict[str, Any]]:
-    """:func:`rng_state` of every rank (a rank-indexed list; one entry in a single process), so a resumed
-    multi-process run continues exactly. `info` is a training.distributed.DistInfo."""
-    mine = rng_state(np_rng)
-    if not info.active:
-        return [mine]
-    import torch.distributed as dist
-
-    out: list[Any] = [None] * info.world_size
-    dist.all_gather_object(out, mine)
-    return out
-
-
 def set_rng_state(state: Mapping[str, Any], np_rng: np.random.Generator) -> None:
     """Restore what :func:`rng_state` saved (in place for `np_rng`)."""
     torch.set_rng_state(state["torch"].cpu())

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,27 +27,13 @@ import torch
 from torch import Tensor
 
 from generator.model_config import ModelConfig
+from training import distributed as D
 from training import losses as L
 from training import spectral_torch as S
 from training.audio_crops import AudioCrops
-from training.checkpoint import (
-    CHECKPOINT_NAME,
-    gather_rng_states,
-    load_checkpoint,
-    params_finite,
-    save_checkpoint,
-    set_rng_state,
-)
-from training.errors import CheckpointError, TrainingError, TrainingInterrupted
-from training.loop_utils import (
-    RunLog,
-    StopRequest,
-    check_finite,
-    resolve_resume,
-    seed_everything,
-    set_threads,
-    to_plain,
-)
+from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from training.errors import CheckpointError, TrainingError
+from training.loop_utils import Schedule, StageRun, resolve_resume, set_threads, to_plain
 
 logger = logging.getLogger(__name__)
 
@@ -109,11 +94,15 @@ class AeResult:
 
 
 class _AeTrainer:
-    def __init__(self, cfg: AeTrainConfig, device: torch.device):
+    """The networks, optimizers and one step of each level. `run` supplies the process group and the finite
+    checks; every random draw covers the global batch, of which this rank keeps its rows."""
+
+    def __init__(self, cfg: AeTrainConfig, run: StageRun):
         from training.ae_critic import SpectrogramCritic
         from training.models import Decoder1, Decoder2, Encoder1, Encoder2
 
-        self.cfg, self.device = cfg, device
+        self.cfg, self.device, self.run, self.info = cfg, run.device, run, run.info
+        device = run.device
         m = cfg.model
         self.weights = L.check_weights(cfg.weights, "ae")
         self.nets = {"encoder1": Encoder1(m.autoencoder, m.audio), "decoder1": Decoder1(m.autoencoder, m.audio),
@@ -135,15 +124,14 @@ class _AeTrainer:
         """Magnitude, phase and the waveform. The waveform sees the magnitude detached: waveform-level losses
         train the phase (and the shared trunk) while the magnitude head learns from its direct L1 target, whose
         gradients are orders of magnitude smaller than the ones through exp() in the iSTFT."""
-        mag, phs = self.nets["decoder1"](frames)
+        dec1 = self.nets["decoder1"]
+        mag, phs = dec1(frames, D.randn_rows(self.info, frames.shape[0], dec1.noise_len, frames))
         return mag, phs, S.istft(mag.detach(), phs, self.cfg.model.audio)
 
     def _inner(self, x: Tensor) -> Tensor:
         return x[:, self.trim : x.shape[1] - self.trim]
 
-    def step_level1(self, audio: Tensor, adversarial: bool, info: Any) -> dict[str, Tensor]:
-        from training.distributed import average_gradients
-
+    def step_level1(self, audio: Tensor, adversarial: bool) -> dict[str, Tensor]:
         acfg, w = self.cfg.model.audio, self.weights
         spec = S.spectrogram(audio, acfg)
         mag, phs, wave = self._decode1(self.nets["encoder1"](spec))
@@ -162,7 +150,7 @@ class _AeTrainer:
             d_loss = sum(L.hinge_critic(r, f) for r, f in zip(d_real, d_fake, strict=True)) / len(d_real)
             self.opts["critic"].zero_grad(set_to_none=True)
             d_loss.backward()
-            average_gradients(info, [critic])
+            D.average_gradients(self.info, [critic])
             terms["ae1/critic"] = d_loss.detach()
             self._finite_or_raise(terms, list(critic.parameters()), "ae1/critic_grad")
             self.opts["critic"].step()
@@ -175,7 +163,7 @@ class _AeTrainer:
         self.opts["level1"].zero_grad(set_to_none=True)
         critic.zero_grad(set_to_none=True)
         total.backward()
-        average_gradients(info, [self.nets["encoder1"], self.nets["decoder1"]])
+        D.average_gradients(self.info, [self.nets["encoder1"], self.nets["decoder1"]])
         terms["ae1/grad_norm"] = L.grad_norm(self.level1)
         self._finite_or_raise(terms, [], "")
         if self.cfg.clip_grad > 0:
@@ -183,16 +171,15 @@ class _AeTrainer:
         self.opts["level1"].step()
         return terms
 
-    def step_level2(self, audio: Tensor, info: Any) -> dict[str, Tensor]:
-        from training.distributed import average_gradients
-
+    def step_level2(self, audio: Tensor) -> dict[str, Tensor]:
         acfg = self.cfg.model.audio
         spec = S.spectrogram(audio, acfg)
         with torch.no_grad():
             z1 = self.nets["encoder1"](spec)
         with torch.set_grad_enabled(not self.cfg.freeze_encoder2):
             latents = self.nets["encoder2"](z1)
-        z1_hat = self.nets["decoder2"](latents)
+        dec2 = self.nets["decoder2"]
+        z1_hat = dec2(latents, D.randn_rows(self.info, latents.shape[0], dec2.noise_len, latents))
         terms: dict[str, Tensor] = {"ae2/frames": (z1_hat - z1).abs().mean()}
         if any(self.weights[k] for k in ("ae2/magnitude", "ae2/stft", "ae2/stft_long")) or self.bands is not None:
             mag, _, wave = self._decode1(z1_hat)
@@ -207,7 +194,7 @@ class _AeTrainer:
         total = L.weighted_sum(terms, self.weights)
         self.opts["level2"].zero_grad(set_to_none=True)
         total.backward()
-        average_gradients(info, [self.nets["encoder2"], self.nets["decoder2"]])
+        D.average_gradients(self.info, [self.nets["encoder2"], self.nets["decoder2"]])
         terms["ae2/grad_norm"] = L.grad_norm(self.level2)
         self._finite_or_raise(terms, [], "")
         if self.cfg.clip_grad > 0:
@@ -218,7 +205,7 @@ class _AeTrainer:
     def _finite_or_raise(self, terms: dict[str, Tensor], params: list, name: str) -> None:
         if params:
             terms = {**terms, name: L.grad_norm(params)}
-        check_finite(terms, self.step + 1, self.ckpt_path, self.saved_step)
+        self.run.check_finite(terms)
 
     def set_level(self, level: int) -> None:
         for p in self.level1:
@@ -262,12 +249,11 @@ class _AeTrainer:
 def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
                     on_step: Callable[[int, Mapping[str, float]], None] | None = None) -> AeResult:
     """Train (or continue) the autoencoder of `cfg.run_dir`; returns the final step, checkpoint and metrics.
+    Under torchrun every process calls it; `cfg.batch` is per process (training.distributed).
 
     Raises TrainingError if a checkpoint exists and `resume` is False, NonFiniteLossError on NaN/inf (the last
     checkpoint untouched), TrainingInterrupted after SIGINT/SIGTERM (a checkpoint written first).
     """
-    from training import distributed as D
-
     ckpt_path = cfg.stage_dir / CHECKPOINT_NAME
     stored = None
     if ckpt_path.exists():
@@ -277,66 +263,32 @@ def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
         cfg = resolve_resume(cfg, AeTrainConfig.from_plain(stored["config"]), RESUMABLE)
     set_threads(cfg.threads)
     info, device = D.setup(cfg.device)
-    np_rng = seed_everything(cfg.seed + info.rank)
-    trainer = _AeTrainer(cfg, device)
-    trainer.ckpt_path, trainer.saved_step = ckpt_path, None
-    step, metrics, wall0, t0 = 0, {}, 0.0, time.monotonic()
-    if stored is not None:
-        trainer.load(stored)
-        set_rng_state(stored["rng"][min(info.rank, len(stored["rng"]) - 1)], np_rng)
-        step, metrics, trainer.saved_step = int(stored["step"]), dict(stored.get("metrics", {})), int(stored["step"])
-        wall0 = float(stored.get("wall_seconds", 0.0))
-        logger.info("resuming the autoencoder at step %d", step)
-    else:
-        if cfg.init_from:
-            _init_from(trainer, cfg)
-        D.broadcast_modules(info, trainer.nets.values())
-    crops = AudioCrops(cfg.dataset, "train", trainer.crop)
-    log = RunLog(cfg.stage_dir, "ae", cfg.total_steps, step, info.is_main, cfg.tensorboard, cfg.progress)
-
-    def save(at: int) -> None:
-        rngs = gather_rng_states(info, np_rng)
-        if info.is_main:
-            bad = params_finite(trainer.nets)
-            if bad:
-                raise TrainingError(f"{bad} has non-finite weights at step {at}; checkpoint not written")
-            state = trainer.state(at, metrics)
-            state["rng"] = rngs
-            state["wall_seconds"] = wall0 + time.monotonic() - t0
-            save_checkpoint(ckpt_path, state)
-        trainer.saved_step = at
-
     try:
-        with StopRequest() as stop:
-            while step < cfg.total_steps:
-                level = 1 if step < cfg.steps_level1 else 2
-                trainer.set_level(level)
-                trainer.step = step
-                audio = torch.from_numpy(crops.sample(np_rng, cfg.batch)).to(device)
-                if level == 1:
-                    terms = trainer.step_level1(audio, step >= cfg.adversarial_from, info)
-                else:
-                    terms = trainer.step_level2(audio, info)
-                step += 1
-                values = {k: float(v.detach()) for k, v in terms.items()}
-                if step % cfg.log_every == 0 or step == cfg.total_steps:
-                    metrics = {**metrics, **values}
-                    log.log(step, values)
-                log.advance()
-                stopping = D.any_flag(info, stop.requested is not None, device)
-                if step % cfg.checkpoint_every == 0 or step == cfg.total_steps or stopping:
-                    save(step)
-                if info.is_main and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.total_steps):
-                    trainer.preview(crops, step, level)
-                if on_step is not None:
-                    on_step(step, values)
-                if stopping:
-                    raise TrainingInterrupted(f"stopped by {stop.requested or 'another rank'} at step {step}; "
-                                              f"checkpoint {ckpt_path} written; continue with --resume")
+        run = StageRun("ae", cfg.stage_dir, info, device, cfg.seed)
+        trainer = _AeTrainer(cfg, run)
+        if stored is not None:
+            trainer.load(stored)
+            run.resume(stored)
+        else:
+            if cfg.init_from:
+                _init_from(trainer, cfg)
+            D.broadcast_modules(info, trainer.nets.values())
+        crops = AudioCrops(cfg.dataset, "train", trainer.crop)
+        batch = D.global_batch(info, cfg.batch)
+
+        def step(n: int) -> dict[str, Tensor]:
+            level = 1 if n < cfg.steps_level1 else 2
+            trainer.set_level(level)
+            audio = torch.from_numpy(crops.sample(run.np_rng, batch, D.row_slice(info, batch))).to(device)
+            return trainer.step_level1(audio, n >= cfg.adversarial_from) if level == 1 else trainer.step_level2(audio)
+
+        plan = Schedule(cfg.total_steps, cfg.checkpoint_every, cfg.preview_every, cfg.log_every, cfg.tensorboard,
+                        cfg.progress)
+        final, metrics = run.run(plan, step, trainer.nets, trainer.state, on_step=on_step,
+                                 preview=lambda at: trainer.preview(crops, at, 1 if at <= cfg.steps_level1 else 2))
     finally:
-        log.close()
         D.cleanup(info)
-    return AeResult(step, ckpt_path, metrics)
+    return AeResult(final, ckpt_path, metrics)
 
 
 LEVEL1_FIELDS = ("frame_dim", "enc1_widths", "dec1_widths", "dec1_window", "enc1_window")

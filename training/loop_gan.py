@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,25 +27,11 @@ import torch
 
 from generator.model_config import GanConfig, ModelConfig
 from generator.preset import Condition
+from training import distributed as D
 from training import losses as L
-from training.checkpoint import (
-    CHECKPOINT_NAME,
-    gather_rng_states,
-    load_checkpoint,
-    params_finite,
-    save_checkpoint,
-    set_rng_state,
-)
-from training.errors import TrainingError, TrainingInterrupted
-from training.loop_utils import (
-    RunLog,
-    StopRequest,
-    check_finite,
-    resolve_resume,
-    seed_everything,
-    set_threads,
-    to_plain,
-)
+from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from training.errors import TrainingError
+from training.loop_utils import Schedule, StageRun, resolve_resume, set_threads, to_plain
 
 logger = logging.getLogger(__name__)
 
@@ -106,10 +91,14 @@ class GanResult:
 
 
 class _GanTrainer:
-    def __init__(self, cfg: GanTrainConfig, model: ModelConfig, conds: tuple[Condition, ...], device: torch.device):
+    """Generator, critic, EMA and their update. `run` supplies the process group and the finite checks; the
+    noise is drawn for the global batch, of which this rank keeps its rows."""
+
+    def __init__(self, cfg: GanTrainConfig, model: ModelConfig, conds: tuple[Condition, ...], run: StageRun):
         from training.models import Critic, Generator
 
-        self.cfg, self.model, self.conds, self.device = cfg, model, conds, device
+        self.cfg, self.model, self.conds, self.run, self.info = cfg, model, conds, run, run.info
+        self.device = device = run.device
         self.weights = L.check_weights(cfg.weights, "gan")
         self.gen = Generator(model).to(device).train()
         self.critic = Critic(model).to(device).train()
@@ -124,14 +113,16 @@ class _GanTrainer:
         if self.weights["gan/beat_onsets"] > 0:
             self.beat_onsets = _beat_onset_term(cfg, model, conds, device)
 
-    def step(self, real_np, scal_np, curve_np, coords_np, info) -> dict[str, torch.Tensor]:
-        from training.distributed import average_gradients, average_scalar
-
-        dev = self.device
+    def step(self, real_np: np.ndarray, scal_np: np.ndarray | None, curve_np: np.ndarray | None,
+             coords_np: np.ndarray) -> dict[str, torch.Tensor]:
+        """One simultaneous update from this rank's windows (B, W, 2 dim), conditions and coordinates."""
+        dev, info = self.device, self.info
         real = torch.from_numpy(real_np).to(dev).requires_grad_(True)
         scal = torch.from_numpy(scal_np).to(dev) if scal_np is not None else None
         curve = torch.from_numpy(curve_np).to(dev) if curve_np is not None else None
-        fake = self.gen.generate_window(torch.from_numpy(coords_np).to(dev), scal, curve)
+        coords = torch.from_numpy(coords_np).to(dev)
+        noise = D.randn_rows(info, coords.shape[0], 2 * self.gen.noise_len, coords)
+        fake = self.gen.generate_window(coords, scal, curve, noise)
         d_real = self.critic(real, scal, curve)
         d_fake = self.critic(fake, scal, curve)
         terms = {"gan/critic": L.hinge_critic(d_real, d_fake), "gan/generator": L.hinge_generator(d_fake)}
@@ -152,11 +143,11 @@ class _GanTrainer:
         for params, grads in ((g_params, g_grads), (d_params, d_grads)):
             for p, g in zip(params, grads, strict=True):
                 p.grad = torch.zeros_like(p) if g is None else g
-        average_gradients(info, [self.gen, self.critic])
-        margin = average_scalar(info, (d_real.mean() - d_fake.mean()).detach())
+        D.average_gradients(info, [self.gen, self.critic])
+        margin = D.average_scalar(info, (d_real.mean() - d_fake.mean()).detach())
         terms.update({"gan/r1_weight": torch.tensor(r1_weight), "gan/margin": margin,
                       "gan/grad_norm": L.grad_norm(g_params), "gan/critic_grad_norm": L.grad_norm(d_params)})
-        check_finite(terms, self.step_no + 1, self.ckpt_path, self.saved_step)
+        self.run.check_finite(terms)
         self.opt_g.step()
         self.opt_d.step()
         with torch.no_grad():
@@ -254,8 +245,7 @@ def generate_audio(gen, dec2, dec1, model: ModelConfig, conds, seed: int = 1, wi
 
 def run_gan(cfg: GanTrainConfig, resume: bool = False,
             on_step: Callable[[int, Mapping[str, float]], None] | None = None) -> GanResult:
-    """Train (or continue) the GAN of `cfg.run_dir`; see run_autoencoder for the error behaviour."""
-    from training import distributed as D
+    """Train (or continue) the GAN of `cfg.run_dir`; see run_autoencoder for the error behaviour and torchrun."""
     from training.encode import LatentCache
     from training.latent_data import LatentCrops, resolve_conditions, sample_coords, select_entries
 
@@ -282,61 +272,32 @@ def run_gan(cfg: GanTrainConfig, resume: bool = False,
     crops = LatentCrops(select_entries(entries, cfg.min_labels), model.gan.window_len, conds, model,
                         balance=cfg.balance or None)
     info, device = D.setup(cfg.device)
-    np_rng = seed_everything(cfg.seed + info.rank)
-    tr = _GanTrainer(cfg, model, conds, device)
-    if tr.beat_onsets is not None:
-        tr.beat_onsets.measure_template(lambda rng, n: crops.sample(rng, n, 0.0, 0.0)[::2])
-    tr.ckpt_path, tr.saved_step = ckpt_path, None
-    step, metrics, wall0, t0 = 0, {}, 0.0, time.monotonic()
-    if stored is not None:
-        tr.load(stored)
-        set_rng_state(stored["rng"][min(info.rank, len(stored["rng"]) - 1)], np_rng)
-        step, metrics, tr.saved_step = int(stored["step"]), dict(stored.get("metrics", {})), int(stored["step"])
-        wall0 = float(stored.get("wall_seconds", 0.0))
-        logger.info("resuming the GAN at step %d", step)
-    else:
-        if cfg.init_from:
-            from training.warm_start import warm_start
-
-            warm_start(cfg.init_from, {"generator": tr.gen, "critic": tr.critic, "generator_ema": tr.ema}, conds,
-                       model.to_dict())
-        D.broadcast_modules(info, [tr.gen, tr.critic, tr.ema])
-    log = RunLog(cfg.stage_dir, "gan", cfg.steps, step, info.is_main, cfg.tensorboard, cfg.progress)
-
-    def save(at: int) -> None:
-        rngs = gather_rng_states(info, np_rng)
-        if info.is_main:
-            bad = params_finite({"generator": tr.gen, "critic": tr.critic, "generator_ema": tr.ema})
-            if bad:
-                raise TrainingError(f"{bad} has non-finite weights at step {at}; checkpoint not written")
-            save_checkpoint(ckpt_path, {**tr.state(at, metrics), "rng": rngs,
-                                        "wall_seconds": wall0 + time.monotonic() - t0})
-        tr.saved_step = at
-
     try:
-        with StopRequest() as stop:
-            while step < cfg.steps:
-                tr.step_no = step
-                real, scal, curve = crops.sample(np_rng, cfg.batch, cfg.swap_prob, cfg.cond_dropout)
-                coords = sample_coords(np_rng, cfg.batch, model.gan)
-                terms = tr.step(real, scal, curve, coords, info)
-                step += 1
-                values = {k: float(v.detach()) for k, v in terms.items()}
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    metrics = {**metrics, **values}
-                    log.log(step, values)
-                log.advance()
-                stopping = D.any_flag(info, stop.requested is not None, device)
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps or stopping:
-                    save(step)
-                if info.is_main and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
-                    tr.preview(step)
-                if on_step is not None:
-                    on_step(step, values)
-                if stopping:
-                    raise TrainingInterrupted(f"stopped by {stop.requested or 'another rank'} at step {step}; "
-                                              f"checkpoint {ckpt_path} written; continue with --resume")
+        run = StageRun("gan", cfg.stage_dir, info, device, cfg.seed)
+        tr = _GanTrainer(cfg, model, conds, run)
+        if tr.beat_onsets is not None:
+            tr.beat_onsets.measure_template(lambda rng, n: crops.sample(rng, n, 0.0, 0.0)[::2])
+        if stored is not None:
+            tr.load(stored)
+            run.resume(stored)
+        else:
+            if cfg.init_from:
+                from training.warm_start import warm_start
+
+                warm_start(cfg.init_from, {"generator": tr.gen, "critic": tr.critic, "generator_ema": tr.ema}, conds,
+                           model.to_dict())
+            D.broadcast_modules(info, [tr.gen, tr.critic, tr.ema])
+        batch = D.global_batch(info, cfg.batch)
+
+        def step(_n: int) -> dict[str, torch.Tensor]:
+            real, scal, curve = (None if a is None else D.my_rows(info, a)
+                                 for a in crops.sample(run.np_rng, batch, cfg.swap_prob, cfg.cond_dropout))
+            return tr.step(real, scal, curve, D.my_rows(info, sample_coords(run.np_rng, batch, model.gan)))
+
+        plan = Schedule(cfg.steps, cfg.checkpoint_every, cfg.preview_every, cfg.log_every, cfg.tensorboard,
+                        cfg.progress)
+        nets = {"generator": tr.gen, "critic": tr.critic, "generator_ema": tr.ema}
+        final, metrics = run.run(plan, step, nets, tr.state, preview=tr.preview, on_step=on_step)
     finally:
-        log.close()
         D.cleanup(info)
-    return GanResult(step, ckpt_path, metrics, model, conds)
+    return GanResult(final, ckpt_path, metrics, model, conds)

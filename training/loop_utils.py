@@ -1,4 +1,5 @@
-"""Plumbing shared by the training loops: signal-driven stop, finite checks, logging (tqdm, TensorBoard,
+"""Plumbing shared by the training loops: the run loop itself (:class:`StageRun`: resume, random state,
+checkpoints, logging, previews, stop), signal-driven stop, finite checks, logging (tqdm, TensorBoard,
 metrics.jsonl), seeding and config serialisation. No model code here.
 """
 
@@ -11,14 +12,18 @@ import math
 import random
 import signal
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from training.errors import NonFiniteLossError
+from training.checkpoint import CHECKPOINT_NAME, params_finite, rng_state, save_checkpoint, set_rng_state
+from training.distributed import DistInfo, any_flag, barrier, spread
+from training.errors import NonFiniteLossError, TrainingError, TrainingInterrupted
 
 logger = logging.getLogger(__name__)
 
@@ -169,3 +174,103 @@ def read_metrics(path: str | Path) -> list[dict[str, float]]:
     if not p.exists():
         return []
     return [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long a stage runs and how often it logs, checkpoints and previews (0: never preview)."""
+
+    total: int
+    checkpoint_every: int
+    preview_every: int
+    log_every: int
+    tensorboard: bool = True
+    progress: bool | None = None
+
+
+class StageRun:
+    """The run loop of one training stage, shared by the autoencoder and the GAN.
+
+    It owns the numpy Generator the stage samples from (seeded alike on every rank), the step counter and the
+    checkpoint RUN/<stage>/checkpoint.pt, which only rank 0 writes: the stage's state plus the random state
+    and the wall time. A stop request (SIGINT/SIGTERM on any rank) writes a checkpoint and raises
+    TrainingInterrupted; a resumed run continues with the checkpoint's step, metrics and random state.
+    """
+
+    def __init__(self, stage: str, stage_dir: Path, info: DistInfo, device: torch.device, seed: int):
+        self.stage, self.stage_dir, self.info, self.device = stage, stage_dir, info, device
+        self.np_rng = seed_everything(seed)
+        self.ckpt_path = stage_dir / CHECKPOINT_NAME
+        self.step = 0
+        self.saved_step: int | None = None
+        self.metrics: dict[str, float] = {}
+        self._wall0, self._t0 = 0.0, time.monotonic()
+
+    def resume(self, stored: Mapping[str, Any]) -> None:
+        """Continue from a checkpoint's step, metrics and random state (the caller loads the networks)."""
+        set_rng_state(stored["rng"][0], self.np_rng)
+        self.step = self.saved_step = int(stored["step"])
+        self.metrics = dict(stored.get("metrics", {}))
+        self._wall0 = float(stored.get("wall_seconds", 0.0))
+        was = int(stored.get("world_size", self.info.world_size))
+        if was != self.info.world_size:
+            logger.warning("resuming with %d processes; the run had %d, so the batch per step changes",
+                           self.info.world_size, was)
+        logger.info("resuming the %s at step %d", self.stage, self.step)
+
+    def check_finite(self, terms: Mapping[str, torch.Tensor | float]) -> None:
+        """NonFiniteLossError for a NaN/inf term of the step now running (see :func:`check_finite`)."""
+        check_finite(terms, self.step + 1, self.ckpt_path, self.saved_step)
+
+    def save(self, nets: Mapping[str, torch.nn.Module], state: Mapping[str, Any]) -> None:
+        """Rank 0 writes `state` (plus random state and wall time) unless a network holds NaN/inf."""
+        if self.info.is_main:
+            bad = params_finite(nets)
+            if bad:
+                raise TrainingError(f"{bad} has non-finite weights at step {self.step}; checkpoint not written")
+            save_checkpoint(self.ckpt_path, {**state, "rng": [rng_state(self.np_rng)],
+                                             "world_size": self.info.world_size,
+                                             "wall_seconds": self._wall0 + time.monotonic() - self._t0})
+        barrier(self.info)  # no rank goes on (and perhaps reads it) before the checkpoint is in place
+        self.saved_step = self.step
+
+    def run(self, plan: Schedule, step: Callable[[int], Mapping[str, torch.Tensor]],
+            nets: Mapping[str, torch.nn.Module], state: Callable[[int, Mapping[str, float]], dict[str, Any]],
+            preview: Callable[[int], None] | None = None,
+            on_step: Callable[[int, Mapping[str, float]], None] | None = None) -> tuple[int, dict[str, float]]:
+        """Run `step(n)` (n counts from 0) until `plan.total`; returns the final step and the last logged
+        metrics. Every rank calls it; the collectives inside keep them in step."""
+        info = self.info
+        first, last = spread(info, self.step, self.device)
+        if first != last:
+            raise TrainingError(
+                f"the processes start the {self.stage} at different steps ({first} to {last}; this one at "
+                f"{self.step}): each reads {self.ckpt_path} itself, so every machine must see the same run folder "
+                "(shared storage), or none may have a checkpoint there")
+        log = RunLog(self.stage_dir, self.stage, plan.total, self.step, info.is_main, plan.tensorboard, plan.progress)
+        try:
+            with StopRequest() as stop:
+                while self.step < plan.total:
+                    terms = step(self.step)
+                    self.step += 1
+                    at = self.step
+                    values = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+                              for k, v in terms.items()}
+                    if at % plan.log_every == 0 or at == plan.total:
+                        self.metrics = {**self.metrics, **values}
+                        log.log(at, values)
+                    log.advance()
+                    stopping = any_flag(info, stop.requested is not None, self.device)
+                    if at % plan.checkpoint_every == 0 or at == plan.total or stopping:
+                        self.save(nets, state(at, self.metrics))
+                    if (info.is_main and preview is not None and plan.preview_every
+                            and (at % plan.preview_every == 0 or at == plan.total)):
+                        preview(at)
+                    if on_step is not None:
+                        on_step(at, values)
+                    if stopping:
+                        raise TrainingInterrupted(f"stopped by {stop.requested or 'another rank'} at step {at}; "
+                                                  f"checkpoint {self.ckpt_path} written; continue with --resume")
+        finally:
+            log.close()
+        return self.step, self.metrics

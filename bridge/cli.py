@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("bridge.commands.bench", ""),
     ("bridge.commands.presets", ""),
     ("bridge.commands.doctor", ""),
+    ("bridge.commands.calibrate", ""),
 )
 
 logger = logging.getLogger("musika")

@@ -372,8 +372,9 @@ class DaemonCore:
             relocations=self.relocations, bad_input=sum(self.bad_input.values()),
             ignored=sum(self.ignored.values()), learned=",".join(self.learned),
         )
-        out.update({f"param_{k}": v for k, v in self.controls.items()})
-        out.update(extra or {})
+        out["lock_phase_ms"] = lock = out["phase_error_ms"]  # + late: the beats in what was rendered, and what is
+        out["phase_error_ms"] = lock - out["sync_error_ms"]  # heard runs behind the host by -sync_error_ms (NaN: ?)
+        out.update({f"param_{k}": v for k, v in self.controls.items()}, **(extra or {}))
         return {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v) for k, v in out.items()}
 
 

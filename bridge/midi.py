@@ -3,7 +3,8 @@
 Thin I/O over python-rtmidi (opened on an explicit backend: JACK, ALSA, CoreMIDI or WinMM; nothing is opened or
 listed at import time) with mido's Parser for decoding. rtmidi is used directly rather than through mido's
 ports because only rtmidi's callback carries the backend's per-event delta times; they are accumulated into
-host time (re-anchored to ``clock()`` if they drift), so tempo comes from event timestamps, not callback time.
+host time (offset by the least delayed callback of the last seconds), so tempo and phase come from event
+timestamps, not callback time.
 
 :class:`MidiDecoder` is the pure part (bytes + time in, events out) and takes all bad input: undecodable bytes,
 running-status abuse, clock floods. Bad input is logged at a limited rate, reported as BadInput events, and
@@ -16,6 +17,7 @@ import logging
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -104,21 +106,31 @@ class MidiDecoder:
 
 
 class _Stamper:
-    """Backend delta times accumulated into host time; re-anchored when they disagree with ``clock()``."""
+    """Backend delta times accumulated into host time. The offset between the two is the smallest
+    ``clock() - accumulated`` over the last ``window_s``: the least delayed callback's, so one held-up callback (the
+    first included: a busy thread holding the GIL) does not shift every later stamp, and a slow drift between the
+    backend's clock and ``clock()`` is followed. A stall (an event ``max_lag`` after the one before) re-anchors."""
 
-    def __init__(self, clock: Callable[[], float], max_lag: float = 0.5, max_lead: float = 0.02):
-        self.clock, self.max_lag, self.max_lead, self._t = clock, max_lag, max_lead, None
+    def __init__(self, clock: Callable[[], float], max_lag: float = 0.5, window_s: float = 2.0):
+        self.clock, self.max_lag, self.window_s = clock, max_lag, window_s
+        self._acc: float | None = None
+        self._offsets: deque[tuple[float, float]] = deque()  # (callback time, callback time - accumulated)
 
     def __call__(self, delta: float | None) -> float:
         now = self.clock()
-        if self._t is None or delta is None:
-            t = now
+        if self._acc is None or delta is None or delta > self.max_lag:
+            self._acc = 0.0
+            self._offsets.clear()
         else:
-            t = self._t + max(delta, 0.0)
-            if t > now + self.max_lead or now - t > self.max_lag:  # clocks drifted apart, or a stall: re-anchor
-                t = now
-        self._t = t
-        return t
+            self._acc += max(delta, 0.0)
+        off = now - self._acc
+        while self._offsets and (self._offsets[-1][1] >= off or self._offsets[0][0] < now - self.window_s):
+            if self._offsets[-1][1] >= off:
+                self._offsets.pop()  # a monotonic deque: the window's minimum is its first entry
+            else:
+                self._offsets.popleft()
+        self._offsets.append((now, off))
+        return self._acc + self._offsets[0][1]
 
 
 def _api(name: str) -> int:
@@ -162,6 +174,8 @@ class MidiInput:
         self.lock = threading.Lock()
         self.decoder = MidiDecoder(self._emit, tracker, mapper, sender=port_name)
         self._stamp = _Stamper(clock)
+        self._clock = clock
+        self._jack: Any = None  # a bridge.jack_midi.JackMidiPort when JACK MIDI is open through JACK-Client
         self._midiin: Any = None
         self.opened_backend: str | None = None
         self.opened_port: str | None = None
@@ -183,6 +197,8 @@ class MidiInput:
 
         errors = []
         for name in _backend_order(self.backend):
+            if name == "jack" and self._start_jack(errors):
+                return
             try:
                 with native_output_logged(logger, f"MIDI {name}"):  # ALSA/libjack print why they cannot open
                     midiin = rtmidi.MidiIn(rtapi=_api(name), name=self.client_name)
@@ -204,6 +220,26 @@ class MidiInput:
             return
         hint = " (start JACK, or on Windows create a loopMIDI port and pass --midi-in NAME)"
         raise MidiPortError(f"MIDI input {self.port_name!r}: could not open it: {'; '.join(errors)}{hint}")
+
+    def _start_jack(self, errors: list[str]) -> bool:
+        """JACK MIDI through JACK-Client (each event stamped with its own frame); False to try rtmidi's JACK."""
+        from .jack_midi import JackMidiPort
+
+        port = JackMidiPort(self.port_name, self.client_name, self._feed_timed, self.virtual, self._clock)
+        try:
+            with native_output_logged(logger, "MIDI jack"):  # libjack prints why it cannot connect
+                self.opened_port = port.start()
+        except MidiPortError as exc:
+            errors.append(f"jack (JACK-Client): {exc}")
+            return False
+        self._jack, self.opened_backend = port, "jack"
+        logger.info("MIDI input %r open (jack, %s, frame-stamped)", self.opened_port,
+                    "virtual" if self.virtual else "existing")
+        return True
+
+    def _feed_timed(self, data: bytes, t: float) -> None:
+        with self.lock:
+            self.decoder.feed(data, t)
 
     def _open(self, midiin: Any, backend: str) -> str:
         import rtmidi
@@ -243,6 +279,10 @@ class MidiInput:
             self.mapper.set_current(name, value)
 
     def close(self) -> None:
+        if self._jack is not None:
+            self._jack.close()
+            self._jack = None
+            logger.info("MIDI input %r closed", self.opened_port)
         if self._midiin is not None:
             self._midiin.cancel_callback()
             self._midiin.close_port()

@@ -27,9 +27,12 @@ Tick timestamps are seconds (any monotonic clock), tempo is BPM of quarter notes
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import median
+
+import numpy as np
 
 PPQN = 24
 
@@ -59,8 +62,43 @@ class TempoState:
     note: str = ""
 
 
+def arrival_quantum(intervals: Iterable[float], tol: float = 5e-4) -> float:
+    """The period (seconds) arrivals are quantised to, or 0.0: a backend that stamps each event with the start of
+    its audio period (JACK MIDI through rtmidi: 11.6 ms at -p 512) gives intervals that are whole multiples of that
+    period (within ``tol``), at least two different ones three times each. Needs 12 intervals."""
+    dts = sorted(intervals)
+    if len(dts) < 12 or dts[0] < 4e-3:
+        return 0.0
+    base = float(np.median([d for d in dts if d < dts[0] + tol]))
+    for m in (1, 2, 3):  # the shortest interval may span several periods (slow tempo, short period)
+        q = base / m
+        counts = Counter(round(d / q) for d in dts)
+        if sum(1 for c in counts.values() if c >= 3) >= 2 and all(abs(d - round(d / q) * q) <= tol for d in dts):
+            return float(np.mean([d / round(d / q) for d in dts]))
+    return 0.0
+
+
 def _fit(xs: list[int], ys: list[float]) -> tuple[float, float, float]:
-    """Least-squares line y = a + b x. Returns (slope b, fitted y at the last x, robust residual sd)."""
+    """Least-squares line y = a + b x with outlier rejection (points beyond 3 robust sd, e.g. a tick stamped a
+    period late by an xrun, are dropped and the line refitted). Returns (slope b, fitted y at the last x, robust
+    residual sd)."""
+    b, last, sigma = _lsq(xs, ys)
+    if sigma > 0 and len(xs) >= 8:
+        a = last - b * xs[-1]
+        keep = [i for i, (x, y) in enumerate(zip(xs, ys, strict=True)) if abs(y - (a + b * x)) <= 3 * sigma]
+        if len(xs) - 2 >= len(keep) >= 0.75 * len(xs) or 0 < len(xs) - len(keep) <= 2 and len(keep) >= 4:
+            b2, _, sigma = _lsq([xs[i] for i in keep], [ys[i] for i in keep])
+            a2 = _lsq_intercept([xs[i] for i in keep], [ys[i] for i in keep], b2)
+            return b2, a2 + b2 * xs[-1], sigma
+    return b, last, sigma
+
+
+def _lsq_intercept(xs: list[int], ys: list[float], b: float) -> float:
+    return sum(ys) / len(ys) - b * sum(xs) / len(xs)
+
+
+def _lsq(xs: list[int], ys: list[float]) -> tuple[float, float, float]:
+    """Plain least-squares line y = a + b x: (slope b, fitted y at the last x, robust residual sd)."""
     n = len(xs)
     mx = sum(xs) / n
     my = sum(ys) / n
@@ -119,6 +157,10 @@ class ClockTempoEstimator:
         self._anchor: tuple[float, float] | None = None  # (fitted time of the last tick, short-fit period)
         self._dev_count = self._drift_count = self._drift_sign = self._bad = self._calm = 0
         self._history: deque[float] = deque(maxlen=self.short_window + 1)  # recent long-fit periods
+        self._raw_dts: deque[float] = deque(maxlen=self.short_window)
+        self._raw_last: float | None = None
+        self._quantum = 0.0  # the arrival quantum (seconds) when stamps come on a period lattice, else 0
+        self._q_miss = 0
         self._cap = self.max_window  # 2 beats while a ramp is being followed
         self.state = TempoState(None, None, math.inf, 0.0, 0, False, 0.0, 0, math.nan, "restart")
 
@@ -128,6 +170,14 @@ class ClockTempoEstimator:
 
     def feed(self, t: float) -> TempoState:
         """Add the tick that arrived at time ``t`` (seconds); returns the updated :class:`TempoState`."""
+        if self._raw_last is not None and t > self._raw_last:
+            self._raw_dts.append(t - self._raw_last)
+            q = arrival_quantum(self._raw_dts)
+            self._q_miss = 0 if q > 0 else self._q_miss + 1
+            if q > 0 or self._q_miss >= self.short_window:  # kept until a whole window says otherwise
+                self._quantum = q
+        self._raw_last = t
+        t += self._quantum / 2  # a period-quantised stamp is the start of its period: centre it
         if not self._ys:
             return self._accept(t, 0, "restart")
         last_t = self._ys[-1]
@@ -160,7 +210,12 @@ class ClockTempoEstimator:
         if r_raw >= self.gap_ratio and r_fit >= self.gap_ratio:
             self.reset()
             return self._accept(t, 0, "gap")
-        advanced = max(2, round(r_fit)) if r_raw >= 1.7 and r_fit >= 1.6 else 1
+        if self._quantum > 0:  # raw intervals are whole periods: a lost tick reads >= 2 intervals - 1 period
+            p = self._anchor[1]
+            r_raw = 1.7 if dt >= min(1.5 * p, 2 * p - self._quantum) - 5e-4 else 0.0
+        # quantised, the fit puts a tick within +-quantum/2 of its place: lost ones read from 2 - quantum/(2 p) up
+        lost_fit = 1.5 + self._quantum / (4 * self._anchor[1]) if self._quantum > 0 else 1.6
+        advanced = max(2, round(r_fit)) if r_raw >= 1.7 and r_fit >= lost_fit else 1
         if advanced > 1 and sum(1 for a in self._recent if a > 1) >= 3:  # a big slowdown, not lost ticks
             self.reset()
             return self._accept(t, 0, "restart")
@@ -192,7 +247,10 @@ class ClockTempoEstimator:
         p_long, tick_time, sigma = _fit(xs, ys)
         ns = min(self.short_window, self._long_n)
         p_short, short_last, sigma_short = _fit(xs[-ns:], ys[-ns:])
-        repairable = ns >= 12 and 0 < p_short and sigma_short <= 0.12 * p_short
+        # with a period quantum the spread is bounded (+-half a quantum around the line): repairable while that
+        # stays well under half an interval
+        bounded = 0 < self._quantum <= 0.75 * p_short and sigma_short <= 0.45 * self._quantum
+        repairable = ns >= 12 and 0 < p_short and (sigma_short <= 0.12 * p_short or bounded)
         self._anchor = (short_last, p_short) if repairable else None
         step = self._follow(p_short, p_long, sigma_short, max(sigma, sigma_short))
         if step:  # the long window was cut: refit it (the short fit now covers the same ticks)

@@ -13,7 +13,9 @@ minus the frames it had taken, a clock of the device. Stream sample ``x`` is the
 ``clock + (frames_played + x - head) / sr + latency``: ``head`` is the first sample the reader has not taken and
 latency the sink's own output latency (from handing a frame to the device to hearing it). Without observations
 (or a ring without frames_played) it is ``now + (x - head) / sr + latency``, up to one device period early.
-Both hold while the device reads without underruns.
+Both hold while the device reads without underruns. A sink that knows its device clock (JACK: the host time of
+each period's first frame) sets ``ring.cycle``, and that is used instead: the largest ``now - frames_played / sr``
+is the latest read, which under load is a late one, so what is heard would be placed up to a period early.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Any
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+MAX_CYCLE_FRAMES = 16384  # a device period's clock (ring.cycle) is used for reads up to this many frames on
 
 
 class Playout:
@@ -63,6 +67,9 @@ class Playout:
             head = self.head()
             if played is None or played == getattr(self.ring, "frames_played", None):
                 break
+        cycle = getattr(self.ring, "cycle", None)
+        if played is not None and cycle is not None and 0 <= played - cycle[1] <= MAX_CYCLE_FRAMES:
+            return cycle[0] + (played - cycle[1]) / self.sr, head  # the device's own clock (JACK)
         if played is None or not self._clock:
             return now, head
         noted = list(self._clock)  # a copy: the worker thread may be appending

@@ -5,7 +5,8 @@ Per epoch (see generator.planner) an :class:`EpochSource` generates latents from
 (starting a few latents before the change point), decodes them on demand with a streaming DecodeState, and finds
 the generated beat grid bar by bar (generator.stretch.estimate_grid, prior = the conditioned tempo); a preset
 with a "beat" phase condition is told where the host's bar lines fall at the conditioned tempo, so its beats are
-generated on the nominal grid and the stretch stays near 1. Host bar j
+generated on the nominal grid: that grid is the map (the measurement only takes over for a preset found not to follow
+it, generator.stretch.BarTracker), and the stretch is the host/conditioned tempo ratio. Host bar j
 of the epoch maps to generated samples [G_j, G_j+1) between two generated downbeats; a piece of host beats is
 stretched from the matching generated span to exactly its host length (pedalboard, factor ~1 +- a few %).
 Pieces are joined with equal-power crossfades that end on the piece start, so a downbeat is never attenuated.
@@ -31,7 +32,7 @@ from generator.coords import CoordinateStream
 from generator.crossfade import DEFAULT_CROSSFADE_MS, Joiner, fade_out, fade_samples
 from generator.engine import Engine
 from generator.planner import EpochDef, Performance, Piece, Run, pieces
-from generator.stretch import STRETCH_CONTEXT, BarTracker, lock_piece, onset_offsets
+from generator.stretch import STRETCH_CONTEXT, TRUST_BEATS, BarTracker, lock_piece, onset_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class EpochSource:
             self.segment, self.sr, epoch.bar, self.cond_bpm, epoch.start_beat,
             nominal_start=float((epoch.coord_step - self.n_start) * self.spl),
             lock=self.lock, min_confidence=settings.min_confidence, origin=epoch.bar_origin,
+            trust_beats=TRUST_BEATS if self.phases else 0.0,  # a phase-conditioned preset: its beats are placed
         )
 
     # -- generation ----------------------------------------------------------------------------------------

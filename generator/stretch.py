@@ -1,11 +1,4 @@
-"""Tempo lock: a cheap beat-grid estimator for generated audio, and the time-stretch that puts beats on the grid.
-
-The estimator (numpy only) works on an onset envelope: log-magnitude spectral flux below ~11 kHz, STFT 512
-samples, hop 64 (1.45 ms). The tempo comes from the autocorrelation of the envelope inside a window around a
-prior (the tempo the model was conditioned on); the phase from a comb over the envelope; then each beat's onset
-peak is refined (parabolic interpolation) and a least-squares line t = t0 + k * period is fitted through them.
-For four-on-the-floor material this is a kick-onset grid. It is verified in tests against librosa
-``beat_track(hop_length=64)`` plus the line fit of ``training.analysis.measure_tempo``.
+"""Tempo lock: the time-stretch that puts generated beats on the host grid, and the bar tracker that decides where.
 
 The stretch uses ``pedalboard.time_stretch`` (Rubber Band). A span of source audio [g0, g1) is stretched to
 exactly ``out_len`` host samples with ``context`` samples of source on both sides, so Rubber Band's edge
@@ -14,266 +7,35 @@ the live default 0.002 moves a beat at most 0.2 % of a piece, < 1 ms). Measured 
 1-beat pieces, host 128 BPM, 1 thread): Rubber Band's faster mode costs 3-5 % of real time and keeps beats within
 4.4 ms median / 4.8 ms p95 of the grid at a 2 % stretch (HQ: 0.3 / 1.2 ms, but ~19 % of real time, which alone
 caps the live chain below 5x real time); per-bar pieces cost 12 % (HQ) / 3 % (fast).
+
+Where the generated beats are comes from generator.beat_grid, or, for a preset conditioned on the host's beat
+phase, from the conditioning itself (:class:`BarTracker` ``trust_beats``).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
+
+from generator.beat_grid import (  # noqa: F401  (re-exported: the lock's public names)
+    HOP,
+    LOW_HZ,
+    BeatGrid,
+    _lowpass,
+    estimate_grid,
+    onset_envelope,
+    onset_offsets,
+)
 
 logger = logging.getLogger(__name__)
 
-HOP = 64
-N_FFT = 512
-MAX_FREQ_HZ = 11000.0
-LOW_HZ = 150.0
-LOW_WEIGHT = 2.0
 STRETCH_CONTEXT = 4096  # source samples on each side of a stretched span
 TRACK_SMOOTH = 0.3  # weight of a new period measurement in the tracker's running period
-# The tempo autocorrelation runs on the envelope smoothed over this long: the presets' decoders leave a faint flutter
-# with the period of their 1024-sample STFT frame (absent from the training audio), which otherwise combs the
-# autocorrelation every 23 ms so strongly that a lag between the beat and a decoder-window multiple can win.
-AUTOCORR_SMOOTH_S = 1024 / 44100
-# An impulse at sample s peaks in the flux at frame centre ~ s + ONSET_LAG (measured on clicks; see tests).
-ONSET_LAG = 0.0
-
-
-def _mono(audio: np.ndarray) -> np.ndarray:
-    y = np.asarray(audio, dtype=np.float32)
-    if y.ndim == 2:
-        y = y.mean(axis=0)
-    if y.ndim != 1:
-        raise ValueError(f"audio must be (samples,) or (channels, samples), got shape {np.shape(audio)}")
-    return y
-
-
-def _rise(energy: np.ndarray) -> np.ndarray:
-    """Half-wave rectified first difference of log energy per frame."""
-    le = np.log(1e-3 + energy)  # energy normalised to max 1: a -30 dB floor ignores rises in the noise
-    return np.concatenate([[0.0], np.maximum(np.diff(le), 0.0)])
-
-
-@functools.lru_cache(maxsize=8)
-def _lowpass_response(sr: int, taps: int = 2048) -> np.ndarray:
-    """Impulse response of the 2nd-order Butterworth low-pass at LOW_HZ (bilinear transform, i.e. what
-    ``scipy.signal.butter(2, LOW_HZ, fs=sr)`` designs), truncated where it has decayed below 1e-15.
-
-    Computed here instead of importing scipy.signal, which alone costs ~0.7 s of the daemon's start-up."""
-    k = math.tan(math.pi * LOW_HZ / sr)
-    norm = 1.0 / (1.0 + math.sqrt(2.0) * k + k * k)
-    b0 = k * k * norm
-    b = (b0, 2.0 * b0, b0)
-    a1, a2 = 2.0 * (k * k - 1.0) * norm, (1.0 - math.sqrt(2.0) * k + k * k) * norm
-    h = np.zeros(taps)
-    x1 = x2 = y1 = y2 = 0.0
-    for n in range(taps):
-        x0 = 1.0 if n == 0 else 0.0
-        y0 = b[0] * x0 + b[1] * x1 + b[2] * x2 - a1 * y1 - a2 * y2
-        h[n], x2, x1, y2, y1 = y0, x1, x0, y1, y0
-    return h
-
-
-def _lowpass(y: np.ndarray, sr: int) -> np.ndarray:
-    """Causal Butterworth low-pass of (samples,) float64 by FFT convolution with its impulse response."""
-    h = _lowpass_response(sr)
-    n = y.size + h.size - 1
-    size = scipy.fft.next_fast_len(n, real=True)
-    return scipy.fft.irfft(scipy.fft.rfft(y, size) * scipy.fft.rfft(h, size), size)[: y.size]
-
-
-def onset_envelope(audio: np.ndarray, sr: int) -> np.ndarray:
-    """Onset strength (frames,) float64 of (samples,) or (channels, samples) audio; frame i is sample i * HOP.
-
-    Sum of two normalised parts: the energy rise below LOW_HZ (kick drums; time-domain, so its timing is sharp)
-    and the broadband log-spectral flux (everything else), weighted LOW_WEIGHT : 1."""
-    y = _mono(audio)
-    n_frames = y.size // HOP
-    if n_frames < 4:
-        return np.zeros(max(n_frames, 0))
-    # low band: causal 2nd-order Butterworth (no pre-ringing before an onset), then frame energy
-    low = _lowpass(y.astype(np.float64), sr)
-    e_low = (low[: n_frames * HOP] ** 2).reshape(n_frames, HOP).mean(axis=1)
-    env_low = _rise(e_low / (e_low.max() + 1e-12))
-    # broadband: log-magnitude spectral flux, frames centred on i * HOP
-    pad = np.pad(y, (256, N_FFT - 256))
-    frames = np.lib.stride_tricks.sliding_window_view(pad, N_FFT)[::HOP][:n_frames]
-    top = int(MAX_FREQ_HZ * N_FFT / sr) + 1
-    mag = np.abs(np.fft.rfft(frames * np.hanning(N_FFT).astype(np.float32), axis=1)[:, :top])
-    env_full = np.concatenate([[0.0], np.maximum(np.diff(np.log1p(100.0 * mag), axis=0), 0.0).sum(axis=1)])
-
-    def norm(x: np.ndarray) -> np.ndarray:
-        scale = np.percentile(x, 99.5)
-        return x / scale if scale > 0 else x
-
-    return LOW_WEIGHT * norm(env_low) + norm(env_full)
-
-
-@dataclass(frozen=True)
-class BeatGrid:
-    """A beat grid in seconds from the start of the analysed audio.
-
-    period_s: seconds per beat. first_beat_s: phase, the first grid beat >= 0 in seconds. downbeat: index
-    (0..beats_per_bar-1) of the grid beat after first_beat_s that starts a bar. confidence 0..1 (0: no pulse
-    found, the grid is the prior). beats_used: onsets that fed the line fit.
-    """
-
-    period_s: float
-    first_beat_s: float
-    downbeat: int = 0
-    confidence: float = 0.0
-    beats_used: int = 0
-
-    @property
-    def bpm(self) -> float:
-        return 60.0 / self.period_s
-
-    def beat_time(self, k: float) -> float:
-        """Time of grid beat k (k = 0 is first_beat_s), seconds."""
-        return self.first_beat_s + k * self.period_s
-
-    def downbeat_time(self, beats_per_bar: int) -> float:
-        return self.beat_time(self.downbeat % beats_per_bar)
-
-
-def _parabolic(env: np.ndarray, i: int) -> float:
-    if 0 < i < env.size - 1:
-        a, b, c = env[i - 1], env[i], env[i + 1]
-        d = a - 2 * b + c
-        if d < 0:
-            return i + 0.5 * (a - c) / d
-    return float(i)
-
-
-def _first_peak(env: np.ndarray, a: int, b: int) -> int:
-    """Index of the earliest local maximum in env[a:b] reaching half the window's maximum (an onset, not the
-    later bumps of a decaying kick)."""
-    w = env[a:b]
-    thresh = 0.5 * w.max()
-    for j in range(w.size):
-        if w[j] >= thresh and (j + 1 >= w.size or w[j] >= w[j + 1]):
-            return a + j
-    return a + int(np.argmax(w))
-
-
-def _line_fit(k: np.ndarray, t: np.ndarray) -> tuple[float, float, np.ndarray]:
-    design = np.stack([k, np.ones_like(k)], axis=1)
-    (p, t0), *_ = np.linalg.lstsq(design, t, rcond=None)
-    return float(p), float(t0), t - (t0 + p * k)
-
-
-def estimate_grid(
-    audio: np.ndarray,
-    sr: int,
-    bpm_prior: float,
-    beats_per_bar: int = 4,
-    search: float = 0.06,
-    phase_prior_s: float | None = None,
-    phase_window: float = 0.5,
-) -> BeatGrid:
-    """Beat grid of `audio` (samples,) or (channels, samples) near `bpm_prior` (within +-`search`, relative).
-
-    With `phase_prior_s` the phase is searched only within +-`phase_window` beats of that prior (tracking).
-    Returns the prior grid with confidence 0 when the audio has no clear pulse (noise, silence)."""
-    if not (math.isfinite(bpm_prior) and bpm_prior > 0):
-        raise ValueError(f"bpm_prior must be a positive tempo in BPM, got {bpm_prior}")
-    prior_period = 60.0 / bpm_prior
-    prior_phase = 0.0 if phase_prior_s is None else float(phase_prior_s) % prior_period
-    fallback = BeatGrid(prior_period, prior_phase, 0, 0.0, 0)
-    env = onset_envelope(audio, sr)
-    fps = sr / HOP
-    if env.size < 2 or env.size / fps < 2.2 * prior_period or not np.any(env > 0):
-        return fallback
-    width = max(1, int(round(AUTOCORR_SMOOTH_S * fps)))
-    e = np.convolve(env, np.full(width, 1.0 / width), mode="same")
-    e -= e.mean()
-    # tempo: autocorrelation at lags within the search window
-    lo = int(math.floor(prior_period * (1 - search) * fps))
-    hi = int(math.ceil(prior_period * (1 + search) * fps)) + 1
-    if hi >= e.size:
-        return fallback
-    ac = np.array([np.dot(e[:-lag], e[lag:]) / (e.size - lag) for lag in range(lo - 1, hi + 2)])
-    j = int(np.argmax(ac[1:-1])) + 1
-    period_frames = (lo - 1) + _parabolic(ac, j)
-    # phase: comb over the envelope at frame resolution
-    n_beats = int((env.size - 1) / period_frames)
-    if n_beats < 2:
-        return fallback
-    offsets = np.arange(int(math.ceil(period_frames)))
-    if phase_prior_s is not None:
-        pp = prior_phase * fps
-        dist = np.abs(((offsets - pp + period_frames / 2) % period_frames) - period_frames / 2)
-        offsets = offsets[dist <= phase_window * period_frames]
-    idx = offsets[:, None] + np.round(np.arange(n_beats)[None, :] * period_frames).astype(int)
-    idx = np.minimum(idx, env.size - 1)
-    score = env[idx].sum(axis=1)
-    phase0 = int(offsets[int(np.argmax(score))])
-    # refine: the onset peak near each predicted beat, then a line fit
-    half = max(1, int(0.12 * period_frames))
-    ks, ts, hs = [], [], []
-    for k in range(n_beats + 1):
-        c = int(round(phase0 + k * period_frames))
-        a, b = max(0, c - half), min(env.size, c + half + 1)
-        if b - a < 3:
-            continue
-        i = _first_peak(env, a, b)
-        ks.append(k)
-        ts.append(_parabolic(env, i))
-        hs.append(env[i])
-    hs_arr = np.asarray(hs)
-    if len(ks) < 3:
-        return fallback
-    strength = float(np.median(hs_arr) / (np.median(env) + 1e-9))
-    good = hs_arr >= 0.5 * np.median(hs_arr)
-    k_arr, t_arr = np.asarray(ks, float)[good], np.asarray(ts)[good]
-    if k_arr.size < 3:
-        return fallback
-    p_fit, t0, resid = _line_fit(k_arr, t_arr)
-    keep = np.abs(resid) <= max(3.0 * np.median(np.abs(resid)), 1.0)  # drop outliers (> 3 MAD, > 1 frame)
-    if 3 <= keep.sum() < keep.size:
-        k_arr, t_arr = k_arr[keep], t_arr[keep]
-        p_fit, t0, resid = _line_fit(k_arr, t_arr)
-    rms = float(np.sqrt(np.mean(resid**2)))
-    if not (prior_period * (1 - 1.5 * search) * fps <= p_fit <= prior_period * (1 + 1.5 * search) * fps):
-        return fallback
-    # confidence: peaks well above the envelope's median and a tight line
-    confidence = float(np.clip((strength - 2.0) / 6.0, 0.0, 1.0) * np.clip(1.0 - rms / (0.1 * p_fit), 0.0, 1.0))
-    confidence *= min(1.0, k_arr.size / 6.0)
-    period_s = p_fit / fps
-    t0_s = (t0 + ONSET_LAG) / fps
-    first = t0_s % period_s
-    shift = int(round((first - t0_s) / period_s))  # grid index of `first` relative to fitted beat 0
-    # downbeat: the beat-in-bar position with the strongest onsets
-    accents = np.zeros(beats_per_bar)
-    for k, h in zip(ks, hs, strict=True):
-        accents[(k - shift) % beats_per_bar] += h
-    downbeat = int(np.argmax(accents)) if np.ptp(accents) > 0.05 * accents.max() else 0
-    return BeatGrid(period_s, first, downbeat, confidence, int(k_arr.size))
-
-
-def onset_offsets(audio: np.ndarray, sr: int, beat_samples: np.ndarray, window_s: float = 0.06) -> np.ndarray:
-    """Signed offsets (seconds) of the strongest onset near each expected beat position (samples) in `audio`.
-
-    Used to report the residual phase error of the lock: NaN where no onset is found within +-window_s."""
-    env = onset_envelope(audio, sr)
-    fps = sr / HOP
-    out = np.full(len(beat_samples), np.nan)
-    w = max(1, int(window_s * fps))
-    floor = np.median(env) * 3 + 1e-9
-    for n, s in enumerate(beat_samples):
-        c = int(round(s / HOP))
-        a, b = max(0, c - w), min(env.size, c + w + 1)
-        if b - a < 3:
-            continue
-        i = _first_peak(env, a, b)
-        if env[i] > floor:
-            out[n] = (_parabolic(env, i) + ONSET_LAG) / fps - s / sr
-    return out
+TRUST_BARS = 4  # bars of measured phase whose median decides whether a phase-conditioned preset is trusted
+TRUST_BEATS = 0.25  # a phase-conditioned preset's beats are trusted unless measured further off than this
 
 
 def stretch_span(
@@ -329,18 +91,52 @@ class BarTracker:
     for `start_beat`); each next G_j+1 is predicted one bar on and corrected to the measured beat near it
     (phase searched +-1/4 beat, tempo +-3 %). Unconfident measurements (no pulse) keep the prediction, so a
     pulse-less stream is mapped at the conditioned tempo. Deterministic: G_j depends only on the audio.
+
+    `trust_beats` > 0 (a preset conditioned on the host's beat phase): the generated beats already sit on the
+    conditioned grid (bar lines at `nominal_start`, the conditioned tempo), so that grid is the map, and the
+    measurement only takes over where the median of the last `TRUST_BARS` bars' measured phases is further than
+    `trust_beats` beats from it (a preset that does not follow its conditioning). The estimator reads generated
+    kicks 40-80 ms early, bar to bar +-40 ms (generator.beat_grid), so following it moved well-placed beats late.
     """
 
     def __init__(self, segment: Callable[[int, int], np.ndarray], sr: int, bar: float, cond_bpm: float,
                  start_beat: float, nominal_start: float, lock: bool = True, min_confidence: float = 0.3,
-                 origin: float = 0.0):
+                 origin: float = 0.0, trust_beats: float = 0.0):
         self.segment, self.sr, self.bar, self.start_beat = segment, sr, bar, start_beat
         self.cond_bpm, self.nominal_start = cond_bpm, nominal_start
         self.lock, self.min_confidence = lock, min_confidence
+        self.trust_beats = float(trust_beats)
         self.period = 60.0 / cond_bpm * sr  # samples per beat, running estimate
         self.confidence = 0.0
         self.bars: list[float] = []
         self.ref = origin + math.floor((start_beat - origin) / bar + 1e-9) * bar  # host beat of bar 0
+        self.deviations: list[float] = []  # measured minus conditioned bar start, beats (trusting trackers)
+        self._following = False  # a trusting tracker that found the conditioning not followed
+
+    def _nominal(self, j: int) -> float:
+        """G_j on the conditioned grid."""
+        return self.nominal_start + (j * self.bar - (self.start_beat - self.ref)) * 60.0 / self.cond_bpm * self.sr
+
+    def _trusted(self, j: int, measured: float | None, pred: float) -> float:
+        """A trusting tracker's G_j: the conditioned grid unless the recent measurements say it is not followed
+        (then the measured beat near the prediction `pred`, as an untrusting tracker does)."""
+        nominal = self._nominal(j)
+        was = self._following
+        if measured is not None:
+            spb = 60.0 / self.cond_bpm * self.sr
+            self.deviations.append((measured - nominal) / spb)
+            recent = self.deviations[-TRUST_BARS:]
+            if len(recent) >= TRUST_BARS:
+                following = abs(float(np.median(recent))) > self.trust_beats
+                if following != self._following:
+                    logger.info("beat lock: generated beats are %.3f beats from the conditioned grid; %s",
+                                float(np.median(recent)), "following them" if following else "trusting it")
+                self._following = following
+        if not self._following:
+            return nominal
+        if not was and measured is not None:  # switching: the measured beat, wherever it is
+            return measured
+        return measured if measured is not None and abs(measured - pred) < 0.25 * self.period else pred
 
     def _first_bar(self) -> float:
         off = self.start_beat - self.ref
@@ -348,6 +144,8 @@ class BarTracker:
         fallback = g_e - off * self.period
         if not self.lock:
             return fallback
+        if self.trust_beats > 0:
+            return self._nominal(0)
         a = int(max(0.0, g_e - self.period))
         b = int(g_e + (self.bar + 2) * self.period)
         bpb = max(1, int(round(self.bar)))
@@ -367,17 +165,32 @@ class BarTracker:
         pred = g + self.bar * self.period
         if not self.lock:
             return pred
+        if self.trust_beats > 0:
+            j = len(self.bars)
+            meas = self._measure(pred if self._following else self._nominal(j))
+            return self._trusted(j, meas, pred)
+        meas = self._measure(pred)
+        if meas is None:
+            return pred
+        return meas if abs(meas - pred) < 0.25 * self.period else pred
+
+    def _measure(self, pred: float) -> float | None:
+        """The measured beat near `pred` (generated samples), or None when the measurement is not confident;
+        updates the running period and the confidence."""
+        g = pred - self.bar * self.period
         a = max(0, int(g - self.period))
+        window = 0.5 if self.trust_beats > 0 and not self._following else 0.25  # trusting: is the grid anywhere else?
         grid = estimate_grid(self.segment(a, int(pred + self.period)), self.sr, self.sr * 60.0 / self.period,
-                             search=0.03, phase_prior_s=(pred - a) / self.sr, phase_window=0.25)
+                             search=0.03, phase_prior_s=(pred - a) / self.sr, phase_window=window)
         self.confidence = grid.confidence
         if grid.confidence < self.min_confidence:
-            return pred
+            return None
         p = grid.period_s * self.sr
         k = round((pred - a - grid.first_beat_s * self.sr) / p)
         meas = a + grid.first_beat_s * self.sr + k * p
-        self.period = (1 - TRACK_SMOOTH) * self.period + TRACK_SMOOTH * p
-        return meas if abs(meas - pred) < 0.25 * self.period else pred
+        if self.trust_beats <= 0 or self._following:
+            self.period = (1 - TRACK_SMOOTH) * self.period + TRACK_SMOOTH * p
+        return meas
 
     def bar_start(self, j: int) -> float:
         """G_j in generated samples."""

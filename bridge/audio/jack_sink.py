@@ -7,11 +7,15 @@ reconnect every ``retry_interval`` seconds, re-registering the ports (and their 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
 
+from ..jack_midi import FrameClock
 from .base import DEFAULT_RING_FRAMES, DEFAULT_SAMPLE_RATE, AudioSink, AudioSinkError
 from .ring import AudioRing
 
@@ -33,6 +37,45 @@ def import_jack() -> Any:
     jack.set_error_function(lambda msg: logger.debug("libjack: %s", msg))
     jack.set_info_function(lambda msg: logger.debug("libjack: %s", msg))
     return jack
+
+
+def port_latency_range(client: Any, port: Any, playback: bool = True) -> tuple[int, int] | None:
+    """(min, max) latency in frames of a JACK-Client port (playback: to the speaker; else from the microphone),
+    through libjack's jack_port_get_latency_range (JACK-Client does not wrap it); None if unavailable."""
+    try:
+        import jack
+
+        lib = _libjack()
+        rng = (ctypes.c_uint32 * 2)()
+        ptr = int(jack._ffi.cast("uintptr_t", port._ptr))
+        lib.jack_port_get_latency_range(ctypes.c_void_p(ptr), ctypes.c_int(1 if playback else 0), rng)
+        return int(rng[0]), int(rng[1])
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+def set_port_latency_range(port: Any, frames: tuple[int, int], playback: bool = True) -> bool:
+    """Declare a port's latency range (frames), e.g. a loopback port's own delay; False if unavailable."""
+    try:
+        import jack
+
+        lib = _libjack()
+        rng = (ctypes.c_uint32 * 2)(int(frames[0]), int(frames[1]))
+        ptr = int(jack._ffi.cast("uintptr_t", port._ptr))
+        lib.jack_port_set_latency_range(ctypes.c_void_p(ptr), ctypes.c_int(1 if playback else 0), rng)
+        return True
+    except (OSError, AttributeError, TypeError):
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def _libjack() -> Any:
+    name = ctypes.util.find_library("jack") or "libjack.so.0"
+    lib = ctypes.CDLL(name)
+    for fn in (lib.jack_port_get_latency_range, lib.jack_port_set_latency_range):
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32 * 2)]
+        fn.restype = None
+    return lib
 
 
 def jack_server_running(servername: str | None = None) -> bool:
@@ -79,6 +122,7 @@ class JackSink(AudioSink):
         self._connect = connect
         self._retry_interval = float(retry_interval)
         self._client: Any = None
+        self._frames: FrameClock | None = None  # JACK frames on the host clock (set when the client opens)
         self._ports: tuple[Any, ...] = ()
         self._alive = False
         self._down_reason = ""
@@ -105,7 +149,15 @@ class JackSink(AudioSink):
 
     @property
     def latency_frames(self) -> int:
-        """One period of processing plus one of driver buffering (jackd's default -n 2)."""
+        """The route's playback latency as JACK reports it for the output ports (the largest of their ranges:
+        from the port to the speaker, or 0 into a client such as a DAW's input, which aligns what it records by
+        its own latency). Without a client, or where libjack cannot say: one period of processing plus one of
+        driver buffering (jackd's default -n 2)."""
+        ports, client = self._ports, self._client
+        if client is not None and self._alive and ports:
+            ranges = [port_latency_range(client, p) for p in ports]
+            if all(r is not None for r in ranges):
+                return max(r[1] for r in ranges if r is not None)
         return 2 * self._block_size
 
     def stats(self) -> dict[str, Any]:
@@ -149,6 +201,7 @@ class JackSink(AudioSink):
             client.set_shutdown_callback(self._on_shutdown)
             client.set_xrun_callback(self._on_xrun)
             client.set_blocksize_callback(self._on_blocksize)
+            self._frames = FrameClock(client.samplerate)
             self._block_size = client.blocksize
             self._ports = ports
             client.activate()
@@ -198,8 +251,11 @@ class JackSink(AudioSink):
 
     # ----------------------------------------------------------------------------------- JACK thread callbacks
     def _process(self, frames: int) -> None:
-        ports = self._ports
-        if len(ports) == 2:
+        ports, client, frames_clock = self._ports, self._client, self._frames
+        if len(ports) == 2 and frames_clock is not None:
+            played = self.ring.frames_played
+            start = frames_clock.cycle(client)  # this period's first frame on the host clock
+            self.ring.cycle = (start, played)  # before the read: frame `played` is heard from `start` on
             self.ring.read_into((ports[0].get_array(), ports[1].get_array()))
 
     def _on_shutdown(self, status: Any, reason: str) -> None:

@@ -51,6 +51,9 @@ class AudioRing:
         self.armed = False
         self.frames_written = 0
         self.frames_played = 0
+        # (host time of the device period being played, frames_played before it), set by a sink that knows its
+        # device clock (JACK): the play head's timing without guessing from when reads happen
+        self.cycle: tuple[float, int] | None = None
         self.underruns = 0
         self.underrun_frames = 0
         self.overflow_frames = 0

@@ -112,6 +112,8 @@ def format_torch_table(rows: list[dict]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     presets = args.preset or [d.name for root in preset_search_path() for d in list_preset_dirs(root)]
+    if args.host_grid is not None:
+        return _host_grid(["--jitter", f"{args.host_grid:g}", "--preset", presets[0]], args.json)
     if args.soak:
         from generator.soak import soak
 
@@ -123,6 +125,24 @@ def run(args: argparse.Namespace) -> int:
     if args.torch:
         trows = torch_vs_onnx(args.threads, args.repeats)
         print(json.dumps(trows, indent=2) if args.json else "\n" + format_torch_table(trows))
+    return 0
+
+
+def _host_grid(args: list[str], as_json: bool) -> int:
+    """Run scripts/live_phase.py (a JACK rig with a third-party MIDI clock) and print its figures."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "live_phase.py"
+    if not script.is_file():
+        raise MusikaError(f"{script} is not here: the host-grid measurement runs from a source checkout")
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise MusikaError(f"live_phase.py exited with {out.returncode}: {out.stderr.strip()[-600:]}")
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    if as_json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print("live beats against the host grid ({sync}, jitter {jitter_percent:g} %): |phase| median "
+              "{median_abs_ms:.1f} ms, p95 {p95_abs_ms:.1f} ms, signed {signed_median_ms:+.1f} ms, drift "
+              "{drift_ms:+.1f} ms over {beats} beats; the daemon reported {daemon_phase_error_ms}".format(**figures))
     return 0
 
 
@@ -142,6 +162,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="instead: run the live engine in real time for MINUTES with tempo changes every 8 bars, "
                         "density/variation changes every 4 bars and a preset switch a minute; report underruns, "
                         "latency and phase error")
+    p.add_argument("--host-grid", type=float, nargs="?", const=0.0, default=None, metavar="JITTER_PERCENT",
+                   help="instead: 150 s of live beats against the host's grid from jack_midi_clock (with this much "
+                        "jitter) into `musika serve --sync midi --output jack` (scripts/live_phase.py in this "
+                        "checkout; needs jackd, jack_transport and jack_midi_clock)")
     p.add_argument("--torch", action="store_true", help="also time eager PyTorch vs ONNX Runtime on the same weights")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)

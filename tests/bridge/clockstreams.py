@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 
@@ -35,4 +36,18 @@ def double(times: list[float], every: int, offset: int = 5) -> list[float]:
         out.append(t)
         if (i - offset) % every == 0:
             out.append(t + 0.0002)
+    return out
+
+
+def jack_quantised(times: list[float], period_s: float = 512 / 44100, late_every: int = 0,
+                   seed: int = 0) -> list[float]:
+    """Stamps as JACK MIDI through rtmidi gives them: each tick at the start of its audio period (plus up to
+    0.2 ms of wake-up noise); with ``late_every``, one period in that many is processed a period late (an xrun)."""
+    rng = random.Random(seed)
+    out = []
+    for i, t in enumerate(times):
+        stamp = math.floor(t / period_s) * period_s + rng.uniform(0.0, 0.0002)
+        if late_every and i % late_every == late_every // 2:
+            stamp += period_s
+        out.append(stamp)
     return out

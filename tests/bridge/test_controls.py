@@ -245,10 +245,12 @@ def test_fuzz_random_bytes_never_crash(seed: int) -> None:
 def test_timestamps_come_from_backend_deltas_not_callback_time() -> None:
     from bridge.midi import _Stamper
 
-    now = iter([10.0, 10.050, 10.051, 10.052, 12.0])  # callback entry times (late, bunched)
+    now = iter([10.004, 10.050, 10.051, 10.052, 10.081, 12.5])  # callback entry times (late, bunched)
     stamp = _Stamper(lambda: next(now))
-    assert stamp(0.0) == 10.0  # first event: anchored to the clock
-    assert stamp(0.020) == pytest.approx(10.020)  # then the backend's deltas, not the (late) callback time
-    assert stamp(0.020) == pytest.approx(10.040)
-    assert stamp(0.020) == pytest.approx(10.060)  # 8 ms ahead of a coarse clock is tolerated (< 20 ms)
-    assert stamp(0.020) == 12.0  # a stall of ~2 s: re-anchored
+    assert stamp(0.0) == 10.004  # first event: anchored to the clock
+    assert stamp(0.020) == pytest.approx(10.024)  # then the backend's deltas, not the (late) callback time
+    assert stamp(0.020) == pytest.approx(10.044)
+    # a callback that came sooner after its event than the first one did: every stamp moves 8 ms earlier
+    assert stamp(0.020) == pytest.approx(10.052)
+    assert stamp(0.020) == pytest.approx(10.072)
+    assert stamp(2.0) == 12.5  # a stall of ~2 s: re-anchored

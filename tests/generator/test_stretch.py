@@ -57,8 +57,8 @@ def test_stretch_lands_onsets_on_target():
     assert np.nanmax(np.abs(offs)) < 0.004
 
 
-def _lock(src_audio: np.ndarray, host_bpm: float, cond_bpm: float, bars: int, start_beat: float = 0.0):
-    """Render `bars` host bars through BarTracker + lock_piece + Joiner, as the renderer does."""
+def _segments(src_audio: np.ndarray):
+    """A BarTracker's segment(a, b) over `src_audio`, zeros outside it."""
 
     def segment(a: int, b: int) -> np.ndarray:
         out = np.zeros((2, b - a), np.float32)
@@ -67,7 +67,12 @@ def _lock(src_audio: np.ndarray, host_bpm: float, cond_bpm: float, bars: int, st
             out[:, lo - a : hi - a] = src_audio[:, lo:hi]
         return out
 
-    tracker = BarTracker(segment, SR, 4.0, cond_bpm, start_beat, nominal_start=0.5 * SR)
+    return segment
+
+
+def _lock(src_audio: np.ndarray, host_bpm: float, cond_bpm: float, bars: int, start_beat: float = 0.0):
+    """Render `bars` host bars through BarTracker + lock_piece + Joiner, as the renderer does."""
+    tracker = BarTracker(_segments(src_audio), SR, 4.0, cond_bpm, start_beat, nominal_start=0.5 * SR)
     xf = int(0.03 * SR)
     joiner = Joiner(xf)
     spb = 60.0 / host_bpm * SR
@@ -123,3 +128,35 @@ def test_kick_band_filter_is_the_butterworth_low_pass(sr: int) -> None:
     y = np.random.default_rng(1).standard_normal(sr * 3)
     b, a = butter(2, LOW_HZ, fs=sr)
     np.testing.assert_allclose(_lowpass(y, sr), lfilter(b, a, y), atol=1e-9)
+
+
+def _trusting(src_audio: np.ndarray, cond_bpm: float, trust: float) -> BarTracker:
+    return BarTracker(_segments(src_audio), SR, 4.0, cond_bpm, 0.0, nominal_start=0.5 * SR, trust_beats=trust)
+
+
+def test_a_phase_conditioned_stream_is_mapped_on_its_conditioned_grid():
+    """Kicks on the conditioned grid but each preceded by a smear (the decoders' pre-echo) that the estimator reads
+    as an early onset: trusting the conditioning maps bar j exactly to its nominal start (no stretch, no shift)."""
+    spb = 60.0 / 128.0
+    beats = steady_beats(128.0, 0.5, 14.0)
+    src = kick_track(beats, 14.0, seed=5)
+    rng = np.random.default_rng(5)
+    for b in beats:  # 40 ms of rising noise before each kick
+        s = int(b * SR)
+        n = int(0.04 * SR)
+        src[:, s - n : s] += (rng.normal(0, 0.3, n) * np.linspace(0, 1, n)).astype(np.float32)
+    tracker = _trusting(src, 128.0, trust=0.25)
+    for j in range(5):
+        assert tracker.bar_start(j) == pytest.approx(0.5 * SR + 4 * j * spb * SR, abs=1e-6)
+    assert len(tracker.deviations) >= 4 and not tracker._following
+
+
+def test_a_stream_off_its_conditioning_is_followed_after_a_few_bars():
+    """A preset whose beats sit 0.4 beats from its conditioned grid: the trusting tracker measures that for
+    TRUST_BARS bars and then follows the measured beats."""
+    spb = 60.0 / 128.0
+    src = kick_track(steady_beats(128.0, 0.5 + 0.4 * spb, 20.0), 20.0, seed=6)
+    tracker = _trusting(src, 128.0, trust=0.25)
+    starts = [tracker.bar_start(j) for j in range(8)]
+    late = [(g - (0.5 * SR + 4 * j * spb * SR)) / (spb * SR) for j, g in enumerate(starts)]
+    assert late[0] == pytest.approx(0.0) and late[-1] == pytest.approx(0.4, abs=0.05)

@@ -1,0 +1,316 @@
+"""Live beats against the host's own grid, measured from outside the daemon.
+
+`python scripts/live_phase.py [--sync midi|internal|osc] [--jitter PERCENT] [--seconds 150] [--bpm 126]`
+
+Starts a JACK dummy server of its own (unique name, stopped by its PID), ``jack_transport`` as the host's
+transport and timecode master (play, tempo), ``jack_midi_clock`` following that transport (optionally with its
+``-J`` jitter) into ``musika serve --sync midi --output jack``, and a JACK client that records the daemon's output
+ports and reads ``transport_query()`` every cycle: the transport frame of every recorded sample, i.e. the exact
+host beat grid (beat = frame / rate * bpm / 60 with the tempo fixed from frame 0, as jack_transport defines it).
+The clock's own MIDI output is recorded too (sample-accurate), as a check of the sender.
+
+The recording is beat-tracked by a tracker that is not the daemon's (scripts/phase_analysis.py: the peak of
+librosa's onset strength within +-0.2 beat of each host beat, its lag calibrated on synthetic kicks; librosa's
+beat_track at hop 64 for the tempo), and each beat's phase error against the host beat is reported: median and
+p95 of |error|, the signed median (+: late), and the drift (signed median of the last minute minus that of the
+first). The daemon's own view (/musika/status over OSC: phase_error_ms, sync_error_ms) is polled alongside. With
+``--sync internal`` or ``osc`` no clock is sent: the daemon plays on its own clock (OSC: started with
+/musika/tempo and /musika/transport/play as the transport starts), and the grid is a line fitted through its
+own kicks: phase stability and drift, not an offset.
+
+Prints one JSON line (figures per run); --keep keeps the recording and the host grid (.npz).
+`musika bench --host-grid [ARGS]` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # phase_analysis beside this file, also when imported
+from phase_analysis import SR, beat_onsets, host_grid, phase_figures, self_grid, tracked_bpm  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------------ the rig (I/O)
+class Rig:
+    """JACK server, transport, clock, daemon and recorder; `close()` stops what it started, by PID."""
+
+    def __init__(self, period: int = 512) -> None:
+        self.name = f"musika-phase-{uuid.uuid4().hex[:8]}"
+        self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_START_SERVER": "1",
+                    "JACK_NO_AUDIO_RESERVATION": "1", "PYTHONPATH": str(ROOT)}
+        self.procs: list[subprocess.Popen] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix="live-phase-"))
+        jackd = subprocess.Popen(["jackd", "-n", self.name, "-d", "dummy", "-r", str(SR), "-p", str(period)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env)
+        self.procs.append(jackd)
+        self._wait_jack(jackd)
+        self.transport: subprocess.Popen | None = None
+
+    def _wait_jack(self, proc: subprocess.Popen) -> None:
+        import jack
+
+        deadline = time.monotonic() + 20
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"jackd exited with {proc.returncode}")
+            try:
+                jack.Client("probe", servername=self.name, no_start_server=True).close()
+                return
+            except jack.JackError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def start_transport(self, bpm: float) -> None:
+        self.transport = subprocess.Popen(["jack_transport"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, env=self.env, text=True)
+        self.procs.append(self.transport)
+        self.command("master", f"tempo {bpm:g}", "locate 0")
+
+    def command(self, *lines: str) -> None:
+        assert self.transport is not None and self.transport.stdin is not None
+        for line in lines:
+            self.transport.stdin.write(line + "\n")
+        self.transport.stdin.flush()
+
+    def spawn(self, args: list[str], log: str) -> subprocess.Popen:
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=(self.tmp / log).open("w"), env=self.env,
+                             cwd=self.tmp, text=True)
+        self.procs.append(p)
+        return p
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=5)
+
+
+class Recorder:
+    """Records two audio ports and a MIDI port, and the transport state of every cycle."""
+
+    def __init__(self, servername: str, seconds: float) -> None:
+        import jack
+
+        self.jack = jack
+        self.client = jack.Client("phase-recorder", servername=servername, no_start_server=True)
+        self.ins = [self.client.inports.register(n) for n in ("in_L", "in_R")]
+        self.midi = self.client.midi_inports.register("clock_in")
+        self.buf = np.zeros((2, int(seconds * SR)), np.float32)
+        self.n = 0
+        self.cycles: list[tuple[int, int, bool, float]] = []
+        self.ticks: list[int] = []
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames: int) -> None:
+        state, pos = self.client.transport_query()
+        rolling = state == self.jack.ROLLING
+        self.cycles.append((self.n, int(pos["frame"]), rolling, float(pos.get("beats_per_minute", 0.0))))
+        for offset, data in self.midi.incoming_midi_events():
+            if bytes(data) == b"\xf8":
+                self.ticks.append(self.n + offset)
+        k = min(frames, self.buf.shape[1] - self.n)
+        for c, port in enumerate(self.ins):
+            self.buf[c, self.n : self.n + k] = port.get_array()[:k]
+        self.n += k
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def _osc_status(sock: socket.socket, port: int) -> dict:
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    from bridge.osc_schema import flatten
+
+    sock.sendto(OscMessageBuilder("/musika/status").build().dgram, ("127.0.0.1", port))
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        for _stamp, msg in flatten(data):
+            if msg.address == "/musika/status":
+                a = list(msg.params)
+                return dict(zip(a[::2], a[1::2], strict=True))
+    return {}
+
+
+def _osc_send(sock: socket.socket, port: int, address: str, *args: object) -> None:
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    b = OscMessageBuilder(address)
+    for a in args:
+        b.add_arg(a)
+    sock.sendto(b.build().dgram, ("127.0.0.1", port))
+
+
+def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm: float = 126.0,
+            preset: str = "techno", settle_s: float = 8.0, wav: str | None = None, extra: list[str] | None = None,
+            verbose: bool = False, disturb: tuple[tuple[float, str, float], ...] = (),
+            keep_audio: bool = False, track_bpm: bool = True) -> dict:
+    """Run the rig once and return the figures (dict, JSON-ready).
+
+    disturb: (seconds after the start, action, value) with action "stall" (the clock sender is frozen for value
+    seconds, SIGSTOP/SIGCONT) or "locate" (the host's transport jumps to beat value while rolling). keep_audio:
+    the result also holds "audio" and "grid" (numpy arrays; not JSON). track_bpm: also the tempo by librosa's
+    beat_track (the slowest part of the analysis)."""
+    rig = Rig()
+    rec = None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    reports: list[dict] = []
+    try:
+        rig.start_transport(bpm)
+        toml = rig.tmp / "musika.toml"
+        toml.write_text('[midi]\nbackend = "jack"\n[output]\nkind = "jack"\n')
+        args = [sys.executable, "-m", "bridge", "serve", "--config", str(toml), "--preset", preset,
+                "--output", "jack", "--sync", "internal" if sync == "osc" else sync, "--osc-port", "0",
+                "--control-log", "", "--bpm", f"{bpm:g}", *(extra or [])]
+        if sync != "midi":
+            args.append("--no-midi")
+        daemon = rig.spawn(args, "serve.log")
+        assert daemon.stdout is not None
+        ready = daemon.stdout.readline()
+        if not ready.startswith("musika: serving"):
+            raise RuntimeError(f"daemon did not start: {ready!r}\n{(rig.tmp / 'serve.log').read_text()[-3000:]}")
+        osc_port = int(re.search(r"OSC on 127\.0\.0\.1:(\d+)", ready).group(1))
+        outputs = re.search(r"output jack \(([^)]*)\)", ready).group(1).split("/")
+        rec = Recorder(rig.name, seconds + settle_s + 10)
+        for src, dst in zip(outputs, rec.ins, strict=True):
+            rec.client.connect(src, dst)
+        if sync == "midi":
+            clock = ["jack_midi_clock", *(["-J", f"{jitter:g}"] if jitter else []), "musika-midi:Musika"]
+            rig.spawn(clock, "clock.log")
+            deadline = time.monotonic() + 20
+            while not rec.client.get_all_connections("musika-midi:Musika"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("jack_midi_clock did not connect to the daemon's MIDI port")
+                time.sleep(0.05)
+            rec.client.connect("jack_midi_clock:mclk_out", "phase-recorder:clock_in")
+        time.sleep(1.0)
+        rig.command("play")
+        t_play = time.monotonic()
+        if sync == "osc":
+            _osc_send(sock, osc_port, "/musika/tempo", float(bpm))
+            _osc_send(sock, osc_port, "/musika/transport/play")
+        pending = sorted(disturb)
+        clock_proc = rig.procs[-1] if sync == "midi" else None
+        while time.monotonic() < t_play + settle_s + seconds:
+            time.sleep(0.25 if pending else 1.0)
+            while pending and time.monotonic() >= t_play + pending[0][0]:
+                _, action, value = pending.pop(0)
+                if action == "stall" and clock_proc is not None:
+                    clock_proc.send_signal(signal.SIGSTOP)
+                    time.sleep(value)
+                    clock_proc.send_signal(signal.SIGCONT)
+                elif action == "locate":
+                    rig.command(f"locate {int(round(value * 60.0 / bpm * SR))}")
+            if pending:
+                continue
+            st = _osc_status(sock, osc_port)
+            if st and time.monotonic() > t_play + settle_s:
+                reports.append(st)
+            if verbose and st:
+                print(f"{time.monotonic() - t_play:6.1f} s: phase {st.get('phase_error_ms')} sync "
+                      f"{st.get('sync_error_ms')} bpm {st.get('bpm')} stretch {st.get('stretch')}",
+                      file=sys.stderr)
+        rig.command("stop")
+        time.sleep(0.3)
+        rec.client.deactivate()
+        n = rec.n
+        audio = rec.buf[:, :n].copy()
+        cycles, ticks = list(rec.cycles), list(rec.ticks)
+        daemon_log = (rig.tmp / "serve.log").read_text()
+    finally:
+        sock.close()
+        if rec is not None:
+            rec.client.close()
+        rig.close()
+    grid = host_grid(cycles, n)
+    rolling = np.flatnonzero(np.isfinite(grid))
+    if rolling.size == 0:
+        raise RuntimeError("the transport never rolled")
+    if sync == "internal":  # no host: the daemon's own clock; the grid is fitted to its first beats
+        grid = np.where(np.arange(n) >= rolling[0], grid, np.nan)
+    if wav:
+        np.savez_compressed(wav, audio=audio, grid=grid)
+    start = rolling[0]
+    if sync != "midi":  # no clock from the transport: the grid is a line fitted to the daemon's own beats
+        grid = self_grid(audio, grid, bpm)
+    beats, onsets = beat_onsets(audio, SR, grid)
+    figs = phase_figures(beats, onsets, grid, SR, bpm, skip_beats=settle_s * bpm / 60.0)
+    if track_bpm:
+        figs = replace(figs, tracked_bpm=tracked_bpm(audio[:, start + int(settle_s * SR):], SR, bpm))
+    tick_err = []
+    if ticks:
+        tk = np.asarray(ticks)
+        tk = tk[np.isfinite(grid[np.clip(tk, 0, n - 1)])]
+        pos = grid[tk] * 24
+        tick_err = ((pos + 0.5) % 1.0 - 0.5) / 24 * 60000.0 / bpm
+    rep = {k: [float(r[k]) for r in reports if isinstance(r.get(k), float) and math.isfinite(r[k])]
+           for k in ("phase_error_ms", "sync_error_ms")}
+    return {
+        "sync": sync, "jitter_percent": jitter, "bpm": bpm, "preset": preset, "seconds": seconds,
+        **asdict(figs),
+        "clock_ticks": len(ticks),
+        "clock_tick_error_ms_median_abs": float(np.median(np.abs(tick_err))) if len(tick_err) else None,
+        "daemon_phase_error_ms": float(np.median(rep["phase_error_ms"])) if rep["phase_error_ms"] else None,
+        "daemon_sync_error_ms": float(np.median(rep["sync_error_ms"])) if rep["sync_error_ms"] else None,
+        "underruns": int(reports[-1].get("underruns", -1)) if reports else None,
+        "relocations": int(reports[-1].get("relocations", -1)) if reports else None,
+        "daemon_log_tail": daemon_log[-600:] if verbose else "",
+        **({"audio": audio, "grid": grid} if keep_audio else {}),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sync", choices=("midi", "internal", "osc"), default="midi")
+    p.add_argument("--jitter", type=float, default=0.0, help="jack_midi_clock -J percent (default 0: off)")
+    p.add_argument("--seconds", type=float, default=150.0, help="measured time after settling (default 150)")
+    p.add_argument("--settle", type=float, default=8.0, help="seconds after the start not measured (default 8)")
+    p.add_argument("--bpm", type=float, default=126.0)
+    p.add_argument("--preset", default="techno")
+    p.add_argument("--keep", default=None, help="keep the recording and its host grid here (.npz)")
+    p.add_argument("--verbose", action="store_true")
+    a = p.parse_args(argv)
+    for tool in ("jackd", "jack_transport", *(["jack_midi_clock"] if a.sync == "midi" else [])):
+        if shutil.which(tool) is None:
+            print(f"live_phase: {tool} is not installed (apt install jackd2 jack-midi-clock)", file=sys.stderr)
+            return 3
+    out = measure(a.sync, a.jitter, a.seconds, a.bpm, a.preset, a.settle, a.keep, verbose=a.verbose)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "live-phase"
+    sys.exit(main())

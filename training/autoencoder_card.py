@@ -51,7 +51,7 @@ def evaluation_lines(metrics: Mapping[str, Any]) -> list[str]:
                   "|---|---|" + "---|" * len(domains)]
         for key, label, fmt in ROWS:
             op, bound = TARGETS.get(key, ("", None))
-            target = "" if bound is None else f"{op.replace('abs', '|x| ')} {bound:g}"
+            target = "" if bound is None else (f"within ±{bound:g}" if op == "abs<=" else f"{op} {bound:g}")
             cells = []
             for d in domains:
                 value = metrics["domains"][d].get(level, {}).get(key)

@@ -128,6 +128,11 @@ def read_autoencoder(directory: str | Path, verify: bool = True) -> dict[str, An
     """The manifest of a shared autoencoder directory, every file checked against its sha256 (with verify)."""
     directory = Path(directory)
     path = directory / MANIFEST
+    if not directory.is_dir():
+        raise SharedAutoencoderError(
+            f"no shared autoencoder at {directory}: the folder does not exist. Export one from an autoencoder "
+            "training checkpoint with `musika autoencoder export CHECKPOINT --name NAME --data DATASET ...` "
+            "(or `musika train ae --data A B C` first), or pass the folder of one you have (--autoencoder-dir)")
     if not path.is_file():
         raise SharedAutoencoderError(
             f"{directory} is not a shared autoencoder: it has no {MANIFEST}. Restore it (git checkout -- "

@@ -57,7 +57,7 @@ def test_a_folder_becomes_a_preset_on_the_shared_autoencoder_and_a_rerun_continu
 
 
 def test_what_cannot_work_is_refused_before_training(setup, tmp_path) -> None:
-    with pytest.raises(SharedAutoencoderError, match="is not a shared autoencoder"):
+    with pytest.raises(SharedAutoencoderError, match="no shared autoencoder at .*nowhere: the folder does not exist"):
         train_preset(plan(setup, tmp_path, autoencoder_dir=str(tmp_path / "nowhere")))
     with pytest.raises(TrainingError, match="--condition 'loudness'"):
         plan(setup, tmp_path, condition="loudness")

@@ -16,18 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from training.data.score_render import check_soundfont, render_parts, score_parts, shape_notes
 from training.data.scores import (
     LICENCES,
     RenderedSource,
     WorkError,
     WorkSpec,
-    check_soundfont,
     corpus_works,
     onsets_from_notes,
     prepare_rendered,
-    render_parts,
-    score_parts,
-    shape_notes,
 )
 
 # polyphonic art music in the music21 corpus (folk-tune and lead-sheet collections left out)

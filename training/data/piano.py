@@ -16,19 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from training.data.score_render import check_soundfont, render_parts, score_parts, shape_notes
 from training.data.scores import (
     LICENCES,
     Note,
     RenderedSource,
     WorkError,
     WorkSpec,
-    check_soundfont,
     corpus_works,
     onsets_from_notes,
     prepare_rendered,
-    render_parts,
-    score_parts,
-    shape_notes,
 )
 
 __all__ = ["generated_notes", "onsets_from_notes", "prepare_piano", "render_work"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import median
 
 import numpy as np
@@ -208,8 +208,7 @@ class ClockTempoEstimator:
                 return self._accept(t, 0, "restart")
             return self._reject("duplicate")
         if r_raw >= self.gap_ratio and r_fit >= self.gap_ratio:
-            self.reset()
-            return self._accept(t, 0, "gap")
+            return self._gap(t, r_fit)
         if self._quantum > 0:  # raw intervals are whole periods: a lost tick reads >= 2 intervals - 1 period
             p = self._anchor[1]
             r_raw = 1.7 if dt >= min(1.5 * p, 2 * p - self._quantum) - 5e-4 else 0.0
@@ -220,6 +219,14 @@ class ClockTempoEstimator:
             self.reset()
             return self._accept(t, 0, "restart")
         return self._accept(t, advanced, "lost" if advanced > 1 else "")
+
+    def _gap(self, t: float, r_fit: float) -> TempoState:
+        """A pause in the clock: the fit starts again, and the position carries on as if the ticks had come at the
+        tempo before it (a sender that stalled, or a port that dropped a burst, keeps its place) when the pause is
+        up to ``max_window`` intervals; a longer one counts as one tick."""
+        elapsed = round(r_fit) if r_fit <= self.max_window else 1
+        self.reset()
+        return replace(self._accept(t, 0, "gap"), advanced=max(1, elapsed))
 
     def _reject(self, note: str) -> TempoState:
         s = self.state

@@ -35,7 +35,9 @@ logger = logging.getLogger(__name__)
 STRETCH_CONTEXT = 4096  # source samples on each side of a stretched span
 TRACK_SMOOTH = 0.3  # weight of a new period measurement in the tracker's running period
 TRUST_BARS = 4  # bars of measured phase whose median decides whether a phase-conditioned preset is trusted
-TRUST_BEATS = 0.25  # a phase-conditioned preset's beats are trusted unless measured further off than this
+# a phase-conditioned preset's beats are trusted unless measured further off than this (the estimator reads them
+# 0.1-0.15 beats early; searched over a whole beat it also takes the off-beat hats for the beat, so it is not)
+TRUST_BEATS = 0.2
 
 
 def stretch_span(
@@ -179,9 +181,8 @@ class BarTracker:
         updates the running period and the confidence."""
         g = pred - self.bar * self.period
         a = max(0, int(g - self.period))
-        window = 0.5 if self.trust_beats > 0 and not self._following else 0.25  # trusting: is the grid anywhere else?
         grid = estimate_grid(self.segment(a, int(pred + self.period)), self.sr, self.sr * 60.0 / self.period,
-                             search=0.03, phase_prior_s=(pred - a) / self.sr, phase_window=window)
+                             search=0.03, phase_prior_s=(pred - a) / self.sr, phase_window=0.25)
         self.confidence = grid.confidence
         if grid.confidence < self.min_confidence:
             return None

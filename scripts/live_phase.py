@@ -174,13 +174,13 @@ def _osc_send(sock: socket.socket, port: int, address: str, *args: object) -> No
 def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm: float = 126.0,
             preset: str = "techno", settle_s: float = 8.0, wav: str | None = None, extra: list[str] | None = None,
             verbose: bool = False, disturb: tuple[tuple[float, str, float], ...] = (),
-            keep_audio: bool = False, track_bpm: bool = True) -> dict:
+            keep_audio: bool = False, track_bpm: bool = True, clock_args: tuple[str, ...] = ()) -> dict:
     """Run the rig once and return the figures (dict, JSON-ready).
 
     disturb: (seconds after the start, action, value) with action "stall" (the clock sender is frozen for value
     seconds, SIGSTOP/SIGCONT) or "locate" (the host's transport jumps to beat value while rolling). keep_audio:
     the result also holds "audio" and "grid" (numpy arrays; not JSON). track_bpm: also the tempo by librosa's
-    beat_track (the slowest part of the analysis)."""
+    beat_track (the slowest part of the analysis). clock_args: more jack_midi_clock options."""
     rig = Rig()
     rec = None
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -207,7 +207,7 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
         for src, dst in zip(outputs, rec.ins, strict=True):
             rec.client.connect(src, dst)
         if sync == "midi":
-            clock = ["jack_midi_clock", *(["-J", f"{jitter:g}"] if jitter else []), "musika-midi:Musika"]
+            clock = ["jack_midi_clock", *(["-J", f"{jitter:g}"] if jitter else []), *clock_args, "musika-midi:Musika"]
             rig.spawn(clock, "clock.log")
             deadline = time.monotonic() + 20
             while not rec.client.get_all_connections("musika-midi:Musika"):

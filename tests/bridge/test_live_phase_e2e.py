@@ -46,12 +46,14 @@ def test_beats_sit_on_the_host_grid_from_a_jittered_midi_clock(rig, jitter: floa
     assert out["beats"] >= 25, msg  # the tracker found the kicks
     assert out["median_abs_ms"] <= 20.0 and abs(out["signed_median_ms"]) <= 15.0, msg
     assert out["p95_abs_ms"] <= 60.0, msg
-    assert out["clock_tick_error_ms_median_abs"] is not None and out["clock_tick_error_ms_median_abs"] < 1.0, msg
+    # the sender itself: on the transport's grid (its -J jitter is a few ms around it)
+    assert out["clock_tick_error_ms_median_abs"] is not None
+    assert out["clock_tick_error_ms_median_abs"] < (1.0 if jitter == 0 else 10.0), msg
 
 
 def test_a_stalled_clock_and_a_transport_jump_play_on_without_a_gap_or_a_click(rig) -> None:
     out = rig.measure("midi", seconds=16.0, settle_s=4.0, bpm=126.0, keep_audio=True, track_bpm=False,
-                      disturb=((7.0, "stall", 1.5), (13.0, "locate", 64.0)))
+                      disturb=((7.0, "stall", 1.5), (13.0, "locate", 64.0)), clock_args=("-d", "0"))
     audio, grid = out["audio"], out["grid"]
     playing = np.flatnonzero(np.isfinite(grid))
     a, b = playing[0] + 3 * 44100, playing[-1] - 44100  # from well after the start to before the stop

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from generator.crossfade import Joiner
-from generator.stretch import BarTracker, estimate_grid, lock_piece, onset_offsets, stretch_span
+from generator.stretch import TRUST_BEATS, BarTracker, estimate_grid, lock_piece, onset_offsets, stretch_span
 from tests.generator.beats_audio import SR, kick_track, ramp_beats, steady_beats
 
 
@@ -145,18 +145,18 @@ def test_a_phase_conditioned_stream_is_mapped_on_its_conditioned_grid():
         s = int(b * SR)
         n = int(0.04 * SR)
         src[:, s - n : s] += (rng.normal(0, 0.3, n) * np.linspace(0, 1, n)).astype(np.float32)
-    tracker = _trusting(src, 128.0, trust=0.25)
+    tracker = _trusting(src, 128.0, trust=TRUST_BEATS)
     for j in range(5):
         assert tracker.bar_start(j) == pytest.approx(0.5 * SR + 4 * j * spb * SR, abs=1e-6)
     assert len(tracker.deviations) >= 4 and not tracker._following
 
 
 def test_a_stream_off_its_conditioning_is_followed_after_a_few_bars():
-    """A preset whose beats sit 0.4 beats from its conditioned grid: the trusting tracker measures that for
+    """A preset whose beats sit 0.24 beats from its conditioned grid: the trusting tracker measures that for
     TRUST_BARS bars and then follows the measured beats."""
     spb = 60.0 / 128.0
-    src = kick_track(steady_beats(128.0, 0.5 + 0.4 * spb, 20.0), 20.0, seed=6)
-    tracker = _trusting(src, 128.0, trust=0.25)
+    src = kick_track(steady_beats(128.0, 0.5 + 0.24 * spb, 20.0), 20.0, seed=6)
+    tracker = _trusting(src, 128.0, trust=TRUST_BEATS)
     starts = [tracker.bar_start(j) for j in range(8)]
     late = [(g - (0.5 * SR + 4 * j * spb * SR)) / (spb * SR) for j, g in enumerate(starts)]
-    assert late[0] == pytest.approx(0.0) and late[-1] == pytest.approx(0.4, abs=0.05)
+    assert late[0] == pytest.approx(0.0) and late[-1] == pytest.approx(0.24, abs=0.03)

@@ -110,3 +110,16 @@ def test_to_mono_accepts_only_1d_or_2d() -> None:
     assert to_mono(np.ones((2, 10))).shape == (10,)
     with pytest.raises(ValueError, match="channels, samples"):
         to_mono(np.ones((1, 2, 3)))
+
+
+def test_onset_rate_holds_under_level_loud_mastering_and_reverb() -> None:
+    """The density label counts the same notes whether the recording is quiet, limited +20 dB or reverberant."""
+    from pedalboard import Gain, Limiter, Pedalboard, Reverb
+
+    times = np.arange(0.1, 9.8, 0.25) + np.random.default_rng(2).uniform(-0.03, 0.03, 39)
+    y = clicks(times, 10.0)
+    assert onset_rate(y, SR) == pytest.approx(3.9, abs=0.15)
+    loud = Pedalboard([Gain(20.0), Limiter(threshold_db=-0.5)])(y[None], SR)
+    wet = Pedalboard([Reverb(room_size=0.8, wet_level=0.35, dry_level=0.8)])(y[None], SR)
+    for variant in (0.03 * y, loud, wet):
+        assert onset_rate(variant, SR) == pytest.approx(onset_rate(y, SR), rel=0.1)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.errors import MusikaError
+from training.data.folder_checks import MIN_LABELLED, MIN_MINUTES
 
 _FMT = argparse.ArgumentDefaultsHelpFormatter
 
@@ -95,6 +96,8 @@ def run_folder(ns: argparse.Namespace) -> int:
             chunk_seconds=ns.chunk_seconds,
             min_chunk_seconds=ns.min_chunk_seconds,
             bpm_range=(ns.bpm_min, ns.bpm_max),
+            min_minutes=ns.min_minutes,
+            min_labelled=ns.min_labelled,
             progress=_progress(ns),
         ),
     )
@@ -187,6 +190,15 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--min-chunk-seconds", type=float, default=5.0, help="shorter tails join the previous chunk")
     p.add_argument("--bpm-min", type=_positive, default=60.0, help="tempo labels are halved/doubled into range")
     p.add_argument("--bpm-max", type=_positive, default=200.0, help="upper end of the tempo range")
+    p.add_argument(
+        "--min-minutes", type=float, default=MIN_MINUTES, help="refuse a folder with less usable audio (0: off)"
+    )
+    p.add_argument(
+        "--min-labelled",
+        type=float,
+        default=MIN_LABELLED,
+        help="refuse --label tempo/density when a smaller share of chunks gets a confident label (0: off)",
+    )
     p.set_defaults(func=run_folder)
 
 

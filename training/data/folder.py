@@ -2,18 +2,14 @@
 
 Every file is decoded (soundfile, pedalboard as fallback), made stereo (mono is duplicated, more than two
 channels keep the first two), resampled to 44.1 kHz with soxr (HQ), cut into chunks of whole latent steps and
-labelled automatically:
+labelled automatically (training.data.folder_labels): ``tempo`` (per chunk, agreed over the track, only where
+confident), ``density`` (onsets per second) or ``none``.
 
-- ``tempo``: per chunk, librosa beat tracking plus a line fit (training.analysis.measure_tempo), folded into
-  ``bpm_range``; scalar labels ``tempo`` (BPM; absent when no steady beat was found), ``tempo_confidence``
-  (0..1) and ``first_beat_s``.
-- ``density``: onset detection over the whole file -> curve ``density`` (onsets/s per latent step, smoothed)
-  and scalar ``onset_rate`` per chunk.
-- ``none``: audio only.
-
-Files that cannot be decoded are skipped and listed with the reason; a folder with no usable audio raises
-:class:`FolderError`. Re-running on the same folder and output reuses every file whose size, mtime and settings
-are unchanged.
+Files that cannot be decoded are skipped and listed with the reason. A folder is refused with
+:class:`FolderError`, before anything is trained on it, when it holds no usable audio, less than
+``min_minutes`` of it, or (``--label tempo``/``density``) when fewer than ``min_labelled`` of the chunks carry
+the label. Re-running on the same folder and output reuses every file whose size, mtime and settings are
+unchanged.
 """
 
 from __future__ import annotations
@@ -28,15 +24,15 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from training.analysis import density_curve_from_onsets, measure_tempo, onset_times
-from training.data.chunking import RunCache, assign_splits, chunk_id, chunk_spans, drop_stale, steps_for
+from training.data.chunking import HOP, RunCache, assign_splits, chunk_id, chunk_spans, drop_stale, steps_for
 from training.data.dataset import SAMPLE_RATE, DatasetError, DatasetWriter
+from training.data.folder_checks import MIN_LABELLED, MIN_MINUTES, FolderTally, refusal_reason, unlabelled_section
+from training.data.folder_labels import LABEL_SPECS, LABELS, TEMPO_LABELLER, label_chunks
 from training.data.report import dataset_stats, finish_dataset
 
 logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc")
-LABELS = ("tempo", "density", "none")
 SILENCE_PEAK = 10 ** (-80 / 20)  # -80 dBFS
 
 
@@ -130,62 +126,49 @@ def find_audio_files(in_dir: Path, exclude: Path | None = None) -> tuple[list[Pa
     return audio, other
 
 
-def _label_chunks(
-    audio: np.ndarray, spans: list[tuple[int, int]], label: str, bpm_range: tuple[float, float], smooth_s: float
-) -> list[tuple[np.ndarray, dict[str, float], dict[str, np.ndarray]]]:
-    """Cut ``audio`` (2, n) into padded chunks and label them; returns (chunk audio, scalars, curves) each."""
-    n = audio.shape[1]
-    padded = np.pad(audio, ((0, 0), (0, spans[-1][1] - n)))
-    curve = None
-    if label == "density":
-        onsets = onset_times(audio, SAMPLE_RATE)
-        curve = density_curve_from_onsets(onsets, padded.shape[1] / SAMPLE_RATE, smooth_s=smooth_s)
-    out = []
-    for start, stop in spans:
+def _progress_bar(files: list[Path], progress: bool | None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(files, desc="prepare folder", unit="file", disable=None if progress is None else not progress)
+
+
+def _prepare_file(
+    path: Path,
+    rel: str,
+    writer: DatasetWriter,
+    label: str,
+    steps: tuple[int, int],
+    bpm_range: tuple[float, float],
+    smooth_s: float,
+) -> dict[str, Any]:
+    """Decode, chunk, label and write one file; returns its cache entry (status, chunks, notes, unlabelled)."""
+    try:
+        loaded = load_audio(path)
+    except (AudioReadError, OSError) as exc:
+        logger.info("skipping %s: %s", rel, exc)
+        return {"status": "skipped", "reason": str(exc)}
+    chunk_steps, min_steps = steps
+    n = loaded.audio.shape[1]
+    spans = chunk_spans(n, chunk_steps, min_steps)
+    if n < chunk_steps * HOP:
+        loaded.notes.append(f"short ({n / SAMPLE_RATE:.2f} s): kept as one short chunk")
+    padded = np.pad(loaded.audio, ((0, 0), (0, spans[-1][1] - n)))
+    ids, unlabelled, silent = [], {}, 0
+    for k, ((start, stop), item) in enumerate(
+        zip(spans, label_chunks(loaded.audio, SAMPLE_RATE, spans, label, bpm_range, smooth_s), strict=True)
+    ):
         piece = padded[:, start:stop]
-        labels: dict[str, float] = {}
-        curves: dict[str, np.ndarray] = {}
-        if label == "tempo":
-            est = measure_tempo(piece, SAMPLE_RATE, bpm_range)
-            labels["tempo_confidence"] = est.confidence
-            if math.isfinite(est.bpm):
-                labels["tempo"] = est.bpm
-                labels["first_beat_s"] = est.first_beat_s
-        elif label == "density":
-            seg = curve[start // 4096 : stop // 4096]
-            curves["density"] = seg
-            seconds = (min(stop, n) - start) / SAMPLE_RATE
-            labels["onset_rate"] = float(np.sum((onsets >= start / SAMPLE_RATE) & (onsets < stop / SAMPLE_RATE)))
-            labels["onset_rate"] /= max(seconds, 1e-9)
-        out.append((piece, labels, curves))
-    return out
-
-
-LABEL_SPECS = {
-    "tempo": {
-        "tempo": {
-            "kind": "scalar",
-            "unit": "BPM",
-            "description": "beat tracking (librosa, hop 64) plus a line "
-            "fit through the beat times, halved/doubled into the BPM range; absent when no beat was found",
-        },
-        "tempo_confidence": {
-            "kind": "scalar",
-            "unit": "0..1",
-            "description": "1 - rms line-fit residual / (0.1 beat period); low values mean no steady pulse",
-        },
-        "first_beat_s": {"kind": "scalar", "unit": "s", "description": "phase of the fitted beat grid"},
-    },
-    "density": {
-        "density": {
-            "kind": "curve",
-            "unit": "onsets/s",
-            "description": "detected onsets per second per latent step (44100/4096 Hz), Gaussian-smoothed",
-        },
-        "onset_rate": {"kind": "scalar", "unit": "onsets/s", "description": "detected onsets per second in the chunk"},
-    },
-    "none": {},
-}
+        if float(np.max(np.abs(piece))) < SILENCE_PEAK:
+            silent += 1
+            continue
+        cid = chunk_id("", rel, k)
+        writer.add(cid, piece, source=rel, labels=item.labels, curves=item.curves)
+        ids.append(cid)
+        if item.unlabelled:
+            unlabelled[cid] = item.unlabelled
+    if silent:
+        loaded.notes.append(f"{silent} silent chunks dropped")
+    return {"status": "ok", "chunks": ids, "notes": loaded.notes, "unlabelled": unlabelled}
 
 
 def prepare_folder(
@@ -197,16 +180,17 @@ def prepare_folder(
     bpm_range: tuple[float, float] = (60.0, 200.0),
     smooth_s: float = 1.0,
     heldout_fraction: float = 0.1,
+    min_minutes: float = MIN_MINUTES,
+    min_labelled: float = MIN_LABELLED,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Turn every audio file under ``in_dir`` into a dataset in ``out``; returns the result dict (report.py).
 
     chunk_seconds: chunk length (rounded to whole latent steps). A tail shorter than ``min_chunk_seconds`` joins
-    the previous chunk; files shorter than one chunk become one short chunk. progress: tqdm bar (None = only
-    on a terminal).
+    the previous chunk; files shorter than one chunk become one short chunk; silent chunks are dropped.
+    min_minutes / min_labelled: the refusal thresholds (see the module docstring); 0 turns a check off.
+    progress: tqdm bar (None = only on a terminal).
     """
-    from tqdm import tqdm
-
     started = time.monotonic()
     in_dir, out = Path(in_dir), Path(out)
     if label not in LABELS:
@@ -219,6 +203,8 @@ def prepare_folder(
         )
     if not 0 < bpm_range[0] < bpm_range[1]:
         raise DatasetError(f"bpm_range must be (low, high) with 0 < low < high, got {bpm_range}; e.g. 60 200")
+    if min_minutes < 0 or not 0 <= min_labelled <= 1:
+        raise DatasetError(f"min_minutes must be >= 0 and min_labelled 0..1, got {min_minutes}, {min_labelled}")
     files, others = find_audio_files(in_dir, exclude=out.resolve())
     if not files:
         raise FolderError(
@@ -241,95 +227,70 @@ def prepare_folder(
     )
     cache = RunCache(out)
     chunk_steps, min_steps = steps_for(chunk_seconds), steps_for(min_chunk_seconds) if min_chunk_seconds else 0
-    settings = {
+    settings: dict[str, Any] = {
         "label": label,
         "chunk_steps": chunk_steps,
         "min_steps": min_steps,
         "bpm_range": list(bpm_range),
         "smooth_s": smooth_s,
+        **({"labeller": TEMPO_LABELLER} if label == "tempo" else {}),
     }
-    skipped: list[tuple[str, str]] = []
-    notes_by_file: dict[str, list[str]] = {}
-    keep: set[str] = set()
-    new = reused = 0
+    run = FolderTally()
     completed = False
     try:
-        for path in tqdm(files, desc="prepare folder", unit="file", disable=None if progress is None else not progress):
+        for path in _progress_bar(files, progress):
             rel = path.relative_to(in_dir).as_posix()
             st = path.stat()
             key = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, **settings}
             entry = cache.lookup(rel, key, writer)
-            if entry is not None:
-                if entry["status"] == "skipped":
-                    skipped.append((rel, entry["reason"]))
-                else:
-                    keep.update(entry["chunks"])
-                    reused += len(entry["chunks"])
-                    if entry.get("notes"):
-                        notes_by_file[rel] = entry["notes"]
-                continue
-            try:
-                loaded = load_audio(path)
-            except (AudioReadError, OSError) as exc:
-                reason = str(exc)
-                logger.info("skipping %s: %s", rel, reason)
-                skipped.append((rel, reason))
-                cache.store(rel, key, status="skipped", reason=reason)
-                continue
-            spans = chunk_spans(loaded.audio.shape[1], chunk_steps, min_steps)
-            if loaded.audio.shape[1] < chunk_steps * 4096:
-                loaded.notes.append(f"short ({loaded.audio.shape[1] / SAMPLE_RATE:.2f} s): kept as one short chunk")
-            ids = []
-            for k, (piece, labels, curves) in enumerate(_label_chunks(loaded.audio, spans, label, bpm_range, smooth_s)):
-                cid = chunk_id("", rel, k)
-                writer.add(cid, piece, source=rel, labels=labels, curves=curves)
-                ids.append(cid)
-            keep.update(ids)
-            new += len(ids)
-            if loaded.notes:
-                notes_by_file[rel] = loaded.notes
-            cache.store(rel, key, status="ok", chunks=ids, notes=loaded.notes)
+            if entry is None:
+                entry = _prepare_file(path, rel, writer, label, (chunk_steps, min_steps), bpm_range, smooth_s)
+                cache.store(rel, key, **entry)
+                run.new += len(entry.get("chunks", []))
+            else:
+                run.reused += len(entry.get("chunks", []))
+            run.add(rel, entry)
         completed = True
     finally:
         if not completed:  # keep finished files for the next run
             writer.meta["complete"] = False
             writer.finish({})
             cache.save()
-    drop_stale(writer, keep)
-    if not keep:
-        cache.save()
-        reasons = "; ".join(f"{item}: {why}" for item, why in skipped[:5])
-        raise FolderError(
-            f"none of the {len(files)} audio files in {in_dir} could be used ({reasons}); "
-            "check that they are audio files in a supported format"
-        )
+    drop_stale(writer, run.keep)
+    cache.save()
+    refusal = refusal_reason(in_dir, len(files), run, list(writer.chunks.values()), label, min_minutes, min_labelled)
+    if refusal:
+        if writer.chunks:  # the decoded chunks stay reusable for a re-run with other settings
+            writer.meta["complete"] = False
+            writer.finish({})
+        raise FolderError(refusal)
     splits = assign_splits(sorted({c.source for c in writer.chunks.values()}), heldout_fraction)
     for c in writer.chunks.values():
         c.split = splits[c.source]
     scalars = [n for n, s in LABEL_SPECS[label].items() if s["kind"] == "scalar"]
     curves = [n for n, s in LABEL_SPECS[label].items() if s["kind"] == "curve"]
     stats = dataset_stats(out, writer.chunks.values(), scalars=scalars, curves=curves)
-    notes = [f"{rel}: {'; '.join(n)}" for rel, n in notes_by_file.items()]
+    notes = [f"{rel}: {'; '.join(n)}" for rel, n in run.notes.items()]
     if others:
         notes.append(
             f"ignored {len(others)} files without an audio extension: "
             + ", ".join(p.relative_to(in_dir).as_posix() for p in others[:10])
             + (" ..." if len(others) > 10 else "")
         )
-    if label == "tempo":
-        missing = sum(1 for c in writer.chunks.values() if "tempo" not in c.labels)
-        if missing:
-            notes.append(f"{missing} chunks have no steady beat: no tempo label (tempo_confidence 0)")
+    sections = []
+    if run.unlabelled:
+        notes.append(f"{len(run.unlabelled)} of {len(writer.chunks)} chunks have no tempo label (DATASET.md)")
+        sections.append(unlabelled_section("tempo", writer.chunks.values(), run.unlabelled))
     writer.meta["complete"] = True
     result = finish_dataset(
         writer,
         stats=stats,
         started=started,
-        new_chunks=new,
-        reused_chunks=reused,
-        skipped=skipped,
+        new_chunks=run.new,
+        reused_chunks=run.reused,
+        skipped=run.skipped,
         notes=notes,
+        sections=sections,
         command=f"musika prepare folder {in_dir} --out {out} --label {label} --chunk-seconds {chunk_seconds:g}",
     )
-    cache.save()
     return result

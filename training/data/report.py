@@ -74,15 +74,17 @@ def finish_dataset(
     reused_chunks: int,
     skipped: Sequence[tuple[str, str]] = (),
     notes: Sequence[str] = (),
+    sections: Sequence[tuple[str, Sequence[str]]] = (),
     command: str | None = None,
 ) -> dict[str, Any]:
     """Write dataset.json + manifest (``writer.finish``) and DATASET.md; return the run's result dict.
 
     started: ``time.monotonic()`` at the start of the run. skipped: (item, reason) pairs. notes: free-text
-    remarks for the summary (e.g. "3 files were mono and were upmixed"). command: how to reproduce the run.
+    remarks for the summary (e.g. "3 files were mono and were upmixed"). sections: extra (title, lines) for
+    DATASET.md only (e.g. the chunks left without a label). command: how to reproduce the run.
     """
     info = writer.finish(stats)
-    md = write_dataset_md(writer.root, info, skipped=skipped, notes=notes, command=command)
+    md = write_dataset_md(writer.root, info, skipped=skipped, notes=notes, sections=sections, command=command)
     return {
         "kind": info["kind"],
         "out": str(writer.root),
@@ -109,6 +111,7 @@ def write_dataset_md(
     *,
     skipped: Sequence[tuple[str, str]] = (),
     notes: Sequence[str] = (),
+    sections: Sequence[tuple[str, Sequence[str]]] = (),
     command: str | None = None,
 ) -> Path:
     """Write ``root/DATASET.md`` from the dataset.json content ``info`` (see module docstring for its keys)."""
@@ -160,6 +163,8 @@ def write_dataset_md(
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     if skipped:
         lines += ["", f"## Skipped ({len(skipped)})", ""] + [f"- `{item}`: {reason}" for item, reason in skipped]
+    for title, body in sections:
+        lines += ["", f"## {title}", ""] + [f"- {line}" for line in body]
     path = root / "DATASET.md"
     path.write_text("\n".join(lines) + "\n")
     return path

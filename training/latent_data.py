@@ -59,9 +59,14 @@ def resolve_conditions(entries: Sequence[CacheEntry], names: Sequence[str]) -> t
         if name == BEAT:
             out.append(_beat_condition(entries))
             continue
-        if all(name in e.labels for e in entries):
+        if any(name in e.labels for e in entries):
+            # a chunk without the label (e.g. no confident tempo) trains with the condition dropped (NaN)
             kind = "scalar"
-            values = np.array([e.labels[name] for e in entries], np.float64)
+            values = np.array([e.labels.get(name, np.nan) for e in entries], np.float64)
+            missing = int(np.isnan(values).sum())
+            if missing:
+                logger.info("condition %r: %d of %d chunks have no label and train with it dropped", name,
+                            missing, len(entries))
         elif all(name in e.curves for e in entries):
             kind = "curve"
             values = np.concatenate([e.curves[name] for e in entries]).astype(np.float64)
@@ -128,7 +133,7 @@ class LatentCrops:
         self.groups = np.repeat(np.arange(len(self.curves)), [c.channels for c in self.curves])
         self.dim = self.entries[0].latents.shape[1] // 2
         self.scalar_values = np.array(
-            [[np.clip(c.to_model(e.labels[c.name]), -1, 1) for c in self.scalars] for e in self.entries],
+            [[np.clip(c.to_model(e.labels.get(c.name, np.nan)), -1, 1) for c in self.scalars] for e in self.entries],
             np.float32).reshape(len(self.entries), len(self.scalars))
         if any(c.kind == "phase" for c in self.curves) and model is None:
             raise TrainingError("a phase condition needs the model config (samples per latent) to place beats")

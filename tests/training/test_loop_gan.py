@@ -123,6 +123,13 @@ def test_conditions_from_labels(cache):
     assert np.isnan(scal).all() and np.isnan(curve).all()
     _, scal, curve = crops.sample(rng, 400, swap_prob=0.5, dropout=0.25)
     assert 0.15 < np.isnan(scal).mean() < 0.35 and 0.15 < np.isnan(curve[:, 0, 0]).mean() < 0.35
+    # a chunk whose tempo was not confidently labelled trains with the condition dropped
+    unlabelled = [dataclasses.replace(entries[0], labels={k: v for k, v in entries[0].labels.items() if k != "tempo"}),
+                  *entries[1:]]
+    (tempo_part,) = resolve_conditions(unlabelled, ["tempo"])
+    assert tempo_part.min >= 120.0
+    part = LatentCrops(unlabelled, 32, (tempo_part,))
+    assert np.isnan(part.scalar_values[0]).all() and not np.isnan(part.scalar_values[1:]).any()
 
 
 def test_balance_draws_rare_densities_as_often_as_common_ones():

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from generator.model_config import PHASES
+
 FMT = argparse.ArgumentDefaultsHelpFormatter
 
 
@@ -79,26 +81,40 @@ def run_export(a: argparse.Namespace) -> int:
 
 
 def run_eval(a: argparse.Namespace) -> int:
-    from training.ae_eval import evaluate_autoencoder
+    """Figures of a shared autoencoder folder (written into it), or printed for a training checkpoint (.pt) or a
+    preset's own encoders and decoders (a preset name or folder; both levels only)."""
+    from training.ae_eval import evaluate_autoencoder, preset_codec
     from training.autoencoder_card import write_card
-    from training.shared_autoencoder import CHECKPOINT, MANIFEST, read_autoencoder
+    from training.shared_autoencoder import CHECKPOINT, MANIFEST, SharedAutoencoderError, read_autoencoder
 
-    directory = Path(a.autoencoder)
-    manifest = read_autoencoder(directory)
-    figures = evaluate_autoencoder(directory / CHECKPOINT, a.data, clips=a.clips, seconds=a.seconds,
-                                   progress=None if not a.quiet else False)
+    if a.clips < 1 or not (0 < a.seconds < float("inf")):
+        raise SharedAutoencoderError(f"--clips must be at least 1 and --seconds a positive number of seconds; got "
+                                     f"{a.clips} and {a.seconds}")
+    target = Path(a.autoencoder)
+    progress = None if not a.quiet else False
+    shared = (target / MANIFEST).is_file()
+    if shared:
+        manifest = read_autoencoder(target)
+        figures = evaluate_autoencoder(target / CHECKPOINT, a.data, clips=a.clips, seconds=a.seconds,
+                                       progress=progress)
+    elif target.suffix == ".pt":
+        figures = evaluate_autoencoder(target, a.data, clips=a.clips, seconds=a.seconds, progress=progress)
+    else:
+        codec = preset_codec(a.autoencoder, phase=a.phase)  # a preset name or folder; its errors name it
+        figures = evaluate_autoencoder("", a.data, clips=a.clips, seconds=a.seconds, levels=(2,),
+                                       progress=progress, codec=codec)
     metrics = {"date": datetime.date.today().isoformat(), "clips_per_domain": a.clips, "seconds": a.seconds,
-               "command": f"musika autoencoder eval {directory} --data {' '.join(a.data)} --clips {a.clips} "
+               "command": f"musika autoencoder eval {target} --data {' '.join(a.data)} --clips {a.clips} "
                           f"--seconds {a.seconds:g}", "domains": figures}
     print(json.dumps(metrics, indent=2, default=float))
-    if not a.no_write:
+    if shared and not a.no_write:
         if a.picture:
-            reconstruction_picture(directory, a.data)
+            reconstruction_picture(target, a.data)
         manifest["metrics"] = json.loads(json.dumps(metrics, default=float).replace("NaN", "null"))
         from generator.atomic import write_text
 
-        write_text(directory / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        write_card(directory, manifest)
+        write_text(target / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        write_card(target, manifest)
     return 0
 
 
@@ -142,7 +158,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_export)
     p = verbs.add_parser("eval", help="reconstruct each domain's held-out audio; figures into the card",
                          formatter_class=FMT)
-    p.add_argument("autoencoder", metavar="DIR", help="shared autoencoder folder")
+    p.add_argument("autoencoder", metavar="DIR",
+                   help="a shared autoencoder folder (the figures go into its card), an autoencoder training "
+                        "checkpoint (.pt), or a preset whose own encoders and decoders to measure (printed only)")
+    p.add_argument("--phase", choices=PHASES, default=None,
+                   help="for a preset: the engine's phase (default: the preset's)")
     p.add_argument("--data", nargs="+", required=True, metavar="DATASET", help="one prepared dataset per domain")
     p.add_argument("--clips", type=int, default=12, help="held-out clips per domain")
     p.add_argument("--seconds", type=float, default=12.0, help="length of each clip")

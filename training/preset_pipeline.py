@@ -56,8 +56,14 @@ class PresetPlan:
     def __post_init__(self) -> None:
         if self.condition not in CONDITIONS:
             raise TrainingError(f"--condition {self.condition!r}: use one of {', '.join(CONDITIONS)}")
-        if self.gan_steps < 1:
-            raise TrainingError(f"--gan-steps must be at least 1, got {self.gan_steps}")
+        if self.gan_steps < 1 or self.batch < 1:
+            raise TrainingError(f"--gan-steps and --batch must be at least 1, got {self.gan_steps} and {self.batch}")
+        for name in ("gan_scale", "lr", "min_minutes"):
+            value = getattr(self, name)
+            if not (0 <= value < float("inf")) or (value == 0 and name != "min_minutes"):
+                raise TrainingError(f"--{name.replace('_', '-')} must be a finite number above 0, got {value}")
+        if self.half_len < 16 or self.half_len & (self.half_len - 1):
+            raise TrainingError(f"--half-len must be a power of two of at least 16, got {self.half_len}")
 
     @property
     def run_dir(self) -> Path:

@@ -41,3 +41,16 @@ def test_a_licence_for_a_dataset_that_was_not_given_is_refused(tmp_path: Path, c
                  str(data), "--data-licence", "elsewhere=CC0"]) == 1
     assert "--data-licence names ['elsewhere']" in capsys.readouterr().err
     assert not (tmp_path / "o" / "x").exists()
+
+
+def test_eval_measures_a_training_checkpoint_and_refuses_nonsense(tmp_path: Path, capsys) -> None:
+    ckpt = _ae_checkpoint(tmp_path / "ae.pt")
+    data = make_tiny_dataset(tmp_path / "data", seconds=6.0)
+    assert main(["autoencoder", "eval", str(ckpt), "--data", str(data), "--clips", "1", "--seconds", "6",
+                 "--quiet"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["domains"]["tiny"]["level1"]["clips"] == 1
+    assert main(["autoencoder", "eval", str(ckpt), "--data", str(data), "--clips", "0"]) == 1
+    assert "--clips must be at least 1" in capsys.readouterr().err
+    assert main(["autoencoder", "eval", "no-such-preset", "--data", str(data)]) == 1
+    assert "no-such-preset" in capsys.readouterr().err

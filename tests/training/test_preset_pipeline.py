@@ -61,6 +61,10 @@ def test_what_cannot_work_is_refused_before_training(setup, tmp_path) -> None:
         train_preset(plan(setup, tmp_path, autoencoder_dir=str(tmp_path / "nowhere")))
     with pytest.raises(TrainingError, match="--condition 'loudness'"):
         plan(setup, tmp_path, condition="loudness")
+    with pytest.raises(TrainingError, match="--lr must be a finite number above 0, got nan"):
+        plan(setup, tmp_path, lr=float("nan"))
+    with pytest.raises(TrainingError, match="--half-len must be a power of two"):
+        plan(setup, tmp_path, half_len=48)
     with pytest.raises(Exception, match="minutes"):
         train_preset(plan(setup, tmp_path, min_minutes=30.0))
     assert not (tmp_path / "run" / "gan").exists()

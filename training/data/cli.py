@@ -47,41 +47,16 @@ def run_techno(ns: argparse.Namespace) -> int:
     )
 
 
-def run_piano(ns: argparse.Namespace) -> int:
+def run_rendered(ns: argparse.Namespace) -> int:
+    """``prepare piano`` and ``prepare classical``: scores rendered with FluidSynth (training.data.scores)."""
+    from training.data.classical import prepare_classical
     from training.data.piano import prepare_piano
 
-    return _run(
-        "piano",
-        lambda: prepare_piano(
-            ns.hours,
-            ns.seed,
-            ns.out,
-            chunk_seconds=ns.chunk_seconds,
-            workers=ns.workers,
-            soundfont=ns.soundfont,
-            generated_fraction=ns.generated_fraction,
-            max_work_seconds=ns.max_work_seconds,
-            progress=_progress(ns),
-        ),
-    )
-
-
-def run_classical(ns: argparse.Namespace) -> int:
-    from training.data.classical import prepare_classical
-
-    return _run(
-        "classical",
-        lambda: prepare_classical(
-            ns.hours,
-            ns.seed,
-            ns.out,
-            chunk_seconds=ns.chunk_seconds,
-            workers=ns.workers,
-            soundfont=ns.soundfont,
-            max_work_seconds=ns.max_work_seconds,
-            progress=_progress(ns),
-        ),
-    )
+    prepare = prepare_piano if ns.source == "piano" else prepare_classical
+    extra = {"generated_fraction": ns.generated_fraction} if ns.source == "piano" else {}
+    return _run(ns.source, lambda: prepare(ns.hours, ns.seed, ns.out, chunk_seconds=ns.chunk_seconds,
+                                           workers=ns.workers, soundfont=ns.soundfont,
+                                           max_work_seconds=ns.max_work_seconds, progress=_progress(ns), **extra))
 
 
 def run_folder(ns: argparse.Namespace) -> int:
@@ -155,7 +130,7 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--generated-fraction", type=float, default=0.2, help="share of generated figuration (0..1)")
     p.add_argument("--max-work-seconds", type=_positive, default=180.0, help="longest excerpt taken from one work")
-    p.set_defaults(func=run_piano)
+    p.set_defaults(func=run_rendered)
 
     p = sub.add_parser(
         "classical",
@@ -170,7 +145,7 @@ def add_parser(subparsers: Any) -> None:
         "--soundfont", type=Path, default=None, help="GM .sf2 file (None: FluidR3_GM if installed, else TimGM6mb)"
     )
     p.add_argument("--max-work-seconds", type=_positive, default=180.0, help="longest excerpt taken from one work")
-    p.set_defaults(func=run_classical)
+    p.set_defaults(func=run_rendered)
 
     p = sub.add_parser(
         "folder",

@@ -19,10 +19,13 @@ realism ratio 11.7 -> 6.5, held-out onset F 0.96 -> 0.97, seams 1.13 -> 1.22 (ba
 0.05) and the live lock reads tempo less steadily (mean stretch per render up to 2.6 %). Resetting at window joins
 too ("vocoder-joins") keeps techno's kicks steadier (IBI CV 0.026, within ±2 % 97.7 %, realism 4.43, seams 0.97)
 but makes piano's joins click (seams 2.3), and the live lock (generator.stretch) misreads the tempo of more techno
-renders with either vocoder (2 of 20 renders' mean stretch off by over 2.5 %, vs 0). So each preset says which
-phase it plays (`audio.phase`, set by `musika export --phase`): piano "vocoder", techno "decoder" (users override
-with `musika generate --phase`, `phase` in musika.toml or `Engine.load(..., phase=...)`). A plain vocoder without
-onset resets smears kicks (IBI CV 0.051).
+renders with either vocoder (2 of 20 renders' mean stretch off by over 2.5 %, vs 0). Since a phase-conditioned
+preset is mapped on its conditioned grid (generator.stretch, ``trust_beats``), that misreading no longer moves
+techno, and with its loudness recalibrated techno measures better with "vocoder" on every bar (comb 33.8x -> 2.1x
+the held-out audio's, realism 3.0 -> 2.0, IBI CV 0.026 -> 0.022; presets/techno/MODEL_CARD.md). Each preset says
+which phase it plays (`audio.phase`, set by `musika export --phase`): both shipped presets "vocoder" (users
+override with `musika generate --phase`, `phase` in musika.toml or `Engine.load(..., phase=...)`). A plain vocoder
+without onset resets smears kicks (IBI CV 0.051).
 
 Streaming: :class:`VocoderPhase` keeps each channel's last phase and last frame, so successive calls give the
 phases of one call on the concatenated frames.

@@ -63,6 +63,12 @@ def run_eval(
     results = evaluate(directory, dataset=dataset, seeds=seeds, seconds=seconds, quick=quick, threads=threads,
                        phase=phase)
     if write:
+        if results.get("eval", {}).get("dataset"):
+            from generator.preset import load_preset
+            from training.data.dataset import Dataset
+            from training.model_card import write_listening
+
+            write_listening(load_preset(directory), Dataset(results["eval"]["dataset"]), threads=threads)
         write_results(directory, results)
     return results
 

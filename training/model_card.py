@@ -2,7 +2,8 @@
 
 Sections: description and licence, configuration, networks, conditioning, training (data, data hours, steps,
 wall time, hardware), evaluation (the figures `musika eval` wrote into preset.json "metrics", with the bars as
-pass/fail), a spectrogram picture of a generated excerpt, and any hand-written ``## Notes`` section of the
+pass/fail), a spectrogram picture of a generated excerpt, generated audio beside held-out training audio (written by
+`musika eval` with a dataset), and any hand-written ``## Notes`` section of the
 previous card, kept verbatim. Rewriting is idempotent: the card is a function of preset.json and the notes.
 """
 
@@ -21,8 +22,10 @@ logger = logging.getLogger(__name__)
 
 CARD_FILE = "MODEL_CARD.md"
 SPECTROGRAM_FILE = "spectrogram.png"  # the name training/finalize.py writes too
+LISTENING_FILE = "listening.png"  # generated audio beside held-out training audio (written by `musika eval`)
 NOTES_HEADING = "## Notes"
-PHASE_TEXT = {"decoder": "decoder1's", "vocoder": "made from the magnitudes (generator.phase_vocoder)"}
+PHASE_TEXT = {"decoder": "decoder1's", "vocoder": "made from the magnitudes (generator.phase_vocoder)",
+              "vocoder-joins": "made from the magnitudes, restarted at attacks on decoder-window joins too"}
 EXCERPT_SECONDS = 8.0
 EVAL_ROWS: dict[str, list[tuple[str, str, str]]] = {  # section -> (key, label, format)
     "tempo": [("within_tolerance", "clips within +-2 % of the requested tempo", "{:.0%}"),
@@ -154,7 +157,8 @@ def _evaluation_lines(metrics: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def render_card(preset: Preset, notes: str = "", picture: str | None = SPECTROGRAM_FILE) -> str:
+def render_card(preset: Preset, notes: str = "", picture: str | None = SPECTROGRAM_FILE,
+                listening: str | None = None) -> str:
     """The card's markdown from a loaded preset (pure apart from reading ONNX weight counts)."""
     cfg = preset.config
     lines = [f"# {preset.name}", "", preset.description, "", f"License: {preset.license}", "", "## Configuration", "",
@@ -190,6 +194,11 @@ def render_card(preset: Preset, notes: str = "", picture: str | None = SPECTROGR
         label = ", ".join(f"{c.name} {c.default:g} {c.unit}" for c in preset.conditioning) or "unconditioned"
         lines += ["## Generated excerpt", "", f"![spectrogram of a generated excerpt ({label}, seed 1)]({picture})",
                   ""]
+    if listening:
+        lines += ["## Generated next to its training audio", "",
+                  "Same length, same colour scale (dB re full scale), log frequency: a generated clip at the held-out "
+                  "clip's own labels (seed 1, as `musika generate` writes it) beside that held-out training clip.",
+                  "", f"![generated audio beside held-out training audio]({listening})", ""]
     if notes:
         lines += [notes.rstrip(), ""]
     return "\n".join(lines)
@@ -207,6 +216,44 @@ def write_spectrogram(preset: Preset, seconds: float = EXCERPT_SECONDS, seed: in
                            [(f"{preset.name}: generated excerpt ({label}), seed {seed}", audio)])
 
 
+def write_listening(preset: Preset, dataset: Any, seconds: float = EXCERPT_SECONDS, seed: int = 1,
+                    threads: int | None = None) -> Path | None:
+    """Write LISTENING_FILE: `seconds` of the first held-out chunk of `dataset` (a training.data.dataset.Dataset)
+    that long (else of its longest) beside as much audio the preset generates at that chunk's labels (its controls
+    clamped to their ranges). Returns None when the dataset has no held-out chunk."""
+    import numpy as np
+
+    from generator.engine import Engine
+    from training.preview import comparison_png
+
+    chunks = sorted(dataset.split("heldout"), key=lambda c: c.id)
+    if not chunks:
+        return None
+    chunk = next((c for c in chunks if c.seconds >= seconds), max(chunks, key=lambda c: c.seconds))
+    seconds = min(seconds, chunk.seconds)
+    engine = Engine(preset, threads=threads)
+    sr = engine.config.audio.sample_rate
+    start = int(min(chunk.seconds - seconds, seconds) * sr)  # past a track's first bars where the chunk allows
+    real = dataset.audio(chunk)[:, start : start + int(seconds * sr)]
+    values = {}
+    for c in preset.conditioning:
+        if c.kind == "phase":
+            continue
+        if c.name in chunk.curves:  # per latent step: its mean over the excerpt
+            a, b = (int(t * engine.config.latent_rate_hz) for t in (start / sr, start / sr + seconds))
+            curve = np.load(dataset.root / chunk.curves[c.name])[a:b]
+            value = float(np.nanmean(curve)) if curve.size else np.nan
+        else:
+            value = float(chunk.labels.get(c.name, np.nan))
+        if np.isfinite(value):
+            values[c.name] = float(np.clip(value, c.min, c.max))
+    generated = engine.generate(seconds, values, seed=seed)
+    label = ", ".join(f"{k} {v:.3g}" for k, v in values.items()) or "unconditioned"
+    return comparison_png(Path(preset.path) / LISTENING_FILE,
+                          [(f"{preset.name}: generated ({label}, seed {seed})", generated),
+                           (f"held-out training audio ({chunk.id})", real)])
+
+
 def write_model_card(preset_dir: str | Path, picture: bool = True, seconds: float = EXCERPT_SECONDS,
                      threads: int | None = None) -> Path:
     """(Re)write MODEL_CARD.md (and with `picture`, the spectrogram PNG) in a preset directory; keeps ## Notes."""
@@ -217,8 +264,10 @@ def write_model_card(preset_dir: str | Path, picture: bool = True, seconds: floa
     if picture:
         write_spectrogram(preset, seconds=seconds, threads=threads)
     has_picture = (directory / SPECTROGRAM_FILE).is_file()
+    has_listening = (directory / LISTENING_FILE).is_file()
     tmp = card.with_name(f".{CARD_FILE}.tmp")
-    tmp.write_text(render_card(preset, notes, SPECTROGRAM_FILE if has_picture else None))
+    tmp.write_text(render_card(preset, notes, SPECTROGRAM_FILE if has_picture else None,
+                               LISTENING_FILE if has_listening else None))
     os.replace(tmp, card)
     logger.info("wrote %s", card)
     return card

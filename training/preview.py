@@ -58,3 +58,53 @@ def spectrogram_png(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], 
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+COMPARISON_DB = (-90.0, 0.0)  # one colour scale for every panel of a comparison: dB re a full-scale sine
+COMPARISON_HZ = (30.0, 16000.0)
+
+
+def dbfs_spectrogram(audio: np.ndarray, n_fft: int = 2048, hop: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, bins) dB of the channel mean re a full-scale sine (Hann window), and the bins' frequencies."""
+    a = np.asarray(audio, np.float64)
+    mono = a.mean(axis=0) if a.ndim == 2 else a
+    mono = np.pad(mono, (n_fft // 2, n_fft // 2))
+    frames = np.lib.stride_tricks.sliding_window_view(mono, n_fft)[::hop]
+    window = np.hanning(n_fft)
+    mag = np.abs(np.fft.rfft(frames * window, axis=1)) / (window.sum() / 2)
+    return 20 * np.log10(np.maximum(mag, 1e-9)), np.fft.rfftfreq(n_fft, 1 / SAMPLE_RATE)
+
+
+def comparison_png(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], title: str = "") -> Path:
+    """Panels side by side, each the spectrogram of the channel mean in dB re full scale on a log-frequency axis
+    (30 Hz-16 kHz, where kicks and hats both show) with one colour scale for all: levels, attacks, noise and
+    harmonics compare as they are heard (unlike `spectrogram_png`, which normalises each panel)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False, sharey=True)
+    mesh = None
+    for ax, (label, audio) in zip(axes[0], panels, strict=True):
+        db, freqs = dbfs_spectrogram(audio)
+        keep = (freqs >= COMPARISON_HZ[0]) & (freqs <= COMPARISON_HZ[1])
+        times = np.arange(db.shape[0]) * 256 / SAMPLE_RATE
+        mesh = ax.pcolormesh(times, freqs[keep], db[:, keep].T, shading="auto", cmap="magma",
+                             vmin=COMPARISON_DB[0], vmax=COMPARISON_DB[1])
+        ax.set_yscale("log")
+        ax.set_ylim(*COMPARISON_HZ)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("seconds")
+    axes[0, 0].set_ylabel("Hz")
+    if mesh is not None:
+        fig.colorbar(mesh, ax=axes[0].tolist(), label="dB re full scale", pad=0.01)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -155,6 +155,25 @@ def test_cli_no_write_leaves_the_preset_alone_and_bad_input_is_named(preset_copy
     assert json.loads(capsys.readouterr().out)["eval"]["phase"] == "vocoder"
 
 
+def test_eval_with_held_out_audio_puts_generated_audio_beside_it_in_the_card(preset_copy, heldout):
+    """The card shows a generated clip next to a held-out training clip, on one dB scale: a reader sees what a
+    listener would compare (levels, attacks, noise), not only figures."""
+    from training.eval_cli import run_eval
+    from training.preview import dbfs_spectrogram
+
+    run_eval(str(preset_copy), dataset=str(heldout), quick=True, seconds=2.0)
+    picture = preset_copy / "listening.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (preset_copy / "MODEL_CARD.md").read_text()
+    assert "## Generated next to its training audio" in text and "(listening.png)" in text
+    # the panels share one scale: a full-scale sine reads 0 dB, one at -20 dBFS reads -20 dB
+    t = np.arange(SR) / SR
+    for level_db in (0.0, -20.0):  # 990.5 Hz: the centre of an FFT bin, so no scalloping loss
+        db, freqs = dbfs_spectrogram(10 ** (level_db / 20) * np.sin(2 * np.pi * 46 * SR / 2048 * t))
+        assert db[10:-10].max(axis=1) == pytest.approx(np.full(db.shape[0] - 20, level_db), abs=0.5)
+        assert freqs[db[20].argmax()] == pytest.approx(46 * SR / 2048)
+
+
 def test_density_sweep_of_a_range_that_starts_at_zero_is_positive_and_rising():
     from generator.preset import Condition
     from training.eval import plan_jobs

@@ -16,12 +16,12 @@ from typing import Any
 
 from bridge.controls import CCMapping
 from bridge.errors import ConfigError
-from generator.model_config import PHASES
-from generator.output_stage import CEILING_DBTP, CEILING_RANGE, GAIN_RANGE, TARGET_LUFS, TARGET_RANGE
+from bridge.sync import SYNC_MODES
+from generator.runtime.model_config import PHASES
+from generator.runtime.output_stage import CEILING_DBTP, CEILING_RANGE, GAIN_RANGE, TARGET_LUFS, TARGET_RANGE
+from generator.timeline.planner import QUANTISE_MODES
 
-SYNC_SOURCES = ("auto", "midi", "osc", "link", "internal")
 OUTPUTS = ("auto", "jack", "portaudio", "reastream", "wav")
-QUANTISE = ("bar", "now", "phrase")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class OutputConfig:
     reastream_id: str = "musika"
     wav_path: str = "runs/musika-live.wav"
     block_size: int = 512
-    # the output stage (generator.output_stage): every preset plays at loudness_lufs, gain_db on top, no sample or
+    # the output stage (generator.runtime.output_stage): every preset plays at loudness_lufs, gain_db on top, no
+    # sample or
     # inter-sample peak above ceiling_dbtp
     loudness_lufs: float = TARGET_LUFS
     ceiling_dbtp: float = CEILING_DBTP
@@ -85,7 +86,7 @@ class Config:
     presets_dirs: tuple[str, ...] = ()
     threads: int = 1
     seed: int = 0
-    phase: str = "preset"  # or one of generator.model_config.PHASES: how decoded spectra get their phase
+    phase: str = "preset"  # or one of generator.runtime.model_config.PHASES: how decoded spectra get their phase
     status_line: bool = True
     output: OutputConfig = field(default_factory=OutputConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
@@ -95,8 +96,8 @@ class Config:
 
     def __post_init__(self) -> None:
         _check_choice("output.kind", self.output.kind, OUTPUTS)
-        _check_choice("sync.source", self.sync.source, SYNC_SOURCES)
-        _check_choice("sync.quantise", self.sync.quantise, QUANTISE)
+        _check_choice("sync.source", self.sync.source, SYNC_MODES)
+        _check_choice("sync.quantise", self.sync.quantise, QUANTISE_MODES)
         _check_range("threads", self.threads, 1, 64)
         _check_choice("phase", self.phase, ("preset", *PHASES))
         _check_range("osc.port", self.osc.port, 0, 65535)

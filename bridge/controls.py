@@ -19,12 +19,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from generator.timeline.planner import QUANTISE_MODES
+
 from .errors import ConfigError
 from .smoothing import ControlSmoother as ControlSmoother
 
 CURVES = ("lin", "log", "exp")
 PICKUP_MODES = ("jump", "pickup")
-QUANTISE = ("bar", "now", "phrase")
 _K = 4.0  # curvature of the log/exp curves: exp(x) maps 0.5 -> 0.119, log(x) maps 0.5 -> 0.881
 
 
@@ -59,7 +60,7 @@ BUILTIN_CONTROLS: dict[str, ControlSpec] = {
 def control_specs(conditions: Iterable[Any] = (), preset_names: Iterable[str] = (),
                   variation: float | None = None) -> dict[str, ControlSpec]:
     """Built-in controls plus a preset's conditioning (objects with name, unit, min, max, default: e.g.
-    generator.preset.Condition). With ``preset_names``, the preset control's range is 0..len-1; ``variation``:
+    generator.runtime.preset.Condition). With ``preset_names``, the preset control's range is 0..len-1; ``variation``:
     the preset's default truncation bound (GanConfig.default_truncation), the variation control's default."""
     specs = dict(BUILTIN_CONTROLS)
     if variation is not None:
@@ -138,8 +139,8 @@ class CCMapping:
             raise ConfigError(f"{w}smoothing_ms: {sm!r} is out of range 0-10000")
         if self.pickup not in PICKUP_MODES:
             raise ConfigError(f"{w}pickup: {self.pickup!r} is not one of {', '.join(PICKUP_MODES)}")
-        if self.quantise is not None and self.quantise not in QUANTISE:
-            raise ConfigError(f"{w}quantise: {self.quantise!r} is not one of {', '.join(QUANTISE)}")
+        if self.quantise is not None and self.quantise not in QUANTISE_MODES:
+            raise ConfigError(f"{w}quantise: {self.quantise!r} is not one of {', '.join(QUANTISE_MODES)}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "midi.cc") -> CCMapping:

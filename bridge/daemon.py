@@ -5,7 +5,7 @@
 :class:`~bridge.transport.Transport` model per sync source (midi, link, osc = Reaper/AbletonOSC feedback,
 internal = the free-running clock that manual commands drive), asks the :class:`~bridge.sync.SyncArbiter` which
 source drives the transport, and forwards only that source's transport and tempo to the
-:class:`~generator.live.LiveStream`. With no sync source heard yet the internal clock plays from the start
+:class:`~generator.timeline.live.LiveStream`. With no sync source heard yet the internal clock plays from the start
 (:meth:`DaemonCore.start`). When the arbiter switches, the live stream adopts the new source's state: a playing
 host is joined at its next bar line without a gap (LiveStream.join), a stopped one stops the music at the next bar
 line; when it falls back to ``internal`` the music keeps playing at the last tempo. Controls, seed and preset
@@ -40,17 +40,18 @@ from bridge.events import (
 )
 from bridge.logs import NOTICE
 from bridge.osc_schema import ParamSpec
+from bridge.ports import DaemonPorts
 from bridge.smoothing import ControlSmoother
 from bridge.sync import SOURCES, SyncArbiter
 from bridge.transport import Transport
 from generator.errors import MusikaError
+from generator.timeline.live_control import LiveStreamPort
 
 logger = logging.getLogger(__name__)
 
 SYNC_FAMILY = {"midi": "midi", "link": "link", "osc/reaper": "osc", "osc/ableton": "osc"}
 MANUAL_SOURCES = ("osc", "cli", "internal")  # /musika/tempo, /musika/transport/*: drive the internal clock
 NOT_PARAMS = ("seed", "preset", "tempo")  # set through their own addresses (or the sync source)
-Broadcast = Callable[..., None]
 
 
 class DaemonCore:
@@ -64,15 +65,16 @@ class DaemonCore:
     Smaller errors of exact sources are nudged away (LiveStream.sync). The internal clock states no positions, so
     while it drives, :meth:`tick` checks what is heard against it every ``internal_check_s``: audio delayed by
     an underrun or an xrun comes back onto the grid instead of staying late.
-    Hooks the daemon sets: ``broadcast(address, *args)`` (echo to OSC subscribers), ``learn(control, t)``
-    (start MIDI learn), ``set_current(name, value)`` (CC pickup), ``render(request)``, ``specs_for(preset)``.
+    ``ports`` (:class:`DaemonPorts`): what the core drives besides the live stream, given at construction.
     """
 
-    def __init__(self, live: Any, *, mode: str = "auto", timeout_s: float = 2.0, bpm: float = 128.0,
+    def __init__(self, live: LiveStreamPort, *, ports: DaemonPorts | None = None, mode: str = "auto",
+                 timeout_s: float = 2.0, bpm: float = 128.0,
                  meter: tuple[int, int] = (4, 4), specs: dict[str, ControlSpec] | None = None,
                  presets: Callable[[], Sequence[str]] = tuple, clock: Callable[[], float] = time.monotonic,
                  relocate_beats: float = 0.5, relocate_every_s: float = 4.0):
         self.live, self.clock, self.presets = live, clock, presets
+        self.ports = ports or DaemonPorts()
         self.arbiter = SyncArbiter(mode, timeout_s)
         self.transports = {s: Transport(bpm, *meter) for s in SOURCES}
         self.specs: dict[str, ControlSpec] = dict(specs or {})
@@ -93,11 +95,6 @@ class DaemonCore:
         self.internal_check_s = 0.5
         self._last_internal_check = -math.inf
         self._log = RateLimitedLog(logger)
-        self.broadcast: Broadcast = lambda *a: None
-        self.learn: Callable[[str, float], None] | None = None
-        self.set_current: Callable[[str, float], None] = lambda name, value: None
-        self.render: Callable[[RenderRequest], None] | None = None
-        self.specs_for: Callable[[str], dict[str, ControlSpec]] | None = None
         self.live.sync_source = self.arbiter.current
 
     # ------------------------------------------------------------------------------------------ start
@@ -143,7 +140,7 @@ class DaemonCore:
         elif isinstance(event, SeedEvent):
             self.live.set_seed(event.seed, event.quantise, now=now)
             if event.source != "osc":
-                self.broadcast("/musika/seed", int(event.seed))
+                self.ports.broadcast("/musika/seed", int(event.seed))
         elif isinstance(event, PresetEvent):
             self._preset(event, now)
         elif isinstance(event, SyncSourceEvent):
@@ -154,13 +151,13 @@ class DaemonCore:
                 tr.set_meter(event.numerator, event.denominator)
             self.live.set_meter(event.numerator, event.denominator, now=now)  # from the next bar line
         elif isinstance(event, LearnEvent):
-            if self.learn is None:
+            if self.ports.learn is None:
                 raise _CoreError(f"MIDI learn for {event.control!r} needs MIDI input; it is off (--no-midi)")
-            self.learn(event.control, now)
+            self.ports.learn(event.control, now)
         elif isinstance(event, RenderRequest):
-            if self.render is None:
+            if self.ports.render is None:
                 raise _CoreError("offline rendering is not available in this daemon")
-            self.render(event)
+            self.ports.render(event)
 
     # ------------------------------------------------------------------------------------------ sync
     def family(self, source: str) -> str | None:
@@ -315,9 +312,9 @@ class DaemonCore:
             self.live.set_control(event.name, value, event.quantise, now=now)
             self.controls[event.name] = value
         if event.source != "midi":
-            self.set_current(event.name, value)
+            self.ports.set_current(event.name, value)
         if event.source != "osc" and spec.max > spec.min:
-            self.broadcast(f"/musika/param/{event.name}", (value - spec.min) / (spec.max - spec.min))
+            self.ports.broadcast(f"/musika/param/{event.name}", (value - spec.min) / (spec.max - spec.min))
 
     def _send_glides(self, now: float) -> None:
         """Hand each glide under way to the live stream, which plays at each bar line (the control's
@@ -335,21 +332,21 @@ class DaemonCore:
         known = list(self.presets())
         if event.name not in known:
             raise _CoreError(f"preset {event.name!r} is not installed; available: {', '.join(known) or 'none'}")
-        if self.specs_for is not None:
-            self.specs = self.specs_for(event.name)
+        if self.ports.specs_for is not None:
+            self.specs = self.ports.specs_for(event.name)
             self.controls = {n: self.controls.get(n, s.default) for n, s in self.specs.items()
                              if n not in NOT_PARAMS}
             for name in [n for n in self._glide_quantise if n not in self.specs]:
                 self.smoother.cancel(name)  # the new preset has no such control
         self.live.set_preset(event.name, event.quantise, now=now)
         if event.source != "osc":
-            self.broadcast("/musika/preset", event.name)
+            self.ports.broadcast("/musika/preset", event.name)
 
     def on_learned(self, result: Any) -> None:
         """MIDI learn bound a CC (a bridge.ccmap.LearnResult; called on the loop)."""
         m = result.mapping
         self.learned.append(f"{m.control}=ch{m.channel}/cc{m.cc}")
-        self.broadcast("/musika/ack", "/musika/learn", m.control, m.channel, m.cc)
+        self.ports.broadcast("/musika/ack", "/musika/learn", m.control, m.channel, m.cc)
 
     # ------------------------------------------------------------------------------------------ telemetry
     def params(self) -> list[ParamSpec]:

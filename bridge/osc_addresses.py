@@ -42,13 +42,13 @@ from bridge.osc_schema import (
     status_messages,
     validate,
 )
+from bridge.sync import SYNC_MODES
+from generator.timeline.planner import QUANTISE_MODES
 
 __all__ = ["TABLE", "REPLIES", "decode", "find", "markdown", "reaper_file", "write_generated", "Context",
            "Decoded", "OscInputError", "ParamSpec", "status_messages"]
 
 SOURCE = "osc"
-QUANTISE = ("bar", "now", "phrase")
-SYNC_SOURCES = ("auto", "midi", "osc", "link", "internal")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -175,7 +175,7 @@ def _reaper(handler: Callable[[reaper.ReaperState, object, float], list[Event]])
 
 
 _T = Arg("press", "t", optional=True)
-_Q = Arg("quantise", "s", optional=True, choices=QUANTISE)
+_Q = Arg("quantise", "s", optional=True, choices=QUANTISE_MODES)
 _ON = Arg("on", "t")
 
 TABLE: tuple[OscAddress, ...] = (
@@ -193,7 +193,7 @@ TABLE: tuple[OscAddress, ...] = (
     OscAddress("/musika/seed", (Arg("seed", "i", "", 0, 2**31 - 1), _Q), "Fix the random seed.", _seed, "echo"),
     OscAddress("/musika/preset", (Arg("name", "s"), _Q), "Switch preset (crossfade at the next bar by default).",
                _preset, "echo"),
-    OscAddress("/musika/sync", (Arg("source", "s", choices=SYNC_SOURCES),), "Choose the sync source.", _sync,
+    OscAddress("/musika/sync", (Arg("source", "s", choices=SYNC_MODES),), "Choose the sync source.", _sync,
                "echo"),
     OscAddress("/musika/meter", (Arg("numerator", "i", "", 1, 32), Arg("denominator", "i", "", 1, 32)),
                "Time signature (MIDI clock and Reaper do not carry it).", _meter, "echo"),

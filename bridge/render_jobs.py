@@ -63,8 +63,8 @@ class RenderJobs:
             self.osc.render_done(to, str(out))
 
     def _render(self, session_path: str, out_dir: str, progress: Callable[[float], None]) -> Path:
-        from generator.render import render_session
-        from generator.session import load_session
+        from generator.offline.render import render_session
+        from generator.offline.session import load_session
 
         session = load_session(session_path)
         stems = max(1, len(session.stems))

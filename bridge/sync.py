@@ -18,6 +18,7 @@ from .errors import ConfigError
 logger = logging.getLogger(__name__)
 
 SOURCES = ("midi", "link", "osc", "internal")
+SYNC_MODES = ("auto", *SOURCES)  # what sync.source / --sync / /musika/sync accept: a source, or auto
 MODES = ("auto",) + SOURCES
 
 

@@ -44,7 +44,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # phase_analysis beside this file, also when imported
-from phase_analysis import SR, beat_onsets, host_grid, phase_figures, self_grid, tracked_bpm  # noqa: E402
+from phase_analysis import (  # noqa: E402
+    SR,
+    beat_onsets,
+    clock_grid,
+    host_grid,
+    phase_figures,
+    self_grid,
+    tracked_bpm,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,7 +199,7 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
         rig.start_transport(bpm)
         toml = rig.tmp / "musika.toml"
         toml.write_text('[midi]\nbackend = "jack"\n[output]\nkind = "jack"\n')
-        args = [sys.executable, "-m", "bridge", "serve", "--config", str(toml), "--preset", preset,
+        args = [sys.executable, "-m", "musika", "serve", "--config", str(toml), "--preset", preset,
                 "--output", "jack", "--sync", "internal" if sync == "osc" else sync, "--osc-port", "0",
                 "--control-log", "", "--bpm", f"{bpm:g}", *(extra or [])]
         if sync != "midi":
@@ -275,6 +283,15 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
         tk = tk[np.isfinite(grid[np.clip(tk, 0, n - 1)])]
         pos = grid[tk] * 24
         tick_err = ((pos + 0.5) % 1.0 - 0.5) / 24 * 60000.0 / bpm
+    vs_clock: dict = {}
+    if sync == "midi" and len(ticks) > 1:  # against the grid the clock states (a jittered one strays from the host)
+        cgrid = clock_grid(np.asarray(ticks), grid)
+        cf = phase_figures(*beat_onsets(audio, SR, cgrid), cgrid, SR, bpm, skip_beats=settle_s * bpm / 60.0)
+        ok = np.isfinite(cgrid) & np.isfinite(grid)
+        stray = np.abs(cgrid[ok] - grid[ok]) * 60000.0 / bpm
+        vs_clock = {"vs_clock_median_abs_ms": cf.median_abs_ms, "vs_clock_p95_abs_ms": cf.p95_abs_ms,
+                    "vs_clock_signed_median_ms": cf.signed_median_ms,
+                    "clock_vs_host_p95_ms": float(np.percentile(stray, 95)) if stray.size else None}
     rep = {k: [float(r[k]) for r in reports if isinstance(r.get(k), float) and math.isfinite(r[k])]
            for k in ("phase_error_ms", "sync_error_ms")}
     return {
@@ -282,6 +299,7 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
         **asdict(figs),
         "clock_ticks": len(ticks),
         "clock_tick_error_ms_median_abs": float(np.median(np.abs(tick_err))) if len(tick_err) else None,
+        **vs_clock,
         "daemon_phase_error_ms": float(np.median(rep["phase_error_ms"])) if rep["phase_error_ms"] else None,
         "daemon_sync_error_ms": float(np.median(rep["sync_error_ms"])) if rep["sync_error_ms"] else None,
         "underruns": int(reports[-1].get("underruns", -1)) if reports else None,

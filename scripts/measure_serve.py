@@ -22,7 +22,7 @@ def main() -> int:
     heard: list[float | None] = [None]
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.monotonic()
-        p = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--preset", preset, "--output", "wav",
+        p = subprocess.Popen([sys.executable, "-m", "musika", "serve", "--preset", preset, "--output", "wav",
                               "--sync", "internal", "--duration", seconds, "--osc-port", "0", "--no-midi",
                               "--control-log", ""], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              cwd=tmp)

@@ -169,3 +169,20 @@ def host_grid(cycles: list[tuple[int, int, bool, float]], n: int) -> np.ndarray:
         if rolling and bpm > 0 and j > i:
             out[i:j] = (frame + np.arange(j - i)) / SR * bpm / 60.0
     return out
+
+
+def clock_grid(tick_samples: np.ndarray, host: np.ndarray, ppqn: int = 24) -> np.ndarray:
+    """The beat grid a MIDI clock states: the beat position of every recorded sample, by linear interpolation
+    between its ticks (recorded sample indices, none lost), the first tick placed on the host's nearest tick
+    position (`host`: host beats per sample, NaN where stopped); NaN outside the ticks. A jittered sender's grid
+    strays from the host's own: this is the grid a clock follower can know."""
+    out = np.full(host.shape[0], np.nan)
+    tk = np.asarray(tick_samples, dtype=np.int64)
+    tk = tk[(tk >= 0) & (tk < host.shape[0])]
+    tk = tk[np.isfinite(host[tk])]
+    if tk.size < 2:
+        return out
+    beats = np.round(host[tk[0]] * ppqn) / ppqn + np.arange(tk.size) / ppqn
+    idx = np.arange(tk[0], tk[-1] + 1)
+    out[idx] = np.interp(idx, tk, beats)
+    return out

@@ -12,8 +12,8 @@ import dataclasses
 
 import torch
 
-from generator.model_config import ModelConfig
-from generator.preset import load_preset
+from generator.runtime.model_config import ModelConfig
+from generator.runtime.preset import load_preset
 from training.export import export_preset
 from training.models import Generator
 from training.shared_autoencoder import read_autoencoder

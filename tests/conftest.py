@@ -20,8 +20,8 @@ def build_tiny_preset(root, name: str = "tiny", conditioning: str = "tempo+densi
     """A tiny random-weight preset built through the real export path (torch -> ONNX -> parity -> preset.json)."""
     import torch
 
-    from generator.model_config import ModelConfig
-    from generator.preset import Condition
+    from generator.runtime.model_config import ModelConfig
+    from generator.runtime.preset import Condition
     from training.export import export_preset
     from training.models import build_networks
 

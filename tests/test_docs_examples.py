@@ -29,11 +29,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bridge.cli import build_parser, main
 from bridge.config import load_config
 from bridge.controls import control_specs
-from generator.preset import load_preset
-from generator.session import load_session
+from generator.offline.session import load_session
+from generator.runtime.preset import load_preset
+from musika.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -104,7 +104,7 @@ def run_serve(argv: list[str], cwd: Path) -> None:
     env = {**os.environ, "JACK_DEFAULT_SERVER": "musika-docs-none", "JACK_NO_START_SERVER": "1"}
     recording = cwd / "runs" / "musika-live.wav"
     recording.unlink(missing_ok=True)
-    out = subprocess.run([sys.executable, "-m", "bridge", *argv[1:], *SERVE_SHORT], cwd=cwd, env=env,
+    out = subprocess.run([sys.executable, "-m", "musika", *argv[1:], *SERVE_SHORT], cwd=cwd, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "musika: serving preset " in out.stdout

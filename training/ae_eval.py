@@ -110,8 +110,8 @@ def torch_codec(checkpoint: str | Path) -> tuple[Reconstruct, int]:
 
 def preset_codec(preset: str | Path, phase: str | None = None) -> tuple[Reconstruct, int]:
     """The same for a preset's ONNX encoders and decoders (level 2 only), as the engine plays them; ``phase``
-    overrides the preset's (generator.phase_vocoder)."""
-    from generator.engine import Engine
+    overrides the preset's (generator.runtime.phase_vocoder)."""
+    from generator.runtime.engine import Engine
     from training.eval import OnnxEncoder
 
     engine = Engine.load(preset, threads=1, precision="fp32", phase=phase)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from generator.model_config import PHASES
+from generator.runtime.model_config import PHASES
 
 FMT = argparse.ArgumentDefaultsHelpFormatter
 

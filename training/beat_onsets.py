@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from generator.model_config import ModelConfig
-from generator.preset import Condition
+from generator.runtime.model_config import ModelConfig
+from generator.runtime.preset import Condition
 from training import losses as L
 from training.errors import TrainingError
 

@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from generator.model_config import ModelConfig
+from generator.runtime.model_config import ModelConfig
 from training.export import example_inputs, export_onnx, input_names
 from training.export_opt import fast_network
 from training.models import build_networks

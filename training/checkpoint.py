@@ -10,7 +10,6 @@ never a half-written one.
 from __future__ import annotations
 
 import logging
-import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,35 +18,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from generator.atomic import replacing
 from training.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
+GOOD_CHECKPOINT_NAME = "checkpoint-good.pt"  # the one before the latest, kept while a divergence guard watches
 
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     """Write `state` atomically to `path` (temp file + fsync + os.replace + directory fsync)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(dict(state), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # some filesystems refuse directory fsync; the replace is still atomic
-        pass
+    with replacing(path, durable=True) as tmp:
+        torch.save(dict(state), tmp)
     logger.debug("checkpoint written: %s", path)
     return path
 

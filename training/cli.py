@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from generator.model_config import PHASES
-from generator.preset import REPO_PRESETS
+from generator.runtime.model_config import PHASES
+from generator.runtime.preset import REPO_PRESETS
 
 EXIT_INTERRUPTED = 130
 FMT = argparse.ArgumentDefaultsHelpFormatter
@@ -108,7 +108,7 @@ def _export_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--phase", choices=PHASES, default="decoder",
                    help="how the engine makes the phase of decoded spectra by default: decoder1's, or from the "
                         "magnitudes (vocoder: no 43 Hz buzz; vocoder-joins: restarting at attacks on decoder-window "
-                        "joins too; generator.phase_vocoder)")
+                        "joins too; generator.runtime.phase_vocoder)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -175,7 +175,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _ae_config(a: argparse.Namespace) -> Any:
-    from generator.model_config import ModelConfig
+    from generator.runtime.model_config import ModelConfig
     from training.loop_ae import AeTrainConfig
 
     kw = _intervals(a, AeTrainConfig)
@@ -191,7 +191,7 @@ def _ae_config(a: argparse.Namespace) -> Any:
 
 
 def _gan_config(a: argparse.Namespace, latents: str, autoencoder: str) -> Any:
-    from generator.model_config import ModelConfig
+    from generator.runtime.model_config import ModelConfig
     from training.loop_gan import GanTrainConfig
 
     kw = _intervals(a, GanTrainConfig)

@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from generator.model_config import ModelConfig
+from generator.atomic import replacing, write_json
+from generator.runtime.model_config import ModelConfig
 from training import spectral_torch
 from training.checkpoint import load_checkpoint
 from training.errors import CheckpointError, TrainingError
@@ -173,15 +173,12 @@ def encoded_with(cache_dir: str | Path, nets: Mapping[str, nn.Module]) -> bool |
 
 
 def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_json(path, data, indent=1)
 
 
 def _atomic_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        np.save(tmp, array)
 
 
 def encode_dataset(

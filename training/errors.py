@@ -20,5 +20,9 @@ class NonFiniteLossError(TrainingError):
     """A loss or gradient became NaN/inf; the last good checkpoint is left untouched."""
 
 
+class TrainingDiverged(TrainingError):
+    """A loss blew up (training.divergence); the checkpoint was put back to the last one before it."""
+
+
 class TrainingInterrupted(TrainingError):
     """SIGINT/SIGTERM arrived; a checkpoint was written and ``--resume`` continues the run."""

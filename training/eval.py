@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from generator import spectral
-from generator.engine import Engine
-from generator.preset import Preset, update_preset_json
+from generator.runtime import spectral
+from generator.runtime.engine import Engine
+from generator.runtime.preset import Preset, update_preset_json
 from training import metrics as M
 from training.analysis import measure_tempo, onset_times
 from training.data.dataset import Dataset, DatasetError
@@ -100,7 +100,7 @@ class OnnxEncoder:
     """The preset's encoder1 + encoder2 in ONNX Runtime: audio (2, samples) -> latents (steps, 2 latent_dim)."""
 
     def __init__(self, engine: Engine):
-        from generator.engine import _session
+        from generator.runtime.engine import _session
 
         self.cfg = engine.config
         self.enc1 = _session(engine.preset.model_path("encoder1"), engine.threads)

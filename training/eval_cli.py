@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from generator.model_config import PHASES
+from generator.runtime.model_config import PHASES
 
 FMT = argparse.ArgumentDefaultsHelpFormatter
 
@@ -47,12 +47,12 @@ def run_eval(
     threads: int | None = None, write: bool = True, phase: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate `preset`; with `write`, merge the figures into preset.json and rewrite MODEL_CARD.md."""
-    from generator.preset import resolve_preset_dir
+    from generator.runtime.preset import resolve_preset_dir
     from training.eval import evaluate, write_results
 
     directory = resolve_preset_dir(preset)
     if write and phase is not None:
-        from generator.preset import load_preset
+        from generator.runtime.preset import load_preset
         from training.errors import TrainingError
 
         own = load_preset(directory).config.audio.phase
@@ -64,7 +64,7 @@ def run_eval(
                        phase=phase)
     if write:
         if results.get("eval", {}).get("dataset"):
-            from generator.preset import load_preset
+            from generator.runtime.preset import load_preset
             from training.data.dataset import Dataset
             from training.model_card import write_listening
 
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                        seconds=args.seconds, threads=args.threads, write=not args.no_write, phase=args.phase)
     print(json.dumps(results, indent=2) if args.json else summary(results))
     if not args.no_write:
-        from generator.preset import resolve_preset_dir
+        from generator.runtime.preset import resolve_preset_dir
 
         print(f"updated {Path(resolve_preset_dir(args.preset)) / 'preset.json'} and MODEL_CARD.md")
     return 0

@@ -1,10 +1,10 @@
 """ONNX export of the networks, the ONNX Runtime vs PyTorch parity check, and writing a whole preset.
 
-Every network is exported with the input/output names of generator/onnx_io.py (opset ``OPSET``, batch the
+Every network is exported with the input/output names of generator/runtime/onnx_io.py (opset ``OPSET``, batch the
 only dynamic axis, noise as an explicit (B, N) input). :func:`parity_check` runs the ONNX file and the
 module on the same seeded inputs and noise and raises :class:`ExportError` when they differ by more than
 ``PARITY_TOL``. :func:`export_preset` exports every network, checks each, and writes preset.json (through
-generator.preset) and a MODEL_CARD.md stub, all in a temporary directory renamed into place at the end.
+generator.runtime.preset) and a MODEL_CARD.md stub, all in a temporary directory renamed into place at the end.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from torch import Tensor, nn
 
 from generator.atomic import replace_dir
 from generator.errors import MusikaError
-from generator.model_config import ModelConfig
-from generator.onnx_io import INPUTS, NETWORKS, OPSET, OUTPUTS, REQUIRED_NETWORKS
-from generator.preset import Condition, ModelFile, Preset, load_preset, sha256_file, write_preset_json
+from generator.runtime.model_config import ModelConfig
+from generator.runtime.onnx_io import INPUTS, NETWORKS, OPSET, OUTPUTS, REQUIRED_NETWORKS
+from generator.runtime.preset import Condition, ModelFile, Preset, load_preset, sha256_file, write_preset_json
 from training.export_opt import INT8_METHODS, fast_network, write_int8_variants
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def _set_output_shapes(path: str | Path, names: Sequence[str], shapes: Sequence[
 
 
 def export_onnx(net_name: str, module: nn.Module, cfg: ModelConfig, path: str | Path) -> None:
-    """Write `module` as ONNX to `path` with the names of generator.onnx_io; the module is not modified."""
+    """Write `module` as ONNX to `path` with the names of generator.runtime.onnx_io; the module is not modified."""
     names = input_names(net_name, cfg)
     net = _cpu_eval_copy(module)
     feeds = example_inputs(net_name, net, cfg, batch=2)
@@ -172,7 +172,8 @@ def parity_check(
         raise ExportError(f"{net_name}: ONNX Runtime cannot load {onnx_path}: {exc}") from exc
     got_names = [i.name for i in session.get_inputs()]
     if got_names != names:
-        raise ExportError(f"{net_name}: {onnx_path} has inputs {got_names}, expected {names} (generator/onnx_io.py)")
+        raise ExportError(f"{net_name}: {onnx_path} has inputs {got_names}, expected {names} "
+                          "(generator/runtime/onnx_io.py)")
     ort_out = session.run(list(OUTPUTS[net_name]), feeds)
     torch_out = _torch_outputs(net, names, feeds)
     worst = 0.0
@@ -265,7 +266,7 @@ def export_preset(
     preset points at the shared encoders and decoders (and their int8 variants) by relative path; a model whose
     configuration differs from the autoencoder's is refused with both.
 
-    Networks named in generator.onnx_io.NETWORKS are exported (others, e.g. the critic, are ignored);
+    Networks named in generator.runtime.onnx_io.NETWORKS are exported (others, e.g. the critic, are ignored);
     generator, decoder2 and decoder1 are required. Each file gets a parity check; the per-network figures
     are added to metrics["onnx_parity_max_abs"]. Nothing appears at ``out_dir/name`` unless all succeed;
     an existing preset there is replaced.

@@ -10,7 +10,7 @@ stay time-major, (B, T, C), from input to output, so every layer is one large Ma
   pixel shuffle of two (2 Cin, Cout) MatMuls; interleaving is a stack + reshape in time-major layout.
 * 1x1 convs: a MatMul; noise injection and swish unchanged.
 
-The rewrite has the same ONNX inputs and outputs (generator/onnx_io.py) and is parity-checked against the
+The rewrite has the same ONNX inputs and outputs (generator/runtime/onnx_io.py) and is parity-checked against the
 original PyTorch network (1e-4). Its MatMuls are what ONNX Runtime's int8 kernels (VNNI/AMX) accept, which the
 original Conv/ConvTranspose graph is not: ``quantise_int8`` writes a per-channel static QDQ model (weights int8
 per output channel, activations uint8 with scales calibrated on decoder inputs from the real generator), or a
@@ -249,8 +249,8 @@ def generator_latents(generator: nn.Module, cfg, conds, seed: int, items: int = 
 
     Coordinates come from the seeded CoordinateStream; conditioning is each condition's default (a phase
     follows the default tempo from a bar line)."""
-    from generator.conditioning import model_inputs, stream_values
-    from generator.coords import CoordinateStream
+    from generator.runtime.conditioning import model_inputs, stream_values
+    from generator.runtime.coords import CoordinateStream
 
     ae, g = cfg.autoencoder, cfg.gan
     per_half = g.half_len // ae.dec2_window
@@ -297,7 +297,7 @@ def calibration_feeds(d2_path: Path, latents: np.ndarray, chunk: int = 16) -> di
 
 def render_decoders(d2_path: Path, d1_path: Path, latents: np.ndarray, seed: int, cfg) -> np.ndarray:
     """Decode channel-stacked windows (2 W, dec2_window, dim) to stereo audio (2, samples) with noise `seed`."""
-    from generator.spectral import StreamingIstft
+    from generator.runtime.spectral import StreamingIstft
 
     s2, s1 = _session(d2_path), _session(d1_path)
     frames = s2.run(["frames"], {"latents": latents, "noise": _noise(s2, len(latents), seed)})[0]
@@ -342,7 +342,7 @@ def write_int8_variants(directory: Path, networks: Mapping[str, nn.Module], cfg,
 def write_int8_decoders(directory: Path, calibration: np.ndarray, check: np.ndarray, cfg, method: str) -> dict:
     """Quantise ``directory``'s decoder2.onnx and decoder1.onnx with decoder2 windows of latents
     (items, dec2_window, latent_dim) for calibration and others for the quality guard; returns the "int8" note."""
-    from generator.preset import sha256_file
+    from generator.runtime.preset import sha256_file
 
     calib = calibration_feeds(directory / "decoder2.onnx", calibration)
     files = {}

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from generator.model_config import PHASES, ModelConfig
-from generator.preset import Condition
+from generator.runtime.model_config import PHASES, ModelConfig
+from generator.runtime.preset import Condition
 from training.checkpoint import load_checkpoint
 from training.errors import CheckpointError
 from training.losses import LOSSES, METRICS
@@ -78,9 +78,10 @@ def export_run(
     its generator and points at the shared encoders and decoders.
 
     int8 "static" (default) also ships int8 decoders, used by the engine only when their quality guard passed.
-    guidance: the preset's default conditioning guidance (see generator.engine.Engine). truncation: the preset's
+    guidance: the preset's default conditioning guidance (see generator.runtime.engine.Engine). truncation: the preset's
     default truncation bound of the latent coordinates (the `variation` control; None: the config's, 2). phase: how
-    the engine makes the phase of decoded spectra by default ("decoder" or "vocoder", generator.phase_vocoder)."""
+    the engine makes the phase of decoded spectra by default ("decoder" or "vocoder",
+    generator.runtime.phase_vocoder)."""
     from training.encode import load_autoencoder
     from training.export import export_preset
     from training.loop_gan import generate_audio

@@ -1,6 +1,6 @@
 """What the GAN trains on: random latent windows with their conditioning, and training coordinates.
 
-* :func:`resolve_conditions`: condition names -> generator.preset.Condition (kind from the labels: a chunk
+* :func:`resolve_conditions`: condition names -> generator.runtime.preset.Condition (kind from the labels: a chunk
   scalar label is a per-window "scalar", a per-latent curve label a "curve"; range and default from the data:
   a scalar's min..max, a curve's 5th..95th percentile, values beyond it clipped).
   "beat" is a "phase" (periods 1 beat and 1 bar) computed from the chunk labels tempo and first_downbeat_s.
@@ -8,7 +8,7 @@
   random L/R swap and condition dropout (NaN = absent, so one model also runs unconditioned).
 * :func:`sample_coords`: the reference training coordinates (three anchors 1.5 windows apart, linear
   interpolation, midpoints, window offset half_len/2 + half_len f, f in {0, 1, 2}); the same trajectory that
-  generator.coords.CoordinateStream builds at inference, with untruncated normal anchors as in the reference.
+  generator.runtime.coords.CoordinateStream builds at inference, with untruncated normal anchors as in the reference.
 
 All randomness comes from the numpy Generator passed in.
 """
@@ -21,9 +21,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from generator.conditioning import beat_positions
-from generator.model_config import GanConfig, ModelConfig
-from generator.preset import Condition
+from generator.runtime.conditioning import beat_positions
+from generator.runtime.model_config import GanConfig, ModelConfig
+from generator.runtime.preset import Condition
 from training.encode import CacheEntry
 from training.errors import TrainingError
 
@@ -48,7 +48,7 @@ def _beat_condition(entries: Sequence[CacheEntry]) -> Condition:
 
 
 def entry_positions(entry: CacheEntry, cfg: ModelConfig) -> np.ndarray:
-    """Beat positions (steps,) of a cached chunk's latents from its labels (see generator.conditioning)."""
+    """Beat positions (steps,) of a cached chunk's latents from its labels (see generator.runtime.conditioning)."""
     return beat_positions(cfg, 0, entry.latents.shape[0], entry.labels["tempo"], entry.labels["first_downbeat_s"])
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from generator.mastering import loudness_lufs, true_peak_db
+from generator.runtime.mastering import loudness_lufs, true_peak_db
 from training.analysis import to_mono
 
 CLIP_LEVEL = 1.0 - 2.0**-15  # a float sample at or above this is clipped when written as 16-bit PCM

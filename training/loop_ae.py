@@ -26,12 +26,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from generator.model_config import ModelConfig
+from generator.runtime.model_config import ModelConfig
 from training import distributed as D
 from training import losses as L
 from training import spectral_torch as S
 from training.audio_crops import AudioCrops
 from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from training.divergence import DivergenceGuard
 from training.errors import CheckpointError, TrainingError
 from training.loop_utils import Schedule, StageRun, resolve_resume, set_threads, to_plain
 
@@ -39,7 +40,9 @@ logger = logging.getLogger(__name__)
 
 # fields a resumed run may change; every other field comes from the checkpoint
 RESUMABLE = ("steps_level1", "steps_level2", "freeze_encoder2", "device", "checkpoint_every", "preview_every",
-             "log_every", "tensorboard", "progress", "threads")
+             "log_every", "tensorboard", "progress", "threads", "lr", "critic_lr", "adversarial_from")
+# reconstruction terms whose blow-up stops a run (training.divergence)
+WATCHED = ("ae1/magnitude", "ae1/stft", "ae2/frames", "ae2/magnitude")
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,8 @@ class _AeTrainer:
             net.load_state_dict(state["networks"][k])
         for k, opt in self.opts.items():
             opt.load_state_dict(state["optimizers"][k])
+            for group in opt.param_groups:  # a resumed run may lower its learning rates (after a divergence)
+                group["lr"] = self.cfg.critic_lr if k == "critic" else self.cfg.lr
 
     @torch.no_grad()
     def preview(self, crops: AudioCrops, step: int, level: int) -> None:
@@ -264,7 +269,7 @@ def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
     set_threads(cfg.threads)
     info, device = D.setup(cfg.device)
     try:
-        run = StageRun("ae", cfg.stage_dir, info, device, cfg.seed)
+        run = StageRun("ae", cfg.stage_dir, info, device, cfg.seed, guard=DivergenceGuard(WATCHED))
         trainer = _AeTrainer(cfg, run)
         if stored is not None:
             trainer.load(stored)

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from generator.model_config import GanConfig, ModelConfig
-from generator.preset import Condition
+from generator.runtime.model_config import GanConfig, ModelConfig
+from generator.runtime.preset import Condition
 from training import distributed as D
 from training import losses as L
 from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -225,8 +225,8 @@ def generate_audio(gen, dec2, dec1, model: ModelConfig, conds, seed: int = 1, wi
                    values: Mapping[str, float] | None = None) -> np.ndarray:
     """Windows of the inference coordinate stream -> stereo audio (2, samples); conditions at `values` or
     their defaults. Private RNGs only (the training RNG is untouched)."""
-    from generator.conditioning import model_inputs, stream_values
-    from generator.coords import CoordinateStream
+    from generator.runtime.conditioning import model_inputs, stream_values
+    from generator.runtime.coords import CoordinateStream
     from training.encode import decode_latents
 
     g = model.gan

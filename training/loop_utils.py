@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
 import signal
 import threading
@@ -21,9 +22,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.checkpoint import CHECKPOINT_NAME, params_finite, rng_state, save_checkpoint, set_rng_state
+from training.checkpoint import (
+    CHECKPOINT_NAME,
+    GOOD_CHECKPOINT_NAME,
+    params_finite,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from training.distributed import DistInfo, any_flag, barrier, spread
-from training.errors import NonFiniteLossError, TrainingError, TrainingInterrupted
+from training.divergence import Divergence, DivergenceGuard
+from training.errors import NonFiniteLossError, TrainingDiverged, TrainingError, TrainingInterrupted
 
 logger = logging.getLogger(__name__)
 
@@ -197,10 +206,14 @@ class StageRun:
     TrainingInterrupted; a resumed run continues with the checkpoint's step, metrics and random state.
     """
 
-    def __init__(self, stage: str, stage_dir: Path, info: DistInfo, device: torch.device, seed: int):
+    def __init__(self, stage: str, stage_dir: Path, info: DistInfo, device: torch.device, seed: int,
+                 guard: DivergenceGuard | None = None):
         self.stage, self.stage_dir, self.info, self.device = stage, stage_dir, info, device
         self.np_rng = seed_everything(seed)
         self.ckpt_path = stage_dir / CHECKPOINT_NAME
+        self.good_path = stage_dir / GOOD_CHECKPOINT_NAME
+        self.guard = guard
+        self.good_step: int | None = None
         self.step = 0
         self.saved_step: int | None = None
         self.metrics: dict[str, float] = {}
@@ -228,6 +241,10 @@ class StageRun:
             bad = params_finite(nets)
             if bad:
                 raise TrainingError(f"{bad} has non-finite weights at step {self.step}; checkpoint not written")
+            if self.guard is not None and self.ckpt_path.exists() and self.saved_step != self.step:
+                # a whole interval went by without a divergence: the checkpoint before it is a good one
+                os.replace(self.ckpt_path, self.good_path)
+                self.good_step = self.saved_step
             save_checkpoint(self.ckpt_path, {**state, "rng": [rng_state(self.np_rng)],
                                              "world_size": self.info.world_size,
                                              "wall_seconds": self._wall0 + time.monotonic() - self._t0})
@@ -260,6 +277,9 @@ class StageRun:
                         self.metrics = {**self.metrics, **values}
                         log.log(at, values)
                     log.advance()
+                    div = self.guard.update(at, values) if self.guard is not None else None
+                    if any_flag(info, div is not None, self.device):
+                        self._diverged(div)
                     stopping = any_flag(info, stop.requested is not None, self.device)
                     if at % plan.checkpoint_every == 0 or at == plan.total or stopping:
                         self.save(nets, state(at, self.metrics))
@@ -274,3 +294,18 @@ class StageRun:
         finally:
             log.close()
         return self.step, self.metrics
+
+    def _diverged(self, div: Divergence | None) -> None:
+        """Put the checkpoint back to the last good one (rank 0) and stop with what happened and what to do."""
+        what = str(div) if div is not None else f"a loss blew up on another process at step {self.step}"
+        back = "no earlier checkpoint was kept, so it holds the last one written"
+        if self.info.is_main and self.good_path.exists():
+            os.replace(self.good_path, self.ckpt_path)
+            back = f"it is back at step {self.good_step}, the last checkpoint before the blow-up"
+        elif self.saved_step is None:
+            back = "none was written yet"
+        barrier(self.info)
+        raise TrainingDiverged(
+            f"the {self.stage} diverged: {what}. Training stopped; {self.ckpt_path}: {back}. Continue with "
+            "--resume and a lower --lr (e.g. half); an adversarial autoencoder that keeps collapsing also helps "
+            "with a later --adversarial-from.")

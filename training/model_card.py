@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from generator.preset import Preset, load_preset
+from generator.atomic import write_text
+from generator.runtime.preset import Preset, load_preset
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ CARD_FILE = "MODEL_CARD.md"
 SPECTROGRAM_FILE = "spectrogram.png"  # the name training/finalize.py writes too
 LISTENING_FILE = "listening.png"  # generated audio beside held-out training audio (written by `musika eval`)
 NOTES_HEADING = "## Notes"
-PHASE_TEXT = {"decoder": "decoder1's", "vocoder": "made from the magnitudes (generator.phase_vocoder)",
+PHASE_TEXT = {"decoder": "decoder1's", "vocoder": "made from the magnitudes (generator.runtime.phase_vocoder)",
               "vocoder-joins": "made from the magnitudes, restarted at attacks on decoder-window joins too"}
 EXCERPT_SECONDS = 8.0
 EVAL_ROWS: dict[str, list[tuple[str, str, str]]] = {  # section -> (key, label, format)
@@ -207,7 +207,7 @@ def render_card(preset: Preset, notes: str = "", picture: str | None = SPECTROGR
 def write_spectrogram(preset: Preset, seconds: float = EXCERPT_SECONDS, seed: int = 1,
                       threads: int | None = None) -> Path:
     """Generate `seconds` at the default conditioning and save its spectrogram as SPECTROGRAM_FILE."""
-    from generator.engine import Engine
+    from generator.runtime.engine import Engine
     from training.preview import spectrogram_png
 
     audio = Engine(preset, threads=threads).generate(seconds, seed=seed)
@@ -223,7 +223,7 @@ def write_listening(preset: Preset, dataset: Any, seconds: float = EXCERPT_SECON
     clamped to their ranges). Returns None when the dataset has no held-out chunk."""
     import numpy as np
 
-    from generator.engine import Engine
+    from generator.runtime.engine import Engine
     from training.preview import comparison_png
 
     chunks = sorted(dataset.split("heldout"), key=lambda c: c.id)
@@ -265,9 +265,7 @@ def write_model_card(preset_dir: str | Path, picture: bool = True, seconds: floa
         write_spectrogram(preset, seconds=seconds, threads=threads)
     has_picture = (directory / SPECTROGRAM_FILE).is_file()
     has_listening = (directory / LISTENING_FILE).is_file()
-    tmp = card.with_name(f".{CARD_FILE}.tmp")
-    tmp.write_text(render_card(preset, notes, SPECTROGRAM_FILE if has_picture else None,
-                               LISTENING_FILE if has_listening else None))
-    os.replace(tmp, card)
+    write_text(card, render_card(preset, notes, SPECTROGRAM_FILE if has_picture else None,
+                                 LISTENING_FILE if has_listening else None))
     logger.info("wrote %s", card)
     return card

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generator.model_config import ModelConfig
-from generator.preset import REPO_PRESETS
+from generator.runtime.model_config import ModelConfig
+from generator.runtime.preset import REPO_PRESETS
 from training.errors import TrainingError
 
 logger = logging.getLogger(__name__)

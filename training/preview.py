@@ -5,14 +5,14 @@ Audio is float32 (channels, samples) or (samples,) at 44.1 kHz in [-1, 1].
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from generator import spectral
+from generator.atomic import replacing
+from generator.runtime import spectral
 
 SAMPLE_RATE = 44100
 
@@ -23,9 +23,8 @@ def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RAT
     path.parent.mkdir(parents=True, exist_ok=True)
     a = np.asarray(audio, np.float32)
     data = a if a.ndim == 1 else a.T
-    tmp = path.with_name(f".{path.stem}.tmp.wav")
-    sf.write(tmp, np.clip(data, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        sf.write(tmp, np.clip(data, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
     return path
 
 
@@ -53,10 +52,9 @@ def spectrogram_png(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=80)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -103,8 +101,7 @@ def comparison_png(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], t
         fig.colorbar(mesh, ax=axes[0].tolist(), label="dB re full scale", pad=0.01)
     if title:
         fig.suptitle(title, fontsize=10)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=80, bbox_inches="tight")
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=80, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
     return path

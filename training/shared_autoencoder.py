@@ -31,8 +31,8 @@ import torch
 
 from generator.atomic import replace_dir
 from generator.errors import MusikaError
-from generator.model_config import ModelConfig
-from generator.preset import REPO_PRESETS, ModelFile, sha256_file
+from generator.runtime.model_config import ModelConfig
+from generator.runtime.preset import REPO_PRESETS, ModelFile, sha256_file
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Torch twin of generator/spectral.py: the same STFT/iSTFT and dB scaling, batched and differentiable.
+"""Torch twin of generator/runtime/spectral.py: the same STFT/iSTFT and dB scaling, batched and differentiable.
 
 Shapes: audio (B, samples); spectra (B, frames, bins), time-major like the numpy version. No centering or
 padding (frame t starts at sample hop t), periodic Hann analysis window, Hann / 1.5 synthesis window for
@@ -13,8 +13,8 @@ import math
 import torch
 from torch import Tensor
 
-from generator import spectral as np_spectral
-from generator.model_config import AudioConfig
+from generator.runtime import spectral as np_spectral
+from generator.runtime.model_config import AudioConfig
 
 DEFAULT = AudioConfig()
 AMIN = np_spectral.AMIN

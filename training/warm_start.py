@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from generator.model_config import ModelConfig
-from generator.preset import Condition
+from generator.runtime.model_config import ModelConfig
+from generator.runtime.preset import Condition
 from training.checkpoint import load_checkpoint
 from training.errors import TrainingError
 

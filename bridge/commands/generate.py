@@ -8,11 +8,11 @@ import math
 import time
 from pathlib import Path
 
-from generator.audio_file import check_writable, write_audio
-from generator.engine import Engine, default_threads
 from generator.errors import ConditioningError
-from generator.model_config import PHASES
-from generator.output_stage import CEILING_DBTP, TARGET_LUFS, OutputSettings
+from generator.offline.audio_file import check_writable, write_audio
+from generator.runtime.engine import Engine, default_threads
+from generator.runtime.model_config import PHASES
+from generator.runtime.output_stage import CEILING_DBTP, TARGET_LUFS, OutputSettings
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import argparse
 import json
 
 from generator.errors import PresetError
-from generator.preset import Condition, list_preset_dirs, load_preset, preset_search_path
+from generator.runtime.preset import Condition, list_preset_dirs, load_preset, preset_search_path
 
 
 def list_presets(search: tuple[str, ...] = (), verify: bool = False) -> list[dict]:
@@ -38,7 +38,7 @@ def list_presets(search: tuple[str, ...] = (), verify: bool = False) -> list[dic
 
 def run(args: argparse.Namespace) -> int:
     if args.calibrate:
-        from generator.loudness import calibrate_preset  # loads ONNX Runtime: only when asked
+        from generator.runtime.loudness import calibrate_preset  # loads ONNX Runtime: only when asked
 
         for name in args.calibrate:
             report = calibrate_preset(load_preset(name, search=tuple(args.search)).path, threads=args.threads)

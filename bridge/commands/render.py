@@ -8,9 +8,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from generator.engine import default_threads
-from generator.render import STAGES, RenderResult, render_replay, render_session
-from generator.session import BITS, FORMATS, SAMPLE_RATES, Grid, OutputSpec, Session, SessionError, load_session
+from generator.offline.render import STAGES, RenderResult, render_replay, render_session
+from generator.offline.session import BITS, FORMATS, SAMPLE_RATES, Grid, OutputSpec, Session, SessionError, load_session
+from generator.runtime.engine import default_threads
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from bridge.commands.serve_setup import (
@@ -29,24 +30,26 @@ from bridge.commands.serve_setup import (
     control_log_path,
     describe_sink,
     device,
-    engine_phase,
-    make_loader,
+    engine_options,
     open_output,
-    output_settings,
     preset_names,
     warm_up,
 )
-from bridge.config import OUTPUTS, QUANTISE, SYNC_SOURCES, Config, load_config, with_overrides
+from bridge.config import OUTPUTS, Config, load_config, with_overrides
 from bridge.controls import control_specs
 from bridge.daemon import DaemonCore
 from bridge.errors import ConfigError, DeviceUnavailable
 from bridge.logs import NOTICE
+from bridge.ports import DaemonPorts
 from bridge.render_jobs import RenderJobs
-from generator.control_log import ControlLogWriter, SessionHeader
-from generator.engine import Engine
-from generator.live import LiveStream
-from generator.preset import load_preset
-from generator.telemetry import format_status
+from bridge.sync import SYNC_MODES
+from generator.runtime.engine import Engine
+from generator.runtime.engine_loader import EngineLoader
+from generator.runtime.preset import load_preset
+from generator.timeline.control_log import ControlLogWriter, SessionHeader
+from generator.timeline.live import LiveStream
+from generator.timeline.planner import QUANTISE_MODES
+from generator.timeline.telemetry import format_status
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +114,8 @@ class Server:
 
     async def _start(self) -> None:
         cfg, loop = self.cfg, asyncio.get_running_loop()
-        self.engine = first = Engine.load(cfg.preset, threads=cfg.threads, search=tuple(cfg.presets_dirs),
-                                          phase=engine_phase(cfg), output=output_settings(cfg))
-        loader = make_loader(first, cfg)
+        loader = EngineLoader(engine_options(cfg))
+        self.engine = first = loader(cfg.preset)
         name, sr = first.preset.name, first.config.audio.sample_rate
         lookahead = warm_up(loader, name, sr)
         from bridge.audio import AudioRing
@@ -131,17 +133,19 @@ class Server:
         self.live = LiveStream(loader, ring, header, log=self.log, quantise=cfg.sync.quantise,
                                phrase_bars=cfg.sync.phrase_bars, output_latency_s=latency, min_lookahead_s=lookahead,
                                sync_source=cfg.sync.source)
-        core = self.core = DaemonCore(self.live, mode=cfg.sync.source, timeout_s=cfg.sync.timeout_s,
+        parts = [f"serving preset {name}"]
+        if cfg.osc.enabled:  # before the core, which echoes to it; what arrives before the core is dropped
+            parts.append(await self._start_osc(lambda: preset_names(cfg, name)))
+        ports = DaemonPorts(specs_for=self._specs_for)
+        if self.osc is not None:
+            ports = replace(ports, broadcast=self.osc.broadcast, render=self.renders.submit)
+        if self.midi is not None:
+            ports = replace(ports, learn=self.midi.start_learn, set_current=self.midi.set_current)
+        core = self.core = DaemonCore(self.live, ports=ports, mode=cfg.sync.source, timeout_s=cfg.sync.timeout_s,
                                       bpm=cfg.sync.bpm, meter=cfg.sync.meter, specs=specs,
                                       presets=lambda: preset_names(cfg, name))
-        core.specs_for = self._specs_for
         self.live.start()
-        parts = [f"serving preset {name}"]
-        if cfg.osc.enabled:
-            parts.append(await self._start_osc())
         parts.append(f"output {describe_sink(self.sink)}")
-        if self.midi is not None:
-            core.learn, core.set_current = self.midi.start_learn, self.midi.set_current
         if midi_part:
             parts.append(midi_part)
         if cfg.sync.source == "link":
@@ -174,21 +178,20 @@ class Server:
         if self.midi is not None and self.midi.tracker.last_clock is not None:
             self.core.seen("midi", self.midi.tracker.last_clock)
 
-    async def _start_osc(self) -> str:
+    async def _start_osc(self, presets: Callable[[], list[str]]) -> str:
         from bridge.osc import OscServer
         from bridge.reaper import ReaperState
 
-        cfg, core = self.cfg, self.core
+        cfg = self.cfg
         num, den = cfg.sync.meter
-        self.osc = OscServer(cfg.osc.host, cfg.osc.port, cfg.osc.allow, on_event=core.handle,
-                             status_provider=self.status, presets_provider=core.presets,
-                             params_provider=core.params,
+        self.osc = OscServer(cfg.osc.host, cfg.osc.port, cfg.osc.allow,
+                             on_event=lambda event: self._core_call("handle", event),
+                             status_provider=self.status, presets_provider=presets,
+                             params_provider=lambda: self.core.params() if self.core is not None else [],
                              path_roots={"sessions": cfg.paths.sessions, "renders": cfg.paths.renders},
                              reaper=ReaperState(self.live.sr, num, den))
         await adevice(self.osc.start())
-        core.broadcast = self.osc.broadcast
         self.renders = RenderJobs(self.osc, cfg.presets_dirs)
-        core.render = self.renders.submit
         return f"OSC on {cfg.osc.host}:{self.osc.port}"
 
     def _start_midi(self, loop: asyncio.AbstractEventLoop, specs: dict, names: list[str]) -> str:
@@ -213,7 +216,7 @@ class Server:
         return f"MIDI in {self.midi.opened_port!r} ({self.midi.opened_backend})"
 
     def _core_call(self, method: str, arg: Any) -> None:
-        if self.core is not None:  # MIDI that arrives while the rest is still opening is dropped
+        if self.core is not None:  # input that arrives while the rest is still opening is dropped
             getattr(self.core, method)(arg)
 
     def _specs_for(self, name: str) -> dict:
@@ -347,11 +350,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"audio output (output.kind; default {d.output.kind}: JACK if running, else the default "
                         "sound device, else a WAV file)")
     p.add_argument("--device", default=None, help="PortAudio device name (output.device; default: the default)")
-    p.add_argument("--sync", choices=SYNC_SOURCES, default=None, help=f"sync source (sync.source; default "
+    p.add_argument("--sync", choices=SYNC_MODES, default=None, help=f"sync source (sync.source; default "
                    f"{d.sync.source}: the alive one of midi, link, osc, falling back to internal)")
     p.add_argument("--bpm", type=float, default=None, help=f"internal clock tempo (sync.bpm; default {d.sync.bpm})")
     p.add_argument("--meter", type=parse_meter, default=None, help="time signature N/D (sync.meter; default 4/4)")
-    p.add_argument("--quantise", choices=QUANTISE, default=None,
+    p.add_argument("--quantise", choices=QUANTISE_MODES, default=None,
                    help=f"when control changes land (sync.quantise; default {d.sync.quantise})")
     p.add_argument("--sync-offset-ms", type=float, default=None,
                    help="play this much earlier to cover the audio route's latency (sync.offset_ms; default 0)")

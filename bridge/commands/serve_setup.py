@@ -12,12 +12,12 @@ import numpy as np
 
 from bridge.config import Config
 from bridge.errors import DeviceUnavailable, MidiPortError
-from generator.control_log import SessionHeader
-from generator.engine import Engine
 from generator.errors import AudioOutputError
-from generator.live import LiveStream
-from generator.output_stage import OutputSettings
-from generator.preset import list_preset_dirs, preset_search_path
+from generator.runtime.engine_loader import EngineOptions
+from generator.runtime.output_stage import OutputSettings
+from generator.runtime.preset import list_preset_dirs, preset_search_path
+from generator.timeline.control_log import SessionHeader
+from generator.timeline.live import LiveStream
 
 
 def preset_names(cfg: Config, current: str) -> list[str]:
@@ -37,17 +37,10 @@ def output_settings(cfg: Config) -> OutputSettings:
     return OutputSettings(target_lufs=o.loudness_lufs, ceiling_dbtp=o.ceiling_dbtp, gain_db=o.gain_db)
 
 
-def make_loader(first: Engine, cfg: Config) -> Any:
-    """Preset name -> Engine, loading each once (the first one is already loaded; it may come from a path)."""
-    cache = {first.preset.name: first}
-
-    def load(name: str) -> Engine:
-        if name not in cache:
-            cache[name] = Engine.load(name, threads=cfg.threads, search=tuple(cfg.presets_dirs),
-                                      phase=engine_phase(cfg), output=output_settings(cfg))
-        return cache[name]
-
-    return load
+def engine_options(cfg: Config) -> EngineOptions:
+    """musika.toml -> how every engine of this session loads (threads, preset folders, phase, output stage)."""
+    return EngineOptions(threads=cfg.threads, search=tuple(cfg.presets_dirs), phase=engine_phase(cfg),
+                         output=output_settings(cfg))
 
 
 def warm_up(loader: Any, preset: str, sample_rate: int, pieces: int = 3) -> float:

@@ -77,7 +77,7 @@ def test_calibrate_measures_a_jack_loopback_and_stores_the_offset(jack_server, t
     cfg = tmp_path / "musika.toml"
     cfg.write_text('[output]\nkind = "jack"\njack_connect = ["loop:in"]\n\n[sync]\noffset_ms = 0.0  # mine\n')
     env = {**jack_server.env, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "bridge", "calibrate", "--config", str(cfg)]
+    cmd = [sys.executable, "-m", "musika", "calibrate", "--config", str(cfg)]
     try:
         ok = subprocess.run([*cmd, "--capture", "loop:out"], env=env, capture_output=True, text=True, timeout=60)
         silent = subprocess.run([*cmd, "--capture", "system:capture_1", "--dry-run"], env=env, capture_output=True,

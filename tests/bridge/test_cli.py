@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bridge.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from musika.cli import EXIT_BAD_INPUT, EXIT_OK, main
 
-MUSIKA = [sys.executable, "-m", "bridge"]
+MUSIKA = [sys.executable, "-m", "musika"]
 
 
 def test_generate_writes_stereo_44k1_of_the_requested_length(tiny_preset, tmp_path):

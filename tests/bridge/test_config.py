@@ -13,7 +13,7 @@ def test_example_config_loads_with_the_density_knob():
     assert cfg.preset == "piano"
     knob = cfg.midi.cc[0]
     assert (knob.control, knob.channel, knob.cc, knob.range, knob.curve) == ("density", 1, 74, (1.0, 7.5), "exp")
-    from generator.preset import load_preset
+    from generator.runtime.preset import load_preset
 
     density = load_preset("piano").condition("density")  # the knob stays inside what the shipped preset learned
     assert density.min <= min(knob.range) and max(knob.range) <= density.max

@@ -22,7 +22,7 @@ from bridge.errors import ConfigError
 from bridge.events import BadInput, ControlEvent, PresetEvent, SeedEvent, TempoEvent, TransportEvent
 from bridge.midi import MidiDecoder
 from generator.errors import MusikaError
-from generator.preset import Condition
+from generator.runtime.preset import Condition
 
 DENSITY = Condition("density", "curve", "notes/s", 0.5, 12.0, 4.0)
 PIANO_TOML = """

@@ -26,9 +26,10 @@ from bridge.events import (
     TransportEvent,
 )
 from bridge.logs import NOTICE
-from generator.control_log import ControlLogWriter, SessionHeader
-from generator.engine import Engine
-from generator.live import LiveStream
+from bridge.ports import DaemonPorts
+from generator.runtime.engine import Engine
+from generator.timeline.control_log import ControlLogWriter, SessionHeader
+from generator.timeline.live import LiveStream
 
 SR = 44100
 
@@ -36,7 +37,7 @@ SR = 44100
 class Rig:
     """A LiveStream on a ring with a control log, driven by a DaemonCore; time is `self.t` (seconds)."""
 
-    def __init__(self, preset, mode: str = "auto", bpm: float = 120.0):
+    def __init__(self, preset, mode: str = "auto", bpm: float = 120.0, render=None):
         engine = Engine.load(preset)
         header = SessionHeader(engine.preset.name, 0, bpm, (4, 4), SR, {})
         self.log = io.StringIO()
@@ -45,10 +46,10 @@ class Rig:
         self.live = LiveStream(engine, self.ring, header, log=ControlLogWriter(self.log, header),
                                clock=lambda: self.t)
         self.sent: list[tuple] = []
-        self.core = DaemonCore(self.live, mode=mode, timeout_s=1.0, bpm=bpm,
+        ports = DaemonPorts(broadcast=lambda *args: self.sent.append(args), render=render)
+        self.core = DaemonCore(self.live, ports=ports, mode=mode, timeout_s=1.0, bpm=bpm,
                                specs=control_specs(engine.preset.conditioning, ["tiny"]),
                                presets=lambda: ["tiny"], clock=lambda: self.t)
-        self.core.broadcast = lambda *args: self.sent.append(args)
 
     def handle(self, event) -> None:
         self.core.handle(event)
@@ -170,7 +171,7 @@ preset = "{preset}"
 """
 
 
-def test_render_over_osc_replies_progress_done_and_error(rig, tiny_preset, tmp_path) -> None:
+def test_render_over_osc_replies_progress_done_and_error(tiny_preset, tmp_path) -> None:
     from bridge.render_jobs import RenderJobs
     from tests.bridge.osc_client import running
 
@@ -180,15 +181,16 @@ def test_render_over_osc_replies_progress_done_and_error(rig, tiny_preset, tmp_p
     roots = {"sessions": tmp_path / "sessions", "renders": tmp_path / "renders"}
 
     async def scenario() -> tuple[list, str, str]:
-        async with running(on_event=rig.core.handle, path_roots=roots) as (server, client, _events):
-            jobs = RenderJobs(server)
-            rig.core.render = jobs.submit
+        jobs: list[RenderJobs] = []  # the render queue answers on the server, which needs the core's handler
+        core = Rig(tiny_preset, render=lambda request: jobs[0].submit(request)).core
+        async with running(on_event=core.handle, path_roots=roots) as (server, client, _events):
+            jobs.append(RenderJobs(server))
             client.send("/musika/render", "s.toml", "out")
             progress = [(await client.expect("/musika/render/progress"))[0]]
             done = (await client.expect("/musika/render/done"))[0]
             client.send("/musika/render", "bad.toml")
             error = (await client.expect("/musika/render/error"))[0]
-            await jobs.stop()
+            await jobs[0].stop()
             return progress, done, error
 
     progress, done, error = asyncio.run(scenario())

@@ -13,7 +13,7 @@ import pytest
 from bridge.controls import CCMapper, CCMapping, control_specs
 from bridge.events import ControlEvent, TempoEvent, TransportEvent
 from bridge.midi import MidiInput, list_midi_backends
-from generator.preset import Condition
+from generator.runtime.preset import Condition
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.jack

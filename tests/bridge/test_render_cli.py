@@ -1,4 +1,4 @@
-"""`musika render` end to end through bridge.cli.main: exit codes, messages, files, VST3 in a session, replay."""
+"""`musika render` end to end through musika.cli.main: exit codes, messages, files, VST3 in a session, replay."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bridge.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from generator.control_log import ControlLogWriter, ControlRecord, SessionHeader
+from generator.timeline.control_log import ControlLogWriter, ControlRecord, SessionHeader
+from musika.cli import EXIT_BAD_INPUT, EXIT_OK, main
 
 ZAMCOMPX2 = Path("/usr/lib/vst3/ZamCompX2.vst3")
 ZAMCOMP = Path("/usr/lib/vst3/ZamComp.vst3")

@@ -31,7 +31,7 @@ from tests.bridge.osc_client import OscClient
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.jack
 # the `musika` command line of this checkout
-MUSIKA = [sys.executable, "-m", "bridge"]
+MUSIKA = [sys.executable, "-m", "musika"]
 READY_S = 90.0  # upper bounds on waiting (the machine may be busy), not speed requirements
 
 

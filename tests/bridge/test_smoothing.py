@@ -10,7 +10,7 @@ import pytest
 from bridge.ccmap import CCMapper
 from bridge.controls import CCMapping, control_specs
 from bridge.smoothing import ControlSmoother, Glide
-from generator.preset import Condition
+from generator.runtime.preset import Condition
 
 DENSITY = Condition("density", "curve", "notes/s", 0.5, 12.0, 4.0)
 

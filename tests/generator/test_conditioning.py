@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from bridge.controls import control_specs
-from generator.conditioning import beat_positions, model_inputs, stream_values
-from generator.engine import Engine
 from generator.errors import ConditioningError, PresetError
-from generator.model_config import ModelConfig
-from generator.planner import EpochDef
-from generator.preset import Condition, load_preset
-from generator.stream import EpochSource, LockSettings
+from generator.runtime.conditioning import beat_positions, model_inputs, stream_values
+from generator.runtime.engine import Engine
+from generator.runtime.model_config import ModelConfig
+from generator.runtime.preset import Condition, load_preset
+from generator.timeline.planner import EpochDef
+from generator.timeline.stream import EpochSource, LockSettings
 
 TEMPO = Condition("tempo", "scalar", "BPM", 118.0, 162.0, 128.0, "log")
 DENSITY = Condition("density", "curve", "onsets/s", 0.5, 12.0, 4.0, "log")
@@ -105,7 +105,7 @@ def test_the_live_epoch_tells_the_model_where_the_host_bars_are(tiny_preset_beat
 
 
 def test_guidance_pushes_the_latents_along_the_conditioning(tiny_preset) -> None:
-    from generator.coords import CoordinateStream
+    from generator.runtime.coords import CoordinateStream
 
     plain = Engine.load(tiny_preset, threads=1)
     cfg = plain.config

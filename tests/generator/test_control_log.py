@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from generator.control_log import (
+from generator.timeline.control_log import (
     ControlLogError,
     ControlLogWriter,
     ControlRecord,

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from generator.coords import CoordinateStream, truncated_normal
-from generator.model_config import GanConfig
+from generator.runtime.coords import CoordinateStream, truncated_normal
+from generator.runtime.model_config import GanConfig
 
 
 def test_window_alignment_matches_reference_construction():

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.crossfade import START_FADE, Joiner, crossfade, equal_power_gains, fade_out, fade_samples
+from generator.timeline.crossfade import START_FADE, Joiner, crossfade, equal_power_gains, fade_out, fade_samples
 
 
 def test_equal_power_gains_sum_to_one():

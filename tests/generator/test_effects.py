@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.effects import EffectChain, EffectError, build_builtin, builtin_effects, builtin_params
-from generator.session import EffectSpec
+from generator.offline.effects import EffectChain, EffectError, build_builtin, builtin_effects, builtin_params
+from generator.offline.session import EffectSpec
 
 SR = 44100
 VST3_DIR = Path("/usr/lib/vst3")

@@ -4,10 +4,10 @@ import shutil
 import numpy as np
 import pytest
 
-from generator.coords import CoordinateStream
-from generator.engine import Engine
 from generator.errors import ConditioningError, PresetError
-from generator.preset import load_preset
+from generator.runtime.coords import CoordinateStream
+from generator.runtime.engine import Engine
+from generator.runtime.preset import load_preset
 
 
 @pytest.fixture(scope="module")

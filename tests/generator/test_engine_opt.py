@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.engine import Engine
 from generator.errors import PresetError
+from generator.runtime.engine import Engine
 
 
 def test_engine_options_do_not_change_the_audio(tiny_preset):
@@ -28,7 +28,7 @@ def test_engine_option_errors_name_the_value(tiny_preset):
 
 
 def test_bench_worker_reports_every_stage_and_the_table_compares(tiny_preset):
-    from generator.bench import format_table, measure, measure_in_subprocess
+    from bench.measure import format_table, measure, measure_in_subprocess
 
     row = measure_in_subprocess(tiny_preset, 1, 2.0, 1, live=True, label="tiny")
     assert row["label"] == "tiny" and row["precision"] == "fp32" and row["istft"].startswith("float32")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator import spectral
-from generator.join_repair import repair_joins
-from generator.model_config import AudioConfig
+from generator.runtime import spectral
+from generator.runtime.join_repair import repair_joins
+from generator.runtime.model_config import AudioConfig
 from training.metrics import seam_flux_ratio
 
 CFG = AudioConfig()

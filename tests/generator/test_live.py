@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 from bridge.audio.ring import AudioRing
-from generator.control_log import ControlLogWriter, SessionHeader, parse_lines
-from generator.engine import Engine
-from generator.live import LiveStream
-from generator.planner import Performance
-from generator.playout import Playout
-from generator.stream import render_offline
+from generator.runtime.engine import Engine
+from generator.timeline.control_log import ControlLogWriter, SessionHeader, parse_lines
+from generator.timeline.live import LiveStream
+from generator.timeline.planner import Performance
+from generator.timeline.playout import Playout
+from generator.timeline.requests import Meter
+from generator.timeline.stream import render_offline
 
 SR = 44100
 PERIOD = 512
@@ -242,7 +243,7 @@ def test_meter_change_at_the_next_bar(engine):
     [(run, _)] = sim.runs()
     assert [e.bar for e in run.epochs] == [4.0, 3.5, 3.5]
     with pytest.raises(Exception, match="meter 4/3"):
-        sim.live._meter(4, 3, now=sim.t)
+        sim.live._meter(Meter(4, 3), now=sim.t)
 
 
 def test_playout_rewind_keeps_what_was_read():

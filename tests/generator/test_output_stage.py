@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator import output_stage
-from generator.mastering import loudness_lufs, true_peak_db
-from generator.output_stage import OutputSettings, OutputStageError, limit
+from generator.runtime import output_stage
+from generator.runtime.mastering import loudness_lufs, true_peak_db
+from generator.runtime.output_stage import OutputSettings, OutputStageError, limit
 
 SR = 44100
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from generator import spectral
-from generator.model_config import AudioConfig
-from generator.phase_vocoder import VocoderPhase, onset_frames, peak_frequencies
+from generator.runtime import spectral
+from generator.runtime.model_config import AudioConfig
+from generator.runtime.phase_vocoder import VocoderPhase, onset_frames, peak_frequencies
 from training.listening import frame_comb_ratio
 
 CFG = AudioConfig()

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from generator.control_log import ControlRecord, SessionHeader
-from generator.cursor import phase_nudge
-from generator.planner import BarGrid, Performance, PlanError, TempoTrack, bar_beats, pieces, quantise
-from generator.telemetry import Telemetry, format_status
+from generator.timeline.control_log import ControlRecord, SessionHeader
+from generator.timeline.cursor import phase_nudge
+from generator.timeline.planner import BarGrid, Performance, PlanError, TempoTrack, bar_beats, pieces, quantise
+from generator.timeline.telemetry import Telemetry, format_status
 
 
 def test_bar_beats_and_bad_meter():

@@ -13,20 +13,20 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from generator.control_log import ControlLogWriter, ControlRecord, SessionHeader
-from generator.engine import Engine
 from generator.errors import ConditioningError
-from generator.mastering import MasteringError, loudness_lufs, true_peak_db
-from generator.preset import load_preset
-from generator.render import (
+from generator.offline.render import (
     pan_gains,
     render_replay,
     render_session,
     stem_records,
     unknown_conditioning_message,
 )
-from generator.session import parse_session
-from generator.stream import render_offline
+from generator.offline.session import parse_session
+from generator.runtime.engine import Engine
+from generator.runtime.mastering import MasteringError, loudness_lufs, true_peak_db
+from generator.runtime.preset import load_preset
+from generator.timeline.control_log import ControlLogWriter, ControlRecord, SessionHeader
+from generator.timeline.stream import render_offline
 
 BPM = 128.0
 SR = 44100

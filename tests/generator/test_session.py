@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.session import Grid, SessionError, load_session, parse_session
+from generator.offline.session import Grid, SessionError, load_session, parse_session
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "session.toml"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.engine import Engine
-from generator.preset import REPO_PRESETS, list_preset_dirs, load_preset
+from generator.runtime.engine import Engine
+from generator.runtime.preset import REPO_PRESETS, list_preset_dirs, load_preset
 
 SHIPPED = list_preset_dirs(REPO_PRESETS)
 
@@ -51,8 +51,8 @@ def test_the_lock_reads_the_techno_presets_own_tempo():
     and reads their tempo, not a decoder artefact: over every render the stretch averages out to 1 +- 2.5 %
     (the eval measures the generated tempo within ±2 % of the request, six bars add some jitter; decoder windows
     join at 161.5/min, which misled it before)."""
-    import generator.stream as S
-    from generator.control_log import SessionHeader
+    import generator.timeline.stream as S
+    from generator.timeline.control_log import SessionHeader
 
     engine = Engine.load(REPO_PRESETS / "techno")
     factors: list[float] = []
@@ -89,7 +89,7 @@ def test_the_vocoder_phase_removes_the_decoders_43_hz_buzz(directory):
 
 def test_each_shipped_preset_plays_the_phase_its_card_measured():
     # both play the vocoder: it removes the decoders' 43 Hz buzz and measured better on the cards' bars (piano:
-    # every figure, seams 1.22 within 1.25; techno: comb 33.8x -> 2.1x, realism 3.0 -> 2.0, IBI CV 0.026 -> 0.022)
+    # every figure; techno: comb 33.8x -> 2.1x, realism 3.0 -> 2.0, IBI CV 0.026 -> 0.022)
     for name in ("piano", "techno"):
         assert Engine.load(REPO_PRESETS / name, threads=1).phase == "vocoder", name
 
@@ -97,9 +97,9 @@ def test_each_shipped_preset_plays_the_phase_its_card_measured():
 def test_every_shipped_preset_plays_at_the_target_loudness_under_the_ceiling():
     """Default output, as `musika generate` writes it: each preset's median loudness over the calibration seeds
     within 1 LU of the target (so presets are within 2 LU of each other), no peak above -1 dBTP, nothing clipped."""
-    from generator.loudness import CALIBRATION_SECONDS, CALIBRATION_SEEDS
-    from generator.mastering import loudness_lufs, true_peak_db
-    from generator.output_stage import CEILING_DBTP, TARGET_LUFS
+    from generator.runtime.loudness import CALIBRATION_SECONDS, CALIBRATION_SEEDS
+    from generator.runtime.mastering import loudness_lufs, true_peak_db
+    from generator.runtime.output_stage import CEILING_DBTP, TARGET_LUFS
 
     medians = {}
     for directory in SHIPPED:
@@ -119,9 +119,9 @@ def test_every_shipped_preset_plays_at_the_target_loudness_under_the_ceiling():
 def test_the_live_chain_holds_the_ceiling_across_its_joins():
     """The bar-keyed renderer (serve and render share it): pieces limited one by one, joins crossfaded: the
     stream stays under -1 dBTP."""
-    from generator.control_log import SessionHeader
-    from generator.mastering import true_peak_db
-    from generator.stream import render_offline
+    from generator.runtime.mastering import true_peak_db
+    from generator.timeline.control_log import SessionHeader
+    from generator.timeline.stream import render_offline
 
     for seed in (2, 3):
         audio = render_offline(REPO_PRESETS / "techno", SessionHeader(preset="techno", seed=seed, bpm=128.0), bars=6,

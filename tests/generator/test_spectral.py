@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from generator import spectral
+from generator.runtime import spectral
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_istft_rejects_wrong_shapes(frames):
 
 
 def test_streaming_istft_matches_the_naive_complex128_rebuild(frames):
-    from generator.bench import naive_istft
+    from bench.measure import naive_istft
 
     s, p = frames
     fast = spectral.StreamingIstft(channels=1, workers=2)

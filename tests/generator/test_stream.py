@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from bridge.audio.ring import AudioRing
-from generator.control_log import ControlLogWriter, ControlRecord, SessionHeader, parse_lines
-from generator.engine import Engine
-from generator.live import LiveStream
-from generator.stream import render_offline
+from generator.runtime.engine import Engine
+from generator.timeline.control_log import ControlLogWriter, ControlRecord, SessionHeader, parse_lines
+from generator.timeline.live import LiveStream
+from generator.timeline.stream import render_offline
 
 SR = 44100
 PERIOD = 512

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.crossfade import Joiner
-from generator.stretch import TRUST_BEATS, BarTracker, estimate_grid, lock_piece, onset_offsets, stretch_span
+from generator.timeline.crossfade import Joiner
+from generator.timeline.stretch import TRUST_BEATS, BarTracker, estimate_grid, lock_piece, onset_offsets, stretch_span
 from tests.generator.beats_audio import SR, kick_track, ramp_beats, steady_beats
 
 
@@ -123,7 +123,7 @@ def test_kick_band_filter_is_the_butterworth_low_pass(sr: int) -> None:
     # scipy's 2nd-order Butterworth would, or beat grids of the live path would move
     from scipy.signal import butter, lfilter
 
-    from generator.stretch import LOW_HZ, _lowpass
+    from generator.timeline.stretch import LOW_HZ, _lowpass
 
     y = np.random.default_rng(1).standard_normal(sr * 3)
     b, a = butter(2, LOW_HZ, fs=sr)

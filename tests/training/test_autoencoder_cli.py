@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from bridge.cli import main
+from musika.cli import main
 from tests.training.test_shared_autoencoder import _ae_checkpoint
 from tests.training.tiny_dataset import make_tiny_dataset
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from generator.conditioning import beat_positions
-from generator.preset import Condition
+from generator.runtime.conditioning import beat_positions
+from generator.runtime.preset import Condition
 from tests.training.tiny_dataset import tiny_model
 from training.beat_onsets import BeatOnsetTerm, beat_channels, frame_positions, phase_profile
 from training.errors import TrainingError

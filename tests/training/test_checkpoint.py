@@ -63,7 +63,7 @@ def test_unreadable_checkpoints_are_named(tmp_path):
 
 
 def _train(data: Path, run: Path, resume: bool = False) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "bridge.cli", "train", "ae", "--data", str(data), "--run", str(run),
+    cmd = [sys.executable, "-m", "musika.cli", "train", "ae", "--data", str(data), "--run", str(run),
            "--ae-scale", "0.125", "--steps-level1", "400", "--steps-level2", "0", "--batch", "2",
            "--checkpoint-every", "3", "--preview-every", "0", "--log-every", "1", "--no-tensorboard",
            "--device", "cpu", "--threads", "1"] + (["--resume"] if resume else [])

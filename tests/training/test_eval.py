@@ -14,8 +14,8 @@ import shutil
 import numpy as np
 import pytest
 
-from generator.engine import Engine
-from generator.preset import load_preset
+from generator.runtime.engine import Engine
+from generator.runtime.preset import load_preset
 from training.data.dataset import DatasetWriter
 from training.errors import TrainingError
 from training.eval import QUICK_BPMS, OnnxEncoder, evaluate, write_results
@@ -175,7 +175,7 @@ def test_eval_with_held_out_audio_puts_generated_audio_beside_it_in_the_card(pre
 
 
 def test_density_sweep_of_a_range_that_starts_at_zero_is_positive_and_rising():
-    from generator.preset import Condition
+    from generator.runtime.preset import Condition
     from training.eval import plan_jobs
 
     class _Preset:

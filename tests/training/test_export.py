@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from generator.onnx_io import INPUTS, NETWORKS, OUTPUTS
-from generator.preset import Condition, load_preset
+from generator.runtime.onnx_io import INPUTS, NETWORKS, OUTPUTS
+from generator.runtime.preset import Condition, load_preset
 from tests.training.test_models import TOY, toy_nets
 from training.export import PARITY_TOL, ExportError, export_onnx, export_preset, parity_check
 

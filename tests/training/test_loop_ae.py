@@ -121,13 +121,16 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(data, tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]  # the lost step 4 was logged once
 
 
-def test_resume_keeps_stored_settings_but_may_extend_steps(data, tmp_path):
+def test_resume_keeps_stored_settings_but_may_extend_steps_and_lower_the_learning_rate(data, tmp_path):
     run_autoencoder(config(data, tmp_path / "r", steps_level1=2, steps_level2=0, adversarial_from=9))
-    longer = config(data, tmp_path / "r", steps_level1=3, steps_level2=0, adversarial_from=9, lr=0.5)
+    longer = config(data, tmp_path / "r", steps_level1=3, steps_level2=0, adversarial_from=9, lr=5e-4, batch=2)
     result = run_autoencoder(longer, resume=True)
     assert result.step == 3
-    stored = load_checkpoint(result.checkpoint)["config"]
-    assert stored["lr"] == 1e-3 and stored["steps_level1"] == 3
+    state = load_checkpoint(result.checkpoint)
+    stored = state["config"]
+    # the batch is the run's (it shapes what was learnt); the learning rate may be lowered (after a divergence)
+    assert stored["batch"] == 4 and stored["steps_level1"] == 3 and stored["lr"] == 5e-4
+    assert state["optimizers"]["level1"]["param_groups"][0]["lr"] == 5e-4
 
 
 def test_unknown_loss_weight_is_refused(data, tmp_path):

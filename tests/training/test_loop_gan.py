@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from bridge.controls import control_specs
-from generator.coords import CoordinateStream
-from generator.engine import Engine
-from generator.model_config import GanConfig
-from generator.preset import load_preset
+from generator.runtime.coords import CoordinateStream
+from generator.runtime.engine import Engine
+from generator.runtime.model_config import GanConfig
+from generator.runtime.preset import load_preset
 from tests.training.tiny_dataset import make_tiny_dataset, tiny_model
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.encode import LatentCache, encode_dataset
@@ -133,7 +133,7 @@ def test_conditions_from_labels(cache):
 
 
 def test_balance_draws_rare_densities_as_often_as_common_ones():
-    from generator.preset import Condition
+    from generator.runtime.preset import Condition
     from training.encode import CacheEntry
 
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from generator.model_config import ModelConfig
+from generator.runtime.model_config import ModelConfig
 from training.models import build_networks, count_params
 from training.models.layers import ConvSame, NoiseInjection, pixel_shuffle_1d
 

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from generator.engine import Engine
+from generator.runtime.engine import Engine
 from tests.training.test_shared_autoencoder import _ae_checkpoint
 from tests.training.tiny_dataset import clicks_and_sine
 from training.errors import TrainingError

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from generator.engine import Engine
 from generator.errors import PresetError
-from generator.preset import load_preset
+from generator.runtime.engine import Engine
+from generator.runtime.preset import load_preset
 from tests.training.test_models import TOY, toy_nets
 from training.checkpoint import save_checkpoint
 from training.encode import load_autoencoder

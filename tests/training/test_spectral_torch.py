@@ -1,4 +1,4 @@
-"""training.spectral_torch against the numpy reference generator.spectral."""
+"""training.spectral_torch against the numpy reference generator.runtime.spectral."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from generator import spectral as ref
+from generator.runtime import spectral as ref
 from training import spectral_torch as st
 
 torch.set_num_threads(1)

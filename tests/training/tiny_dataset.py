@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.model_config import ModelConfig
+from generator.runtime.model_config import ModelConfig
 from training.data.dataset import LATENT_RATE_HZ, SAMPLE_RATE, DatasetWriter
 
 TEMPOS = (120.0, 128.0, 136.0)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from generator.atomic import write_json
 from training.data.dataset import DatasetWriter
 
 HOP = 4096  # samples per latent step at 44.1 kHz
@@ -97,9 +97,7 @@ class RunCache:
         self.entries[source] = {"key": key, **entry}
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"entries": self.entries}, indent=1) + "\n")
-        os.replace(tmp, self.path)
+        write_json(self.path, {"entries": self.entries}, indent=1)
 
 
 def drop_stale(writer: DatasetWriter, keep: set[str]) -> int:

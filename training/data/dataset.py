@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from generator.atomic import replacing, write_json, write_text
 from generator.errors import MusikaError
 
 SAMPLE_RATE = 44100
@@ -87,9 +87,8 @@ class DatasetWriter:
         if audio.ndim != 2 or audio.shape[0] != 2:
             raise DatasetError(f"chunk {chunk_id}: audio must be (2, samples), got {audio.shape}")
         rel = f"audio/{chunk_id}.wav"
-        tmp = self.root / (rel + ".tmp")
-        sf.write(tmp, np.clip(audio.T, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        os.replace(tmp, self.root / rel)
+        with replacing(self.root / rel) as tmp:
+            sf.write(tmp, np.clip(audio.T, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
         curve_files: dict[str, str] = {}
         for name, values in (curves or {}).items():
             crel = f"labels/{chunk_id}.{name}.npy"
@@ -110,11 +109,7 @@ class DatasetWriter:
     def finish(self, stats: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write manifest.jsonl and dataset.json; returns the dataset.json content."""
         chunks = sorted(self.chunks.values(), key=lambda c: c.id)
-        tmp = self.root / "manifest.jsonl.tmp"
-        with open(tmp, "w") as fh:
-            for c in chunks:
-                fh.write(json.dumps(asdict(c)) + "\n")
-        os.replace(tmp, self.root / "manifest.jsonl")
+        write_text(self.root / "manifest.jsonl", "".join(json.dumps(asdict(c)) + "\n" for c in chunks))
         info = {
             "format": FORMAT,
             "kind": self.kind,
@@ -128,9 +123,7 @@ class DatasetWriter:
             "stats": stats or {},
             **self.meta,
         }
-        tmp = self.root / "dataset.json.tmp"
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
-        os.replace(tmp, self.root / "dataset.json")
+        write_json(self.root / "dataset.json", info)
         return info
 
 

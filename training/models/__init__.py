@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from generator.model_config import ModelConfig
+from generator.runtime.model_config import ModelConfig
 from training.models.autoencoder import Decoder1, Decoder2, Encoder1, Encoder2
 from training.models.gan import Critic, Generator
 
@@ -15,7 +15,7 @@ __all__ = ["Critic", "Decoder1", "Decoder2", "Encoder1", "Encoder2", "Generator"
 
 
 def build_networks(cfg: ModelConfig) -> dict[str, nn.Module]:
-    """All six networks, keyed by the names of generator.onnx_io (plus "critic")."""
+    """All six networks, keyed by the names of generator.runtime.onnx_io (plus "critic")."""
     ae, audio = cfg.autoencoder, cfg.audio
     return {
         "generator": Generator(cfg),

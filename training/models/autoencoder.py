@@ -1,6 +1,6 @@
 """The two-level autoencoder (44.1 kHz reference release), widths from AutoencoderConfig.
 
-Public tensors are time-major (B, T, C) as in generator/onnx_io.py:
+Public tensors are time-major (B, T, C) as in generator/runtime/onnx_io.py:
 
 * Encoder1: spec (B, T, bins) normalised dB -> frames (B, T, frame_dim) in [-1, 1]; a per-frame MLP.
 * Decoder1: frames (B, dec1_window, frame_dim), noise (B, N) -> magnitude, phase (B, dec1_window, bins) in [-1, 1].
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from generator.model_config import AudioConfig, AutoencoderConfig
+from generator.runtime.model_config import AudioConfig, AutoencoderConfig
 from training.models.layers import ConvSame, ConvUp, NoiseCursor, NoiseInjection, swish
 
 

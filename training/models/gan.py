@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from generator.model_config import ModelConfig
+from generator.runtime.model_config import ModelConfig
 from training.models.layers import (
     SQRT_HALF,
     AdaIN,

@@ -1,7 +1,7 @@
 """Building blocks shared by the autoencoders and the GAN, faithful to the reference (TF/Keras) layers.
 
 Inside the networks tensors are channel-first (B, C, T) as torch convolutions want; only the public
-``forward`` of each network uses the ONNX layout (B, T, C) and transposes (see generator/onnx_io.py).
+``forward`` of each network uses the ONNX layout (B, T, C) and transposes (see generator/runtime/onnx_io.py).
 
 * :class:`ConvSame`: 1-D conv with TF "same" padding (or "valid"). For an input length divisible by the
   stride, TF pads ``max(k - s, 0)`` in total, the smaller half on the left: k3 s2 -> (0, 1), k4 s1 -> (1, 2),

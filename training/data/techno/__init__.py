@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from generator.atomic import write_json
 from training.data.dataset import Chunk, DatasetWriter
 from training.data.techno.card import dataset_card
 from training.data.techno.patterns import TrackPlan, plan_track
@@ -98,9 +98,7 @@ def _render_and_write(
 
 
 def _save_tracks(out: Path, tracks: dict[str, dict[str, Any]]) -> None:
-    tmp = out / "tracks.json.tmp"
-    tmp.write_text(json.dumps(tracks, indent=1) + "\n")
-    os.replace(tmp, out / "tracks.json")
+    write_json(out / "tracks.json", tracks, indent=1)
 
 
 def prepare_techno(hours: float, seed: int, out: Path, chunk_seconds: float = 30.0, workers: int = 1) -> dict:

@@ -1,0 +1,176 @@
+"""`musika bench`: real-time factor per stage and for the whole chain, per preset and thread count.
+
+Also measures the full-size reference configuration (random weights, exported once into runs/bench/ with the
+training extra) three ways side by side, from the same weights: the faithful rebuild (Conv/ConvTranspose
+graphs, naive complex128 iSTFT), our exact fp32 chain (time-major MatMul decoders, blocked float32 iSTFT)
+and our int8 chain (static QDQ decoders). Presets are measured as the engine runs them by default
+(precision "auto") and, when that picks int8, in fp32 too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.measure import format_table, measure_in_subprocess
+from generator.errors import MusikaError
+from generator.runtime.preset import list_preset_dirs, load_preset, preset_search_path, resolve_preset_dir
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_DIR = Path("runs/bench")
+REFERENCE_VERSION = 3  # bump when the reference build changes; older builds are rebuilt
+NOISE_SCALE = 0.05  # noise-injection scalars of the random reference (0 would make decoder noise a no-op)
+
+
+def _current(target: Path) -> bool:
+    if not (target / "preset.json").is_file():
+        return False
+    try:
+        return load_preset(target, verify=False).training.get("bench_reference_version") == REFERENCE_VERSION
+    except MusikaError:
+        return False
+
+
+def reference_presets(root: Path = REFERENCE_DIR) -> dict[str, Path]:
+    """{"faithful": ..., "optimised": ...}: the full-size reference with random weights exported as the
+    faithful graphs and as our optimised graphs + int8 variants (built once; needs torch)."""
+    targets = {"faithful": root / "reference", "optimised": root / "reference-opt"}
+    if all(_current(t) for t in targets.values()):
+        return targets
+    try:
+        import torch
+
+        from generator.runtime.model_config import ModelConfig
+        from training.export import export_preset
+        from training.models import build_networks
+    except ImportError as exc:
+        raise MusikaError(f"building the reference configuration needs torch ({exc}); run `make test` once") from exc
+    torch.manual_seed(0)
+    nets = {k: v for k, v in build_networks(ModelConfig()).items() if k in ("generator", "decoder2", "decoder1")}
+    with torch.no_grad():
+        for net in nets.values():
+            for m in net.modules():
+                if m.__class__.__name__ == "NoiseInjection":
+                    m.weight.fill_(NOISE_SCALE)
+    training = {"bench_reference_version": REFERENCE_VERSION, "weights": "random, torch seed 0"}
+    logger.info("exporting the full-size reference configuration (random weights) to %s", root)
+    export_preset(nets, ModelConfig(), root, "reference", "full-size reference shapes, random weights, faithful "
+                  "graphs", training=training, optimise="none")
+    export_preset(nets, ModelConfig(), root, "reference-opt", "full-size reference shapes, random weights, "
+                  "optimised graphs + int8", training=training, optimise="exact", int8="static")
+    return targets
+
+
+def bench(
+    presets: list[str], threads: list[int], seconds: float, repeats: int, reference: bool, live: bool = True
+) -> list[dict]:
+    rows = []
+    if reference:
+        ref = reference_presets()
+        for n in threads:
+            rows.append(measure_in_subprocess(ref["faithful"], n, seconds, repeats, naive=True,
+                                              label="reference, faithful rebuild"))
+            rows.append(measure_in_subprocess(ref["optimised"], n, seconds, repeats, precision="fp32",
+                                              label="reference, exact fp32"))
+            rows.append(measure_in_subprocess(ref["optimised"], n, seconds, repeats, precision="int8",
+                                              label="reference, int8"))
+    for p in presets:
+        path = resolve_preset_dir(p)
+        for n in threads:
+            row = measure_in_subprocess(path, n, seconds, repeats, live=live)
+            rows.append(row)
+            if row["precision"] == "int8":
+                rows.append(measure_in_subprocess(path, n, seconds, repeats, precision="fp32", live=live,
+                                                  label=f"{row['preset']} (fp32)"))
+    return rows
+
+
+def torch_vs_onnx(threads: list[int], repeats: int) -> list[dict]:
+    """Eager PyTorch vs ONNX Runtime per network on the same weights (each thread count in its own process)."""
+    rows = []
+    for n in threads:
+        cmd = [sys.executable, "-m", "training.bench_torch", "--threads", str(n), "--repeats", str(repeats)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise MusikaError(f"torch comparison failed ({n} threads; needs the training extra): {out.stderr[-400:]}")
+        rows += json.loads(out.stdout.strip().splitlines()[-1])
+    return rows
+
+
+def format_torch_table(rows: list[dict]) -> str:
+    lines = ["| network | threads | eager PyTorch ms | ORT faithful graph ms | ORT exact rewrite ms | ORT speed-up |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['network']} | {r['threads']} | {r['torch_ms']} | {r['ort_faithful_ms']} | {r['ort_exact_ms']} | "
+              f"{r['speedup']}x |" for r in rows]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    presets = args.preset or [d.name for root in preset_search_path() for d in list_preset_dirs(root)]
+    if args.host_grid is not None:
+        return _host_grid(["--jitter", f"{args.host_grid:g}", "--preset", presets[0]], args.json)
+    if args.soak:
+        from bench.soak import soak
+
+        figures = soak([resolve_preset_dir(p) for p in presets], minutes=args.soak, threads=args.threads[0])
+        print(json.dumps({"presets": presets, "minutes": args.soak, "threads": args.threads[0], **figures}, indent=2))
+        return 0
+    rows = bench(presets, args.threads, args.seconds, args.repeats, not args.no_reference, not args.no_live)
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    if args.torch:
+        trows = torch_vs_onnx(args.threads, args.repeats)
+        print(json.dumps(trows, indent=2) if args.json else "\n" + format_torch_table(trows))
+    return 0
+
+
+def _host_grid(args: list[str], as_json: bool) -> int:
+    """Run scripts/live_phase.py (a JACK rig with a third-party MIDI clock) and print its figures."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "live_phase.py"
+    if not script.is_file():
+        raise MusikaError(f"{script} is not here: the host-grid measurement runs from a source checkout")
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise MusikaError(f"live_phase.py exited with {out.returncode}: {out.stderr.strip()[-600:]}")
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    if as_json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print("live beats against the host grid ({sync}, jitter {jitter_percent:g} %): |phase| median "
+              "{median_abs_ms:.1f} ms, p95 {p95_abs_ms:.1f} ms, signed {signed_median_ms:+.1f} ms, drift "
+              "{drift_ms:+.1f} ms over {beats} beats; the daemon reported {daemon_phase_error_ms}".format(**figures))
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="time each inference stage and the whole chain (real-time factors, load time, peak memory)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--preset", action="append", help="preset to measure (default: every installed preset)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="ONNX Runtime thread counts")
+    p.add_argument("--seconds", type=float, default=23.78, help="audio per measurement")
+    p.add_argument("--repeats", type=int, default=3, help="best of N runs")
+    p.add_argument("--no-reference", action="store_true", help="skip the full-size reference configuration")
+    p.add_argument("--no-live", action="store_true", help="skip the live chain (tempo lock) measurement")
+    p.add_argument("--soak", type=float, metavar="MINUTES", default=None,
+                   help="instead: run the live engine in real time for MINUTES with tempo changes every 8 bars, "
+                        "density/variation changes every 4 bars and a preset switch a minute; report underruns, "
+                        "latency and phase error")
+    p.add_argument("--host-grid", type=float, nargs="?", const=0.0, default=None, metavar="JITTER_PERCENT",
+                   help="instead: 150 s of live beats against the host's grid from jack_midi_clock (with this much "
+                        "jitter) into `musika serve --sync midi --output jack` (scripts/live_phase.py in this "
+                        "checkout; needs jackd, jack_transport and jack_midi_clock)")
+    p.add_argument("--torch", action="store_true", help="also time eager PyTorch vs ONNX Runtime on the same weights")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def reference_preset(root: Path = REFERENCE_DIR) -> Path:
+    """The faithful full-size reference preset (kept for callers of the earlier API)."""
+    return reference_presets(root)["faithful"]

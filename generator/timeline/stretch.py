@@ -1,0 +1,226 @@
+"""Tempo lock: the time-stretch that puts generated beats on the host grid, and the bar tracker that decides where.
+
+The stretch uses ``pedalboard.time_stretch`` (Rubber Band). A span of source audio [g0, g1) is stretched to
+exactly ``out_len`` host samples with ``context`` samples of source on both sides, so Rubber Band's edge
+effects fall outside the cut; a factor within ``tolerance`` of 1 is a plain copy of ``out_len`` samples (no CPU;
+the live default 0.002 moves a beat at most 0.2 % of a piece, < 1 ms). Measured on synthetic kicks (16 bars,
+1-beat pieces, host 128 BPM, 1 thread): Rubber Band's faster mode costs 3-5 % of real time and keeps beats within
+4.4 ms median / 4.8 ms p95 of the grid at a 2 % stretch (HQ: 0.3 / 1.2 ms, but ~19 % of real time, which alone
+caps the live chain below 5x real time); per-bar pieces cost 12 % (HQ) / 3 % (fast).
+
+Where the generated beats are comes from generator.timeline.beat_grid, or, for a preset conditioned on the host's beat
+phase, from the conditioning itself (:class:`BarTracker` ``trust_beats``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from generator.timeline.beat_grid import (  # noqa: F401  (re-exported: the lock's public names)
+    HOP,
+    LOW_HZ,
+    BeatGrid,
+    _lowpass,
+    estimate_grid,
+    onset_envelope,
+    onset_offsets,
+)
+
+logger = logging.getLogger(__name__)
+
+STRETCH_CONTEXT = 4096  # source samples on each side of a stretched span
+TRACK_SMOOTH = 0.3  # weight of a new period measurement in the tracker's running period
+TRUST_BARS = 4  # bars of measured phase whose median decides whether a phase-conditioned preset is trusted
+# a phase-conditioned preset's beats are trusted unless measured further off than this (the estimator reads them
+# 0.1-0.15 beats early; searched over a whole beat it also takes the off-beat hats for the beat, so it is not)
+TRUST_BEATS = 0.2
+
+
+def stretch_span(
+    source: np.ndarray,
+    g0: int,
+    g1: int,
+    out_len: int,
+    lead: int,
+    sr: int,
+    context: int = 4096,
+    high_quality: bool = True,
+    tolerance: float = 1e-6,
+) -> np.ndarray:
+    """Stretch source samples [g0, g1) of `source` (channels, n) to exactly `out_len` samples, with `lead`
+    extra output samples before (the crossfade lead-in) -> (channels, lead + out_len) float32.
+
+    Needs source samples [g0 - context', g1 + context'] where context' = context + lead * factor; missing
+    source at the edges is treated as silence (callers keep enough decoded audio around)."""
+    if g1 <= g0 or out_len <= 0:
+        raise ValueError(f"stretch_span needs g1 > g0 and out_len > 0, got g0={g0} g1={g1} out_len={out_len}")
+    factor = (g1 - g0) / out_len  # > 1: faster and shorter
+    lead_src = int(math.ceil(lead * factor))
+    if abs(factor - 1.0) < tolerance:  # a copy of out_len samples from g0: the span's end moves < tolerance
+        return _slice(source, g0 - lead, g0 + out_len).astype(np.float32, copy=False)
+    a = g0 - lead_src - context
+    seg = np.ascontiguousarray(_slice(source, a, g1 + context), dtype=np.float32)
+    out = __import__("pedalboard").time_stretch(seg, float(sr), float(factor), high_quality=high_quality)
+    start = int(round((g0 - a) / factor)) - lead
+    res = out[:, start : start + lead + out_len]
+    if res.shape[1] < lead + out_len:
+        res = np.pad(res, ((0, 0), (0, lead + out_len - res.shape[1])))
+    return np.ascontiguousarray(res, dtype=np.float32)
+
+
+def _slice(source: np.ndarray, a: int, b: int) -> np.ndarray:
+    """source[:, a:b] with zeros outside [0, n)."""
+    n = source.shape[1]
+    if a >= 0 and b <= n:
+        return source[:, a:b]
+    out = np.zeros((source.shape[0], b - a), dtype=source.dtype)
+    lo, hi = max(a, 0), min(b, n)
+    if hi > lo:
+        out[:, lo - a : hi - a] = source[:, lo:hi]
+    return out
+
+
+class BarTracker:
+    """Follows the beat grid of a generated stream bar by bar and maps host beats onto it.
+
+    `segment(a, b)` returns generated audio samples [a, b) as (channels, b - a). Host bar j (j = 0: the bar
+    holding `start_beat`) maps to generated samples [G_j, G_j+1) between two generated downbeats. G_0 comes
+    from a full grid estimate over the first bar and a half near `nominal_start` (the generated position meant
+    for `start_beat`); each next G_j+1 is predicted one bar on and corrected to the measured beat near it
+    (phase searched +-1/4 beat, tempo +-3 %). Unconfident measurements (no pulse) keep the prediction, so a
+    pulse-less stream is mapped at the conditioned tempo. Deterministic: G_j depends only on the audio.
+
+    `trust_beats` > 0 (a preset conditioned on the host's beat phase): the generated beats already sit on the
+    conditioned grid (bar lines at `nominal_start`, the conditioned tempo), so that grid is the map, and the
+    measurement only takes over where the median of the last `TRUST_BARS` bars' measured phases is further than
+    `trust_beats` beats from it (a preset that does not follow its conditioning). The estimator reads generated
+    kicks 40-80 ms early, bar to bar +-40 ms (generator.timeline.beat_grid), so following it moved well-placed beats
+    late.
+    """
+
+    def __init__(self, segment: Callable[[int, int], np.ndarray], sr: int, bar: float, cond_bpm: float,
+                 start_beat: float, nominal_start: float, lock: bool = True, min_confidence: float = 0.3,
+                 origin: float = 0.0, trust_beats: float = 0.0):
+        self.segment, self.sr, self.bar, self.start_beat = segment, sr, bar, start_beat
+        self.cond_bpm, self.nominal_start = cond_bpm, nominal_start
+        self.lock, self.min_confidence = lock, min_confidence
+        self.trust_beats = float(trust_beats)
+        self.period = 60.0 / cond_bpm * sr  # samples per beat, running estimate
+        self.confidence = 0.0
+        self.bars: list[float] = []
+        self.ref = origin + math.floor((start_beat - origin) / bar + 1e-9) * bar  # host beat of bar 0
+        self.deviations: list[float] = []  # measured minus conditioned bar start, beats (trusting trackers)
+        self._following = False  # a trusting tracker that found the conditioning not followed
+
+    def _nominal(self, j: int) -> float:
+        """G_j on the conditioned grid."""
+        return self.nominal_start + (j * self.bar - (self.start_beat - self.ref)) * 60.0 / self.cond_bpm * self.sr
+
+    def _trusted(self, j: int, measured: float | None, pred: float) -> float:
+        """A trusting tracker's G_j: the conditioned grid unless the recent measurements say it is not followed
+        (then the measured beat near the prediction `pred`, as an untrusting tracker does)."""
+        nominal = self._nominal(j)
+        was = self._following
+        if measured is not None:
+            spb = 60.0 / self.cond_bpm * self.sr
+            self.deviations.append((measured - nominal) / spb)
+            recent = self.deviations[-TRUST_BARS:]
+            if len(recent) >= TRUST_BARS:
+                following = abs(float(np.median(recent))) > self.trust_beats
+                if following != self._following:
+                    logger.info("beat lock: generated beats are %.3f beats from the conditioned grid; %s",
+                                float(np.median(recent)), "following them" if following else "trusting it")
+                self._following = following
+        if not self._following:
+            return nominal
+        if not was and measured is not None:  # switching: the measured beat, wherever it is
+            return measured
+        return measured if measured is not None and abs(measured - pred) < 0.25 * self.period else pred
+
+    def _first_bar(self) -> float:
+        off = self.start_beat - self.ref
+        g_e = self.nominal_start
+        fallback = g_e - off * self.period
+        if not self.lock:
+            return fallback
+        if self.trust_beats > 0:
+            return self._nominal(0)
+        a = int(max(0.0, g_e - self.period))
+        b = int(g_e + (self.bar + 2) * self.period)
+        bpb = max(1, int(round(self.bar)))
+        grid = estimate_grid(self.segment(a, b), self.sr, self.cond_bpm, beats_per_bar=bpb)
+        self.confidence = grid.confidence
+        if grid.confidence < self.min_confidence:
+            return fallback
+        self.period = grid.period_s * self.sr
+        down = a + grid.downbeat_time(bpb) * self.sr
+        m = round((g_e - off * self.period - down) / (self.bar * self.period))
+        g0 = down + m * self.bar * self.period
+        while g0 + off * self.period < STRETCH_CONTEXT + 0.05 * self.sr:  # keep context before the start
+            g0 += self.bar * self.period
+        return g0
+
+    def _next(self, g: float) -> float:
+        pred = g + self.bar * self.period
+        if not self.lock:
+            return pred
+        if self.trust_beats > 0:
+            j = len(self.bars)
+            meas = self._measure(pred if self._following else self._nominal(j))
+            return self._trusted(j, meas, pred)
+        meas = self._measure(pred)
+        if meas is None:
+            return pred
+        return meas if abs(meas - pred) < 0.25 * self.period else pred
+
+    def _measure(self, pred: float) -> float | None:
+        """The measured beat near `pred` (generated samples), or None when the measurement is not confident;
+        updates the running period and the confidence."""
+        g = pred - self.bar * self.period
+        a = max(0, int(g - self.period))
+        grid = estimate_grid(self.segment(a, int(pred + self.period)), self.sr, self.sr * 60.0 / self.period,
+                             search=0.03, phase_prior_s=(pred - a) / self.sr, phase_window=0.25)
+        self.confidence = grid.confidence
+        if grid.confidence < self.min_confidence:
+            return None
+        p = grid.period_s * self.sr
+        k = round((pred - a - grid.first_beat_s * self.sr) / p)
+        meas = a + grid.first_beat_s * self.sr + k * p
+        if self.trust_beats <= 0 or self._following:
+            self.period = (1 - TRACK_SMOOTH) * self.period + TRACK_SMOOTH * p
+        return meas
+
+    def bar_start(self, j: int) -> float:
+        """G_j in generated samples."""
+        if not self.bars:
+            self.bars.append(self._first_bar())
+        while len(self.bars) <= j:
+            self.bars.append(self._next(self.bars[-1]))
+        return self.bars[j]
+
+    def position(self, beat: float) -> float:
+        """Generated sample of host `beat` (>= start_beat), linear in beats between bar starts."""
+        x = (beat - self.ref) / self.bar
+        j = int(math.floor(x + 1e-9))
+        g0 = self.bar_start(j)
+        if abs(x - j) < 1e-9:
+            return g0
+        return g0 + (x - j) * (self.bar_start(j + 1) - g0)
+
+
+def lock_piece(tracker: BarTracker, beat0: float, beat1: float, out_len: int, lead: int, sr: int,
+               high_quality: bool = True, tolerance: float = 1e-6) -> tuple[np.ndarray, float]:
+    """Host beats [beat0, beat1) -> (audio (channels, lead + out_len) float32, stretch factor): the generated
+    span the tracker maps them to, stretched to exactly `out_len` samples (unlocked trackers: 1:1 copy)."""
+    g0 = tracker.position(beat0)
+    g1 = tracker.position(beat1) if tracker.lock else g0 + out_len
+    i0, i1 = int(round(g0)), int(round(g1))
+    lead_src = int(math.ceil(lead * max(1.0, (i1 - i0) / out_len)))
+    a = i0 - lead_src - STRETCH_CONTEXT
+    seg = tracker.segment(a, i1 + STRETCH_CONTEXT + 1)
+    out = stretch_span(seg, i0 - a, i1 - a, out_len, lead, sr, STRETCH_CONTEXT, high_quality, tolerance)
+    return out, (i1 - i0) / out_len

@@ -1,0 +1,1 @@
+"""The `musika` command: the registry of every subcommand (daemon, generation, rendering, training, benchmarks)."""

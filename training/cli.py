@@ -1,7 +1,9 @@
 """`musika train {ae,encode,gan,all}` and `musika export`: thin wrappers over the training functions.
 
 torch is imported only inside the handlers, so `musika --help` stays fast. Flag names match the fields of
-AeTrainConfig / GanTrainConfig. Exit codes: 0 done, 1 bad input (MusikaError), 130 interrupted (a checkpoint
+AeTrainConfig / GanTrainConfig / SeamTrainConfig (training.run_configs), and every default is the field's own;
+`train all` takes the union of the stages' flags, prefixed where two stages share a name (--ae-lr, --gan-lr,
+--seam-lr). Exit codes: 0 done, 1 bad input (MusikaError), 130 interrupted (a checkpoint
 was written; rerun with --resume).
 """
 
@@ -13,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from generator.runtime.model_config import PHASES
+from generator.runtime.model_config import PHASES, ModelConfig
 from generator.runtime.preset import REPO_PRESETS
+from training.run_configs import AeTrainConfig, GanTrainConfig, SeamTrainConfig, default
 
 EXIT_INTERRUPTED = 130
 FMT = argparse.ArgumentDefaultsHelpFormatter
@@ -38,7 +41,7 @@ def _weights(items: list[str] | None) -> dict[str, float]:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run folder (checkpoints, previews, tensorboard, latents)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=default(AeTrainConfig, "seed"))
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (unset: torch's choice; use 1 on a busy machine)")
     p.add_argument("--resume", action="store_true", help="continue the run's checkpoint (exactly, after a kill)")
@@ -46,7 +49,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="steps between checkpoints (unset: 250 for ae, 500 for gan)")
     p.add_argument("--preview-every", type=int, default=None,
                    help="steps between preview WAV/PNG (0: never; unset: 1000 ae, 2000 gan)")
-    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--log-every", type=int, default=default(AeTrainConfig, "log_every"))
     p.add_argument("--no-tensorboard", action="store_true")
     p.add_argument("--weight", action="append", metavar="NAME=VALUE",
                    help="loss weight by its name in training/losses.py (repeatable)")
@@ -55,39 +58,56 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _ae_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--ae-scale", dest="ae_scale", type=float, default=1.0,
                    help="autoencoder width factor (1.0 = the 44.1 kHz reference widths)")
-    p.add_argument("--latent-dim", type=int, default=64,
+    p.add_argument("--latent-dim", type=int, default=ModelConfig().autoencoder.latent_dim,
                    help="floats per latent and channel (level-2 compression: 16 frames x 64 floats -> this)")
-    p.add_argument("--steps-level1", type=int, default=6000)
-    p.add_argument("--steps-level2", type=int, default=3000)
-    p.add_argument("--adversarial-from", type=int, default=3000, help="level-1 step where the critic term starts")
+    p.add_argument("--steps-level1", type=int, default=default(AeTrainConfig, "steps_level1"))
+    p.add_argument("--steps-level2", type=int, default=default(AeTrainConfig, "steps_level2"))
+    p.add_argument("--adversarial-from", type=int, default=default(AeTrainConfig, "adversarial_from"),
+                   help="level-1 step where the critic term starts")
     p.add_argument(f"--{prefix}init-from", dest="ae_init_from", default="", metavar="CHECKPOINT",
                    help="start a new run from another run's autoencoder weights (fresh optimizers, this run's lr "
                         "and --weight); with --steps-level1 0 only level 2 trains")
     p.add_argument("--freeze-encoder2", action="store_true",
                    help="level 2 trains decoder2 only: latents already encoded, and a GAN trained on them, stay valid")
-    p.add_argument(f"--{prefix}batch", dest="ae_batch", type=int, default=8)
-    p.add_argument(f"--{prefix}lr", dest="ae_lr", type=float, default=3e-4)
+    p.add_argument(f"--{prefix}batch", dest="ae_batch", type=int, default=default(AeTrainConfig, "batch"))
+    p.add_argument(f"--{prefix}lr", dest="ae_lr", type=float, default=default(AeTrainConfig, "lr"),
+                   help="learning rate (may be lowered on --resume, e.g. after a divergence)")
 
 
 def _gan_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--gan-scale", dest="gan_scale", type=float, default=1.0, help="GAN width factor")
-    p.add_argument("--half-len", type=int, default=128, help="latents per generator half (power of two)")
+    p.add_argument("--half-len", type=int, default=ModelConfig().gan.half_len,
+                   help="latents per generator half (power of two)")
     p.add_argument("--condition", action="append", default=None, metavar="NAME",
                    help="conditioning label, e.g. tempo (scalar), density (curve) or beat (the position in the bar, "
                         "from the tempo and downbeat labels); repeatable")
     p.add_argument("--init-from", default="", metavar="CHECKPOINT",
                    help="start from another run's GAN weights (same widths; its conditions first, new ones added)")
-    p.add_argument("--cond-dropout", type=float, default=0.1, help="probability a condition is dropped (NaN)")
+    p.add_argument("--cond-dropout", type=float, default=default(GanTrainConfig, "cond_dropout"),
+                   help="probability a condition is dropped (NaN)")
     p.add_argument("--min-label", action="append", default=None, metavar="NAME=VALUE",
                    help="train only on chunks whose label is at least VALUE (e.g. kick_fraction=1: no breakdowns); "
                         "condition ranges still come from the whole cache; repeatable")
     p.add_argument("--balance", default="", metavar="CURVE",
                    help="draw training windows so every range of this curve condition (e.g. density) is seen "
                         "equally often, not just the common ones")
-    p.add_argument(f"--{prefix}steps", dest="gan_steps", type=int, default=20000)
-    p.add_argument(f"--{prefix}batch", dest="gan_batch", type=int, default=16)
-    p.add_argument(f"--{prefix}lr", dest="gan_lr", type=float, default=1e-4)
-    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument(f"--{prefix}steps", dest="gan_steps", type=int, default=default(GanTrainConfig, "steps"))
+    p.add_argument(f"--{prefix}batch", dest="gan_batch", type=int, default=default(GanTrainConfig, "batch"))
+    p.add_argument(f"--{prefix}lr", dest="gan_lr", type=float, default=default(GanTrainConfig, "lr"))
+    p.add_argument("--ema-decay", type=float, default=default(GanTrainConfig, "ema_decay"))
+
+
+def _seam_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument(f"--{prefix}steps", dest="seam_steps", type=int, default=default(SeamTrainConfig, "steps"),
+                   help="steps of the decoder seam stage" + (" (0: skip)" if prefix else ""))
+    p.add_argument(f"--{prefix}windows", dest="seam_windows", type=int, default=default(SeamTrainConfig, "windows"),
+                   help="adjacent decoder windows per training crop")
+    p.add_argument(f"--{prefix}onset-weight", dest="seam_onset_weight", type=float,
+                   default=default(SeamTrainConfig, "onset_weight"),
+                   help="weight of the onset-envelope loss on what both decoders make (ae2/seam_onsets); "
+                        "> 0 also teaches decoder2 to keep transients such as kicks")
+    p.add_argument(f"--{prefix}batch", dest="seam_batch", type=int, default=default(SeamTrainConfig, "batch"))
+    p.add_argument(f"--{prefix}lr", dest="seam_lr", type=float, default=default(SeamTrainConfig, "lr"))
 
 
 def _export_flags(p: argparse.ArgumentParser) -> None:
@@ -126,15 +146,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run", required=True, help="run folder whose ae/checkpoint.pt is fine-tuned in place")
     p.add_argument("--data", required=True, nargs="+", metavar="DATASET",
                    help="prepared dataset(s) the autoencoder was trained on (several: each drawn equally often)")
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--windows", type=int, default=3, help="adjacent decoder windows per training crop")
-    p.add_argument("--onset-weight", type=float, default=0.0,
-                   help="weight of the onset-envelope loss on what both decoders make (ae2/seam_onsets); "
-                        "> 0 also teaches decoder2 to keep transients such as kicks")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-4)
+    _seam_flags(p)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=default(SeamTrainConfig, "seed"))
     p.set_defaults(func=_cmd_seams)
     p = stages.add_parser("encode", help="encode a dataset into the latent cache", formatter_class=FMT)
     p.add_argument("--run", required=True)
@@ -159,9 +173,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = stages.add_parser("all", help="ae, seams, encode, gan and export in order into one run folder",
                           formatter_class=FMT)
     _common(p)
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, metavar="DATASET",
+                   help="the prepared dataset of the preset's music (musika prepare ...)")
     _ae_flags(p, "ae-")
-    p.add_argument("--seam-steps", type=int, default=800, help="steps of the decoder seam stage (0: skip)")
+    _seam_flags(p, "seam-")
     _gan_flags(p, "gan-")
     _export_flags(p)
     p.set_defaults(func=_cmd_all)
@@ -175,11 +190,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _ae_config(a: argparse.Namespace) -> Any:
-    from generator.runtime.model_config import ModelConfig
-    from training.loop_ae import AeTrainConfig
-
     kw = _intervals(a, AeTrainConfig)
-    data = a.data if isinstance(a.data, str) else (a.data[0] if len(a.data) == 1 else tuple(a.data))
+    data = _datasets(a.data)
     model = ModelConfig().scaled(ae=a.ae_scale)
     model = dataclasses.replace(model, autoencoder=dataclasses.replace(model.autoencoder, latent_dim=a.latent_dim))
     return AeTrainConfig(dataset=data, run_dir=a.run, model=model,
@@ -191,9 +203,6 @@ def _ae_config(a: argparse.Namespace) -> Any:
 
 
 def _gan_config(a: argparse.Namespace, latents: str, autoencoder: str) -> Any:
-    from generator.runtime.model_config import ModelConfig
-    from training.loop_gan import GanTrainConfig
-
     kw = _intervals(a, GanTrainConfig)
     gan = ModelConfig().scaled(gan=a.gan_scale, half_len=a.half_len).gan
     return GanTrainConfig(latents=latents, run_dir=a.run, autoencoder=autoencoder, gan=gan,
@@ -202,6 +211,19 @@ def _gan_config(a: argparse.Namespace, latents: str, autoencoder: str) -> Any:
                           min_labels=tuple(a.min_label or ()), steps=a.gan_steps,
                           batch=a.gan_batch, lr=a.gan_lr, ema_decay=a.ema_decay,
                           weights={k: v for k, v in _weights(a.weight).items() if k.startswith("gan")}, **kw)
+
+
+def _seam_config(a: argparse.Namespace) -> SeamTrainConfig:
+    return SeamTrainConfig(dataset=_datasets(a.data), run_dir=a.run, steps=a.seam_steps, windows=a.seam_windows,
+                           onset_weight=a.seam_onset_weight, batch=a.seam_batch, lr=a.seam_lr, threads=a.threads,
+                           seed=a.seed)
+
+
+def _datasets(data: str | list[str]) -> str | tuple[str, ...]:
+    """One dataset, or several drawn alike."""
+    if isinstance(data, str):
+        return data
+    return data[0] if len(data) == 1 else tuple(data)
 
 
 def _intervals(a: argparse.Namespace, kind: type) -> dict[str, Any]:
@@ -234,12 +256,9 @@ def _cmd_ae(a: argparse.Namespace) -> int:
 
 
 def _cmd_seams(a: argparse.Namespace) -> int:
-    from training.loop_seams import SeamTrainConfig, run_seams
+    from training.loop_seams import run_seams
 
-    data = a.data[0] if len(a.data) == 1 else tuple(a.data)
-    losses = run_seams(SeamTrainConfig(dataset=data, run_dir=a.run, steps=a.steps, windows=a.windows,
-                                       onset_weight=a.onset_weight, batch=a.batch, lr=a.lr, threads=a.threads,
-                                       seed=a.seed))
+    losses = run_seams(_seam_config(a))
     print("seams: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
     return 0
 
@@ -278,10 +297,9 @@ def _cmd_all(a: argparse.Namespace) -> int:
     if not (a.resume and _finished(ae_ckpt, ae_cfg.total_steps)):
         run_autoencoder(ae_cfg, resume=a.resume)
         if a.seam_steps > 0:
-            from training.loop_seams import SeamTrainConfig, run_seams
+            from training.loop_seams import run_seams
 
-            run_seams(SeamTrainConfig(dataset=a.data, run_dir=a.run, steps=a.seam_steps, threads=a.threads,
-                                      seed=a.seed))
+            run_seams(_seam_config(a))
     encode_dataset(a.data, ae_ckpt, run / "latents", device="cpu" if a.device == "auto" else a.device)
     gan_cfg = _gan_config(a, str(run / "latents"), str(ae_ckpt))
     if not (a.resume and _finished(run / "gan" / "checkpoint.pt", gan_cfg.steps)):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from generator.runtime.model_config import ModelConfig
 from training import distributed as D
 from training import losses as L
 from training import spectral_torch as S
@@ -35,6 +34,7 @@ from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from training.divergence import DivergenceGuard
 from training.errors import CheckpointError, TrainingError
 from training.loop_utils import Schedule, StageRun, resolve_resume, set_threads, to_plain
+from training.run_configs import AeTrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -43,50 +43,6 @@ RESUMABLE = ("steps_level1", "steps_level2", "freeze_encoder2", "device", "check
              "log_every", "tensorboard", "progress", "threads", "lr", "critic_lr", "adversarial_from")
 # reconstruction terms whose blow-up stops a run (training.divergence)
 WATCHED = ("ae1/magnitude", "ae1/stft", "ae2/frames", "ae2/magnitude")
-
-
-@dataclass(frozen=True)
-class AeTrainConfig:
-    dataset: str | tuple[str, ...]  # one prepared dataset, or several drawn alike (a mix of domains)
-    run_dir: str
-    model: ModelConfig = field(default_factory=ModelConfig)
-    steps_level1: int = 6000
-    steps_level2: int = 3000
-    freeze_encoder2: bool = False  # level 2 trains decoder2 only (the latents, and a GAN on them, stay valid)
-    init_from: str = ""  # an autoencoder checkpoint whose weights a new run starts from (fresh optimizers)
-    adversarial_from: int = 3000  # level-1 step where ae1/adversarial + ae1/feature start (>= steps_level1: never)
-    batch: int = 8
-    lr: float = 3e-4
-    critic_lr: float = 1e-4
-    clip_grad: float = 1.0  # global gradient-norm ceiling per level (0: off); keeps loud material from diverging
-    betas: tuple[float, float] = (0.8, 0.99)
-    critic_channels: int = 64
-    weights: Mapping[str, float] = field(default_factory=dict)
-    seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 250
-    preview_every: int = 1000  # 0: never
-    log_every: int = 10
-    tensorboard: bool = True
-    progress: bool | None = None
-    threads: int | None = None
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps_level1 + self.steps_level2
-
-    @property
-    def stage_dir(self) -> Path:
-        return Path(self.run_dir) / "ae"
-
-    @classmethod
-    def from_plain(cls, data: Mapping[str, Any]) -> AeTrainConfig:
-        d = dict(data)
-        d["model"] = ModelConfig.from_dict(d["model"])
-        d["betas"] = tuple(d["betas"])
-        if isinstance(d["dataset"], list):
-            d["dataset"] = tuple(d["dataset"])
-        return cls(**d)
 
 
 @dataclass

@@ -18,67 +18,26 @@ import copy
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from generator.runtime.model_config import GanConfig, ModelConfig
+from generator.runtime.model_config import ModelConfig
 from generator.runtime.preset import Condition
 from training import distributed as D
 from training import losses as L
 from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from training.errors import TrainingError
 from training.loop_utils import Schedule, StageRun, resolve_resume, set_threads, to_plain
+from training.run_configs import GanTrainConfig
 
 logger = logging.getLogger(__name__)
 
 RESUMABLE = ("steps", "device", "checkpoint_every", "preview_every", "log_every", "tensorboard", "progress",
              "threads", "autoencoder")
-
-
-@dataclass(frozen=True)
-class GanTrainConfig:
-    latents: str  # latent cache directory (musika train encode)
-    run_dir: str
-    autoencoder: str = ""  # autoencoder checkpoint, for previews ("" = no previews)
-    gan: GanConfig = field(default_factory=GanConfig)
-    conditions: tuple[str, ...] = ()  # e.g. ("tempo",) or ("density",)
-    init_from: str = ""  # a GAN checkpoint to start from (training.warm_start)
-    cond_dropout: float = 0.1
-    balance: str = ""  # a curve condition whose rare values are drawn more often (LatentCrops)
-    min_labels: tuple[str, ...] = ()  # "name=value": train only on entries whose label is at least value
-    steps: int = 20000
-    batch: int = 16
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    weights: Mapping[str, float] = field(default_factory=dict)
-    switch_step: float = 1e-4
-    ema_decay: float = 0.999
-    swap_prob: float = 0.5
-    seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 500
-    preview_every: int = 2000  # 0: never
-    log_every: int = 10
-    tensorboard: bool = True
-    progress: bool | None = None
-    threads: int | None = None
-
-    @property
-    def stage_dir(self) -> Path:
-        return Path(self.run_dir) / "gan"
-
-    @classmethod
-    def from_plain(cls, data: Mapping[str, Any]) -> GanTrainConfig:
-        d = dict(data)
-        d["gan"] = GanConfig(**d["gan"])
-        d["betas"] = tuple(d["betas"])
-        d["conditions"] = tuple(d["conditions"])
-        d["min_labels"] = tuple(d.get("min_labels", ()))
-        return cls(**d)
 
 
 @dataclass

@@ -15,7 +15,6 @@ checkpoint, written atomically.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,25 +24,9 @@ from training import spectral_torch as S
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.errors import TrainingError
 from training.loop_utils import StopRequest, seed_everything, set_threads
+from training.run_configs import SeamTrainConfig
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SeamTrainConfig:
-    dataset: str | tuple[str, ...]  # one prepared dataset, or several drawn alike
-    run_dir: str
-    steps: int = 1500
-    windows: int = 3  # adjacent decoder windows per crop (windows - 1 joins)
-    batch: int = 8
-    lr: float = 1e-4
-    edge_frames: int = 6  # frames on each side of a join that get extra weight
-    edge_weight: float = 4.0
-    onset_weight: float = 0.0  # weight of ae2/seam_onsets (decoder2 judged by the onsets heard after decoder1)
-    clip_grad: float = 1.0
-    seed: int = 0
-    threads: int | None = None
-    checkpoint_every: int = 250
 
 
 def _weights(windows: int, win: int, edge: int, weight: float) -> torch.Tensor:

@@ -136,7 +136,8 @@ def train_preset(plan: PresetPlan, on_stage: Callable[[str, int], None] | None =
     from training.data.folder import prepare_folder
     from training.encode import LatentCache, encode_dataset
     from training.finalize import export_run
-    from training.loop_gan import GanTrainConfig, run_gan
+    from training.loop_gan import run_gan
+    from training.run_configs import GanTrainConfig
     from training.shared_autoencoder import read_autoencoder
 
     def stage(name: str) -> None:

@@ -24,8 +24,9 @@ from tests.training.tiny_dataset import make_tiny_dataset, tiny_model
 from training.checkpoint import load_checkpoint
 from training.encode import encode_dataset
 from training.errors import TrainingInterrupted
-from training.loop_ae import AeTrainConfig, run_autoencoder
-from training.loop_gan import GanTrainConfig, run_gan
+from training.loop_ae import run_autoencoder
+from training.loop_gan import run_gan
+from training.run_configs import AeTrainConfig, GanTrainConfig
 
 BATCH = 2  # per rank; the single process runs at 2 * BATCH
 AE_STEPS = dict(steps_level1=3, steps_level2=2, adversarial_from=1)  # both levels, the critic from step 2

@@ -11,7 +11,8 @@ import torch
 from tests.training.tiny_dataset import make_tiny_dataset, tiny_model
 from training.encode import LatentCache, decode_latents, encode_audio, encode_dataset, fit_curve, load_autoencoder
 from training.errors import CheckpointError, TrainingError
-from training.loop_ae import AeTrainConfig, run_autoencoder
+from training.loop_ae import run_autoencoder
+from training.run_configs import AeTrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ import torch
 from tests.training.tiny_dataset import make_tiny_dataset, tiny_model
 from training.checkpoint import load_checkpoint
 from training.errors import TrainingError
-from training.loop_ae import AeTrainConfig, mean_metric, run_autoencoder
+from training.loop_ae import mean_metric, run_autoencoder
 from training.loop_utils import read_metrics
+from training.run_configs import AeTrainConfig
 
 
 @pytest.fixture(autouse=True)

@@ -27,9 +27,10 @@ from training.latent_data import (
     sample_coords,
     select_entries,
 )
-from training.loop_ae import AeTrainConfig, mean_metric, run_autoencoder
-from training.loop_gan import GanTrainConfig, run_gan
+from training.loop_ae import mean_metric, run_autoencoder
+from training.loop_gan import run_gan
 from training.loop_utils import read_metrics
+from training.run_configs import AeTrainConfig, GanTrainConfig
 
 
 @pytest.fixture(autouse=True)

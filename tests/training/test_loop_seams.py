@@ -8,8 +8,9 @@ import torch
 from tests.training.tiny_dataset import make_tiny_dataset, tiny_model
 from training.checkpoint import load_checkpoint
 from training.errors import TrainingError
-from training.loop_ae import AeTrainConfig, run_autoencoder
-from training.loop_seams import SeamTrainConfig, run_seams
+from training.loop_ae import run_autoencoder
+from training.loop_seams import run_seams
+from training.run_configs import AeTrainConfig, SeamTrainConfig
 
 
 def test_seams_train_the_decoders_only_and_lower_the_join_error(tmp_path):

@@ -147,6 +147,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, nargs="+", metavar="DATASET",
                    help="prepared dataset(s) the autoencoder was trained on (several: each drawn equally often)")
     _seam_flags(p)
+    p.add_argument("--resume", action="store_true", help="continue an unfinished seam stage (exactly, after a kill)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=default(SeamTrainConfig, "seed"))
     p.set_defaults(func=_cmd_seams)
@@ -216,7 +218,7 @@ def _gan_config(a: argparse.Namespace, latents: str, autoencoder: str) -> Any:
 def _seam_config(a: argparse.Namespace) -> SeamTrainConfig:
     return SeamTrainConfig(dataset=_datasets(a.data), run_dir=a.run, steps=a.seam_steps, windows=a.seam_windows,
                            onset_weight=a.seam_onset_weight, batch=a.seam_batch, lr=a.seam_lr, threads=a.threads,
-                           seed=a.seed)
+                           seed=a.seed, device=a.device)
 
 
 def _datasets(data: str | list[str]) -> str | tuple[str, ...]:
@@ -255,10 +257,11 @@ def _cmd_ae(a: argparse.Namespace) -> int:
     return 0
 
 
+@_interruptible
 def _cmd_seams(a: argparse.Namespace) -> int:
     from training.loop_seams import run_seams
 
-    losses = run_seams(_seam_config(a))
+    losses = run_seams(_seam_config(a), resume=a.resume)
     print("seams: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
     return 0
 
@@ -299,7 +302,7 @@ def _cmd_all(a: argparse.Namespace) -> int:
         if a.seam_steps > 0:
             from training.loop_seams import run_seams
 
-            run_seams(_seam_config(a))
+            run_seams(_seam_config(a), resume=a.resume)
     encode_dataset(a.data, ae_ckpt, run / "latents", device="cpu" if a.device == "auto" else a.device)
     gan_cfg = _gan_config(a, str(run / "latents"), str(ae_ckpt))
     if not (a.resume and _finished(run / "gan" / "checkpoint.pt", gan_cfg.steps)):

@@ -127,3 +127,17 @@ class SeamTrainConfig:
     seed: int = 0
     threads: int | None = None
     checkpoint_every: int = 250
+    log_every: int = 10
+    device: str = "auto"
+    progress: bool | None = None
+
+    @property
+    def stage_dir(self) -> Path:
+        return Path(self.run_dir) / "seams"
+
+    @classmethod
+    def from_plain(cls, data: Mapping[str, Any]) -> SeamTrainConfig:
+        d = dict(data)
+        if isinstance(d["dataset"], list):
+            d["dataset"] = tuple(d["dataset"])
+        return cls(**d)

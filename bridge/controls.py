@@ -5,7 +5,7 @@
   conditioning (density, tempo, ...) with :func:`control_specs`.
 - :class:`CCMapping`: one musika.toml ``[[midi.cc]]`` entry: channel 1-16, CC 0-127, an optional LSB CC for
   14-bit pairs, the range in the control's unit, a curve (lin, log, exp), smoothing (ms) and a pickup mode.
-- :class:`CCMapper` (in :mod:`bridge.ccmap`, re-exported here): CC messages -> ControlEvent/SeedEvent/
+- :class:`CCMapper` (in :mod:`bridge.ccmap`, built on this module): CC messages -> ControlEvent/SeedEvent/
   PresetEvent, with pickup (soft takeover), 14-bit pairing and MIDI learn.
 - :class:`ControlSmoother` (in :mod:`bridge.smoothing`, re-exported here): a mapping's ``smoothing_ms`` as glides.
 - :class:`RateLimitedLog`: the one helper every input uses to log bad input without flooding the log.
@@ -207,12 +207,3 @@ class RateLimitedLog:
         self._last, self._suppressed = now, 0
         self.log.warning(msg, *args)
         return True
-
-
-def __getattr__(name: str) -> Any:
-    """CCMapper and LearnResult live in bridge.ccmap (built on this module); importable from here too."""
-    if name in ("CCMapper", "LearnResult"):
-        from . import ccmap
-
-        return getattr(ccmap, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

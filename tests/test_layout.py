@@ -81,3 +81,45 @@ def test_the_quantise_modes_and_sync_modes_have_one_definition():
     assert typing.get_args(Quantise) == QUANTISE_MODES
     assert config.QUANTISE_MODES is controls.QUANTISE_MODES is osc_addresses.QUANTISE_MODES is QUANTISE_MODES
     assert config.SYNC_MODES is osc_addresses.SYNC_MODES is SYNC_MODES and SYNC_MODES == ("auto", *SOURCES)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> project modules it imports (anywhere in the file), from the source."""
+    paths = {}
+    for top in ("generator", "bridge", "training", "bench", "musika"):
+        for path in (ROOT / top).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            paths[name.removesuffix(".__init__")] = path
+    graph = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                deps |= {f"{base}.{a.name}" if f"{base}.{a.name}" in paths else base for a in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+        graph[name] = {d for d in deps if d in paths and d != name}
+    return graph
+
+
+def test_no_module_imports_itself_through_others():
+    """Import cycles (even through imports inside functions) make the order of imports matter; there are none."""
+    graph = _module_graph()
+    assert len(graph) > 120  # the walk found the project
+    cycles = []
+    for start in graph:  # a depth-first search for a path back to `start`
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for dep in graph[node]:
+                if dep == start:
+                    cycles.append(path)
+                elif dep not in seen:
+                    seen.add(dep)
+                    stack.append((dep, [*path, dep]))
+    assert not cycles, f"import cycles: {sorted({' -> '.join(sorted(c)) for c in cycles})}"

@@ -61,8 +61,9 @@ def calibration_audio(roots: Sequence[str], per_dataset: int = 2, seconds: float
 
 def run_export(a: argparse.Namespace) -> int:
     from training.autoencoder_card import write_card
+    from training.autoencoder_export import export_autoencoder
     from training.checkpoint import load_checkpoint
-    from training.shared_autoencoder import export_autoencoder, read_autoencoder
+    from training.shared_autoencoder import read_autoencoder
 
     state = load_checkpoint(a.checkpoint)
     cfg = state.get("config", {})

@@ -26,3 +26,7 @@ class TrainingDiverged(TrainingError):
 
 class TrainingInterrupted(TrainingError):
     """SIGINT/SIGTERM arrived; a checkpoint was written and ``--resume`` continues the run."""
+
+
+class ExportError(TrainingError):
+    """An ONNX export failed or its output does not match the PyTorch network."""

@@ -25,20 +25,16 @@ import torch
 from torch import Tensor, nn
 
 from generator.atomic import replace_dir
-from generator.errors import MusikaError
 from generator.runtime.model_config import ModelConfig
 from generator.runtime.onnx_io import INPUTS, NETWORKS, OPSET, OUTPUTS, REQUIRED_NETWORKS
 from generator.runtime.preset import Condition, ModelFile, Preset, load_preset, sha256_file, write_preset_json
+from training.errors import ExportError
 from training.export_opt import INT8_METHODS, fast_network, write_int8_variants
 
 logger = logging.getLogger(__name__)
 
 PARITY_TOL = 1e-4
 OPTIMISE = ("exact", "none")
-
-
-class ExportError(MusikaError):
-    """An ONNX export failed or its output does not match the PyTorch network."""
 
 
 def input_names(net_name: str, cfg: ModelConfig) -> list[str]:

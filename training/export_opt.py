@@ -211,7 +211,7 @@ def quantise_int8(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from training.export import ExportError
+    from training.errors import ExportError
 
     if method not in INT8_METHODS:
         raise ExportError(f"int8 method {method!r} is unknown; use one of {', '.join(INT8_METHODS)}")

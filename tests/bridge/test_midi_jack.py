@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.controls import CCMapper, CCMapping, control_specs
+from bridge.ccmap import CCMapper
+from bridge.controls import CCMapping, control_specs
 from bridge.events import ControlEvent, TempoEvent, TransportEvent
 from bridge.midi import MidiInput, list_midi_backends
 from generator.runtime.preset import Condition

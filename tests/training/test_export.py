@@ -13,7 +13,8 @@ import torch
 from generator.runtime.onnx_io import INPUTS, NETWORKS, OUTPUTS
 from generator.runtime.preset import Condition, load_preset
 from tests.training.test_models import TOY, toy_nets
-from training.export import PARITY_TOL, ExportError, export_onnx, export_preset, parity_check
+from training.errors import ExportError
+from training.export import PARITY_TOL, export_onnx, export_preset, parity_check
 
 torch.set_num_threads(1)
 

@@ -13,7 +13,8 @@ from generator.errors import PresetError  # noqa: E402
 from generator.runtime.engine import Engine  # noqa: E402
 from generator.runtime.model_config import ModelConfig  # noqa: E402
 from generator.runtime.preset import Condition  # noqa: E402
-from training.export import ExportError, export_preset  # noqa: E402
+from training.errors import ExportError  # noqa: E402
+from training.export import export_preset  # noqa: E402
 from training.export_opt import fast_network, quantise_int8  # noqa: E402
 from training.models import build_networks  # noqa: E402
 

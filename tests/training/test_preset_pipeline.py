@@ -13,9 +13,10 @@ import torch
 from generator.runtime.engine import Engine
 from tests.training.test_shared_autoencoder import _ae_checkpoint
 from tests.training.tiny_dataset import clicks_and_sine
+from training.autoencoder_export import export_autoencoder
 from training.errors import TrainingError
 from training.preset_pipeline import PresetPlan, gan_conditions, train_preset
-from training.shared_autoencoder import SharedAutoencoderError, export_autoencoder
+from training.shared_autoencoder import SharedAutoencoderError
 
 torch.set_num_threads(1)
 

@@ -15,6 +15,7 @@ from generator.errors import PresetError
 from generator.runtime.engine import Engine
 from generator.runtime.preset import load_preset
 from tests.training.test_models import TOY, toy_nets
+from training.autoencoder_export import export_autoencoder
 from training.checkpoint import save_checkpoint
 from training.encode import load_autoencoder
 from training.export import export_preset
@@ -22,7 +23,6 @@ from training.shared_autoencoder import (
     AE_NETWORKS,
     CHECKPOINT,
     SharedAutoencoderError,
-    export_autoencoder,
     read_autoencoder,
 )
 

@@ -30,7 +30,7 @@ import torch
 
 from generator.errors import MusikaError
 from generator.runtime.model_config import ModelConfig
-from generator.runtime.preset import REPO_PRESETS, ModelFile, sha256_file
+from generator.runtime.preset import REPO_PRESETS, ModelFile, check_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +95,10 @@ def read_autoencoder(directory: str | Path, verify: bool = True) -> dict[str, An
         if not file.is_file():
             raise SharedAutoencoderError(f"shared autoencoder {directory}: {what} file {file.name} is missing; "
                                          f"restore the folder (git checkout -- {directory}) or re-export it")
-        if verify and sha256_file(file) != entry["sha256"]:
-            raise SharedAutoencoderError(
-                f"shared autoencoder {directory}: {file.name} fails its integrity check (sha256 {sha256_file(file)}, "
-                f"{MANIFEST} expects {entry['sha256']}); restore the folder (git checkout -- {directory}) or "
-                "re-export it with `musika autoencoder export`")
+        if verify:
+            check_sha256(file, entry["sha256"], f"shared autoencoder {directory}", MANIFEST,
+                         f"restore the folder (git checkout -- {directory}) or re-export it with `musika autoencoder "
+                         "export`", error=SharedAutoencoderError)
     return data
 
 

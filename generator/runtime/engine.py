@@ -23,7 +23,7 @@ from generator.runtime.join_repair import repair_joins
 from generator.runtime.model_config import PHASES
 from generator.runtime.output_stage import OutputSettings
 from generator.runtime.phase_vocoder import VocoderPhase
-from generator.runtime.preset import Preset, load_preset, sha256_file
+from generator.runtime.preset import Preset, check_sha256, load_preset
 
 logger = logging.getLogger(__name__)
 
@@ -176,12 +176,8 @@ class Engine:
             path = (self.preset.path / entry["file"]).resolve()
             if not path.is_file():
                 raise PresetError(f"preset {self.preset.name!r}: int8 {name} file {path} is missing")
-            actual = sha256_file(path)
-            if actual != entry["sha256"]:
-                raise PresetError(
-                    f"preset {self.preset.name!r}: {path} fails its integrity check (sha256 {actual}, preset.json "
-                    f"expects {entry['sha256']}); restore it, re-export the preset, or use precision 'fp32'"
-                )
+            check_sha256(path, entry["sha256"], f"preset {self.preset.name!r} (int8 {name})", "preset.json",
+                         "restore it, re-export the preset, or use precision 'fp32'")
             out[name] = path
         return out
 

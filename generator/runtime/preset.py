@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from generator.atomic import write_json
-from generator.errors import ConditioningError, PresetError
+from generator.errors import ConditioningError, MusikaError, PresetError
 from generator.runtime.model_config import ModelConfig
 from generator.runtime.onnx_io import NETWORKS, REQUIRED_NETWORKS
 
@@ -214,6 +214,16 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def check_sha256(path: str | Path, expected: str, owner: str, manifest: str, fix: str,
+                 error: type[MusikaError] = PresetError) -> None:
+    """The one integrity check of a shipped file: `error` naming `owner`, the file, both hashes and `fix` when the
+    file's sha256 is not what `manifest` recorded."""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise error(f"{owner}: {path} fails its integrity check (sha256 {actual}, {manifest} expects {expected}). "
+                    f"The file is corrupt or was replaced; {fix}")
+
+
 def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
     if key not in data:
         raise PresetError(f"{where}: missing required key {key!r}")
@@ -322,16 +332,10 @@ def load_preset(name_or_path: str | Path, search: Iterable[str | Path] = (), ver
                     "(musika export --autoencoder-dir DIR)")
             raise PresetError(f"preset {preset.name!r}: {network} model file {file} is missing")
         if verify:
-            actual = sha256_file(file)
-            expected = preset.models[network].sha256
-            if actual != expected:
-                where = f" in the shared autoencoder {shared}" if shared is not None else ""
-                raise PresetError(
-                    f"preset {preset.name!r}: {file}{where} fails its integrity check (sha256 {actual}, preset.json "
-                    f"expects {expected}). The file is corrupt or was replaced; restore it (git checkout) or "
-                    f"rebuild the preset with `musika export`"
-                    f"{' --autoencoder-dir ' + str(shared) if shared is not None else ''}."
-                )
+            where = f" (in the shared autoencoder {shared})" if shared is not None else ""
+            check_sha256(file, preset.models[network].sha256, f"preset {preset.name!r}{where}", "preset.json",
+                         "restore it (git checkout) or rebuild the preset with `musika export`"
+                         f"{' --autoencoder-dir ' + str(shared) if shared is not None else ''}.")
     return preset
 
 

@@ -121,8 +121,8 @@ def run_eval(a: argparse.Namespace) -> int:
 
 def reconstruction_picture(directory: Path, roots: Sequence[str], seconds: float = 6.0) -> Path:
     """reconstructions.png: one held-out excerpt per domain above its reconstruction through both levels."""
+    from generator.offline.spectrogram_png import spectrogram_png
     from training.encode import decode_latents, encode_audio, load_autoencoder
-    from training.preview import spectrogram_png
     from training.shared_autoencoder import CHECKPOINT
 
     cfg, nets = load_autoencoder(directory / CHECKPOINT)

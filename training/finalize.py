@@ -82,11 +82,11 @@ def export_run(
     default truncation bound of the latent coordinates (the `variation` control; None: the config's, 2). phase: how
     the engine makes the phase of decoded spectra by default ("decoder" or "vocoder",
     generator.runtime.phase_vocoder)."""
+    from generator.offline.spectrogram_png import spectrogram_png
     from training.encode import load_autoencoder
     from training.export import export_preset
     from training.loop_gan import generate_audio
     from training.models import Generator
-    from training.preview import spectrogram_png
 
     if not (math.isfinite(guidance) and 0.0 <= guidance <= 10.0):
         raise CheckpointError(f"--guidance {guidance} is invalid; use a value between 0 and 10 (1 = as trained)")

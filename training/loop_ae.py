@@ -185,8 +185,9 @@ class _AeTrainer:
 
     @torch.no_grad()
     def preview(self, crops: AudioCrops, step: int, level: int) -> None:
+        from generator.offline.spectrogram_png import spectrogram_png
         from training.encode import decode_latents, encode_audio, reconstruct_level1
-        from training.preview import spectrogram_png, write_wav
+        from training.preview import write_wav
 
         m = self.cfg.model
         audio = crops.excerpt(3.0)

@@ -134,8 +134,9 @@ class _GanTrainer:
 
     @torch.no_grad()
     def preview(self, step: int) -> None:
+        from generator.offline.spectrogram_png import spectrogram_png
         from training.encode import load_autoencoder
-        from training.preview import spectrogram_png, write_wav
+        from training.preview import write_wav
 
         if not self.cfg.autoencoder:
             return

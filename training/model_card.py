@@ -207,8 +207,8 @@ def render_card(preset: Preset, notes: str = "", picture: str | None = SPECTROGR
 def write_spectrogram(preset: Preset, seconds: float = EXCERPT_SECONDS, seed: int = 1,
                       threads: int | None = None) -> Path:
     """Generate `seconds` at the default conditioning and save its spectrogram as SPECTROGRAM_FILE."""
+    from generator.offline.spectrogram_png import spectrogram_png
     from generator.runtime.engine import Engine
-    from training.preview import spectrogram_png
 
     audio = Engine(preset, threads=threads).generate(seconds, seed=seed)
     label = ", ".join(f"{c.name} {c.default:g} {c.unit}" for c in preset.conditioning) or "unconditioned"
@@ -223,8 +223,8 @@ def write_listening(preset: Preset, dataset: Any, seconds: float = EXCERPT_SECON
     clamped to their ranges). Returns None when the dataset has no held-out chunk."""
     import numpy as np
 
+    from generator.offline.spectrogram_png import spectrogram_png
     from generator.runtime.engine import Engine
-    from training.preview import comparison_png
 
     chunks = sorted(dataset.split("heldout"), key=lambda c: c.id)
     if not chunks:
@@ -249,9 +249,9 @@ def write_listening(preset: Preset, dataset: Any, seconds: float = EXCERPT_SECON
             values[c.name] = float(np.clip(value, c.min, c.max))
     generated = engine.generate(seconds, values, seed=seed)
     label = ", ".join(f"{k} {v:.3g}" for k, v in values.items()) or "unconditioned"
-    return comparison_png(Path(preset.path) / LISTENING_FILE,
-                          [(f"{preset.name}: generated ({label}, seed {seed})", generated),
-                           (f"held-out training audio ({chunk.id})", real)])
+    return spectrogram_png(Path(preset.path) / LISTENING_FILE,
+                           [(f"{preset.name}: generated ({label}, seed {seed})", generated),
+                            (f"held-out training audio ({chunk.id})", real)], columns=True)
 
 
 def write_model_card(preset_dir: str | Path, picture: bool = True, seconds: float = EXCERPT_SECONDS,

@@ -32,6 +32,7 @@ from generator.errors import AudioOutputError, ConditioningError
 from generator.offline.audio_file import write_audio
 from generator.offline.effects import EffectChain
 from generator.offline.session import Grid, Session, StemSpec
+from generator.offline.spectrogram_png import spectrogram_png
 from generator.runtime import mastering
 from generator.runtime.engine import Engine
 from generator.runtime.engine_loader import EngineLoader, EngineOptions
@@ -245,27 +246,8 @@ def render_stem(job: StemJob, grid: Grid, total_bars: int, sample_rate: int, cha
 
 # -- files -------------------------------------------------------------------------------------------------------
 def write_spectrogram(path: Path, audio: np.ndarray, sample_rate: int, title: str, bar_s: list[float]) -> Path:
-    """A log-magnitude spectrogram PNG of the mono sum, with bar lines (matplotlib Agg, no global state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from scipy.signal import stft
-
-    mono = audio.mean(axis=0)
-    hop = max(512, mono.size // 1200)  # about 1200 columns whatever the length
-    _, _, z = stft(mono, fs=sample_rate, nperseg=2048, noverlap=2048 - hop if hop < 2048 else 0, boundary=None)
-    db = 20.0 * np.log10(np.abs(z) + 1e-9)
-    top = db.max() if db.size else 0.0
-    fig = Figure(figsize=(10, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=top - 90.0, vmax=top, interpolation="nearest",
-              extent=(0.0, mono.size / sample_rate, 0.0, sample_rate / 2000.0))
-    for s in bar_s:
-        ax.axvline(s, color="white", alpha=0.25, linewidth=0.6)
-    ax.set(title=title, xlabel="time (s); lines: bars", ylabel="kHz")
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.91)
-    fig.savefig(path)
-    return path
+    """The spectrogram PNG of a rendered file, with bar lines (generator.offline.spectrogram_png)."""
+    return spectrogram_png(path, [(title, audio)], bar_s=bar_s, sample_rate=sample_rate)
 
 
 def _level_db(x: np.ndarray) -> float:

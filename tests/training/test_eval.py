@@ -158,8 +158,8 @@ def test_cli_no_write_leaves_the_preset_alone_and_bad_input_is_named(preset_copy
 def test_eval_with_held_out_audio_puts_generated_audio_beside_it_in_the_card(preset_copy, heldout):
     """The card shows a generated clip next to a held-out training clip, on one dB scale: a reader sees what a
     listener would compare (levels, attacks, noise), not only figures."""
+    from generator.offline.spectrogram_png import dbfs_spectrogram
     from training.eval_cli import run_eval
-    from training.preview import dbfs_spectrogram
 
     run_eval(str(preset_copy), dataset=str(heldout), quick=True, seconds=2.0)
     picture = preset_copy / "listening.png"

@@ -6,20 +6,17 @@ the offline replay of the control log, whose tempo map then gives the time every
 
 from __future__ import annotations
 
-import io
-import itertools
-
 import numpy as np
 import pytest
 
 from bridge.audio.ring import AudioRing
 from generator.runtime.engine import Engine
-from generator.timeline.control_log import ControlLogWriter, SessionHeader, parse_lines
-from generator.timeline.live import LiveStream
+from generator.timeline.control_log import SessionHeader, parse_lines
 from generator.timeline.planner import Performance
 from generator.timeline.playout import Playout
 from generator.timeline.requests import Meter
 from generator.timeline.stream import render_offline
+from tests.simulated_stream import SimulatedStream
 
 SR = 44100
 PERIOD = 512
@@ -31,33 +28,13 @@ def engine(tiny_preset):
     return Engine.load(tiny_preset, threads=1)
 
 
-class Sim:
-    """A live stream and a device that reads a period per tick; `busy` ticks read without the worker running."""
+class Sim(SimulatedStream):
+    """The simulated stream with the sink's latency, and what the recording says about the runs it played."""
 
     def __init__(self, engine, bpm=128.0, meter=(4, 4), render_s=0.02):
-        self.header = SessionHeader(engine.preset.name, 3, bpm, meter, SR, {})
-        renders = itertools.count()  # every render takes render_s, however busy the test machine is
-        self.log = io.StringIO()
-        self.ring = AudioRing(SR * 8)
-        self.t = 1000.0
-        self.t0 = self.t
+        super().__init__(engine, SessionHeader(engine.preset.name, 3, bpm, meter, SR, {}), t0=1000.0,
+                         render_s=render_s, output_latency_s=LATENCY)
         self.engine = engine
-        self.live = LiveStream(engine, self.ring, self.header, log=ControlLogWriter(self.log, self.header),
-                               clock=lambda: self.t, output_latency_s=LATENCY,
-                               render_timer=lambda: next(renders) * render_s)
-        self.out: list[np.ndarray] = []
-
-    def tick(self, n: int, busy: bool = False) -> None:
-        for _ in range(n):
-            while not busy and self.live.step(now=self.t):
-                pass
-            o = np.zeros((2, PERIOD), np.float32)
-            self.ring.read_into(o, channels_first=True)
-            self.out.append(o)
-            self.t += PERIOD / SR
-
-    def audio(self) -> np.ndarray:
-        return np.concatenate(self.out, axis=1)
 
     def heard(self, index: float) -> float:
         """Host time at which recording sample `index` is heard."""

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import itertools
-
 import numpy as np
 import pytest
 
-from bridge.audio.ring import AudioRing
 from generator.runtime.engine import Engine
-from generator.timeline.control_log import ControlLogWriter, ControlRecord, SessionHeader, parse_lines
-from generator.timeline.live import LiveStream
+from generator.timeline.control_log import ControlRecord, SessionHeader
 from generator.timeline.stream import render_offline
+from tests.simulated_stream import SimulatedStream
 
 SR = 44100
 PERIOD = 512
@@ -54,33 +50,8 @@ def test_replan_changes_audio_only_from_the_change_bar(engine):
     assert not np.array_equal(base[:, bar2:], changed[:, bar2:])
 
 
-class _Sim:
-    """A live stream with a simulated device: every tick the worker runs, then the 'device' reads a period."""
-
-    def __init__(self, engine, header, loader=None, **kw):
-        self.log = io.StringIO()
-        self.ring = AudioRing(SR * 8)
-        self.t = 0.0
-        renders = itertools.count()  # every render takes 20 ms, however busy the test machine is
-        kw.setdefault("render_timer", lambda: next(renders) * 0.02)
-        self.live = LiveStream(loader or engine, self.ring, header, log=ControlLogWriter(self.log, header),
-                               clock=lambda: self.t, **kw)
-        self.out: list[np.ndarray] = []
-
-    def tick(self, n: int) -> None:
-        for _ in range(n):
-            while self.live.step(now=self.t):
-                pass
-            o = np.zeros((2, PERIOD), np.float32)
-            self.ring.read_into(o, channels_first=True)
-            self.out.append(o)
-            self.t += PERIOD / SR
-
-    def audio(self) -> np.ndarray:
-        return np.concatenate(self.out, axis=1)
-
-    def records(self):
-        return parse_lines(self.log.getvalue().splitlines())
+def _Sim(engine, header, loader=None, **kw) -> SimulatedStream:
+    return SimulatedStream(loader or engine, header, **kw)
 
 
 def test_live_equals_offline_replay_of_its_log(engine):

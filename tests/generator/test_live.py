@@ -16,10 +16,8 @@ from generator.timeline.planner import Performance
 from generator.timeline.playout import Playout
 from generator.timeline.requests import Meter
 from generator.timeline.stream import render_offline
-from tests.simulated_stream import SimulatedStream
+from tests.simulated_stream import PERIOD, SR, SimulatedStream
 
-SR = 44100
-PERIOD = 512
 LATENCY = 0.0116  # the sink's output latency (s)
 
 

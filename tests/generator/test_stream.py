@@ -8,10 +8,7 @@ import pytest
 from generator.runtime.engine import Engine
 from generator.timeline.control_log import ControlRecord, SessionHeader
 from generator.timeline.stream import render_offline
-from tests.simulated_stream import SimulatedStream
-
-SR = 44100
-PERIOD = 512
+from tests.simulated_stream import SR, SimulatedStream
 
 
 @pytest.fixture(scope="module")

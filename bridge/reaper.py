@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bridge.events import PositionEvent, TempoEvent, TransportEvent
+from generator.runtime.model_config import SAMPLE_RATE
 
 SOURCE = "osc/reaper"
 _BEAT_RE = re.compile(r"^\s*(-?\d{1,6})\.(\d{1,3})\.(\d{1,4})\s*$")
@@ -49,7 +50,7 @@ class ReaperState:
     `/beat/str` (Reaper does not send it; set it from config or `/musika/meter`).
     """
 
-    sample_rate: int = 44100
+    sample_rate: int = SAMPLE_RATE
     numerator: int = 4
     denominator: int = 4
     bpm: float | None = None

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from generator.runtime.model_config import SAMPLE_RATE
 from training.errors import TrainingError
 
 SILENT_PEAK = 1e-3  # -60 dBFS: a crop this quiet is drawn again (its spectral convergence has no scale)
@@ -42,7 +43,7 @@ class AudioCrops:
                     short += 1
             if not items:
                 raise TrainingError(f"dataset {root}: no {split!r} chunk has the {samples} samples "
-                                    f"({samples / 44100:.2f} s) one training crop needs ({short} shorter ones)")
+                                    f"({samples / SAMPLE_RATE:.2f} s) one training crop needs ({short} shorter ones)")
             lengths = np.array([n - samples + 1 for _, n, _ in items], np.float64)
             weights.append(lengths / lengths.sum() / len(roots))
             self.items += items
@@ -75,5 +76,5 @@ class AudioCrops:
     def excerpt(self, seconds: float) -> np.ndarray:
         """The first `seconds` (at most one chunk) of the first chunk, (2, samples), for previews."""
         path, n, _ = self.items[0]
-        data = sf.read(str(path), stop=min(n, int(seconds * 44100)), dtype="float32", always_2d=True)[0]
+        data = sf.read(str(path), stop=min(n, int(seconds * SAMPLE_RATE)), dtype="float32", always_2d=True)[0]
         return np.ascontiguousarray(data.T if data.shape[1] == 2 else np.repeat(data.T, 2, axis=0))

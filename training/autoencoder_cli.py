@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from generator.runtime.model_config import PHASES
+from generator.runtime.model_config import PHASES, SAMPLE_RATE
 
 FMT = argparse.ArgumentDefaultsHelpFormatter
 
@@ -55,7 +55,7 @@ def calibration_audio(roots: Sequence[str], per_dataset: int = 2, seconds: float
         ds = Dataset(root)
         chunks = sorted(ds.split("heldout"), key=lambda c: c.id) or sorted(ds.split("train"), key=lambda c: c.id)
         for chunk in chunks[:: max(1, len(chunks) // per_dataset)][:per_dataset]:
-            clips.append(ds.audio(chunk)[:, : int(seconds * 44100)])
+            clips.append(ds.audio(chunk)[:, : int(seconds * SAMPLE_RATE)])
     return clips
 
 

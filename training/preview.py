@@ -12,8 +12,7 @@ import numpy as np
 import soundfile as sf
 
 from generator.atomic import replacing
-
-SAMPLE_RATE = 44100
+from generator.runtime.model_config import SAMPLE_RATE
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:

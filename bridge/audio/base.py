@@ -14,12 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from generator.errors import AudioOutputError
+from generator.runtime.model_config import SAMPLE_RATE
 
 from .ring import AudioRing
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SAMPLE_RATE = 44100
+DEFAULT_SAMPLE_RATE = SAMPLE_RATE
 DEFAULT_BLOCK_SIZE = 512
 DEFAULT_RING_FRAMES = 1 << 17  # ~3 s at 44.1 kHz
 

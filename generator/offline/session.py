@@ -16,6 +16,7 @@ from typing import Any
 
 from generator.errors import MusikaError
 from generator.offline.session_grid import Grid
+from generator.runtime.model_config import SAMPLE_RATE
 
 try:
     import tomllib
@@ -27,7 +28,7 @@ class SessionError(MusikaError, ValueError):
     """A session file cannot be read, is not valid TOML, or has an unknown key or out-of-range value."""
 
 
-SAMPLE_RATES = (44100, 48000)
+SAMPLE_RATES = (SAMPLE_RATE, 48000)
 BITS = ("16", "24", "float")
 FORMATS = ("wav", "flac")
 DENOMINATORS = (1, 2, 4, 8, 16, 32)
@@ -94,7 +95,7 @@ class StemSpec:
 class OutputSpec:
     format: str = "wav"
     bits: str = "24"
-    sample_rate: int = 44100
+    sample_rate: int = SAMPLE_RATE
     spectrograms: bool = True
     tail_bars: int = 0  # extra bars after the last bar so effect tails are not cut (files stay bar-aligned)
 
@@ -337,7 +338,7 @@ def parse_session(text: str, where: str = "session.toml", path: Path | None = No
     output = OutputSpec(
         format=c.choice(o, "format", "output", "wav", FORMATS),
         bits=c.choice(o, "bits", "output", "24", BITS),
-        sample_rate=c.choice(o, "sample_rate", "output", 44100, SAMPLE_RATES),
+        sample_rate=c.choice(o, "sample_rate", "output", SAMPLE_RATE, SAMPLE_RATES),
         spectrograms=bool(o.get("spectrograms", True)),
         tail_bars=c.number(o, "tail_bars", "output", 0, 0, 64, integer=True),
     )

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from generator.atomic import replacing
+from generator.runtime.model_config import SAMPLE_RATE
 
-SAMPLE_RATE = 44100
 DB_RANGE = (-90.0, 0.0)  # dB re a full-scale sine
 HZ_RANGE = (30.0, 16000.0)
 N_FFT = 2048

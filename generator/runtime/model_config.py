@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # how the engine makes the phase of decoded spectra (generator.runtime.phase_vocoder): decoder1's own, from the
-# magnitudes
-# (restarting at attacks, never at decoder-window joins), or from the magnitudes restarting at joins too
+# magnitudes (restarting at attacks, never at decoder-window joins), or from the magnitudes restarting at joins too
 PHASES = ("decoder", "vocoder", "vocoder-joins")
 
 
@@ -182,3 +181,9 @@ class ModelConfig:
                 half_len=half_len or g.half_len,
             ),
         )
+
+
+_DEFAULT = ModelConfig()
+SAMPLE_RATE = _DEFAULT.audio.sample_rate  # Hz: every preset, dataset and render inside the engine
+SAMPLES_PER_LATENT = _DEFAULT.samples_per_latent  # 4096: one latent step (STFT hop x level-2 frames)
+LATENT_RATE_HZ = _DEFAULT.latent_rate_hz  # 10.77 latent steps per second

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from generator.errors import MusikaError
+from generator.runtime.model_config import SAMPLE_RATE
 
 TARGET_LUFS = -18.0  # integrated loudness every preset plays at with gain 0 dB (headroom for mixing in a DAW)
 CEILING_DBTP = -1.0  # no sample and no inter-sample peak above this by default
@@ -117,7 +118,7 @@ def block_true_peaks(audio: np.ndarray, block: int = BLOCK, floor: float = 0.0) 
     return peaks
 
 
-def limiter_gain(needs: np.ndarray, block: int = BLOCK, sample_rate: int = 44100) -> np.ndarray:
+def limiter_gain(needs: np.ndarray, block: int = BLOCK, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Per-block needs (gain <= 1 that brings each block under the ceiling) -> the per-sample gain curve
     (len(needs) * block,) float32: at or under every block's need inside it, linear between block edges."""
     nb = needs.size
@@ -138,7 +139,7 @@ def limiter_gain(needs: np.ndarray, block: int = BLOCK, sample_rate: int = 44100
     return curve.ravel().astype(np.float32)
 
 
-def limit(audio: np.ndarray, ceiling_dbtp: float = CEILING_DBTP, sample_rate: int = 44100) -> np.ndarray:
+def limit(audio: np.ndarray, ceiling_dbtp: float = CEILING_DBTP, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """(channels, n) float32 -> the same held under `ceiling_dbtp` (sample and 4x inter-sample peaks); blocks
     already under it are returned unchanged (a copy)."""
     x = np.array(audio, dtype=np.float32, copy=True)
@@ -154,7 +155,7 @@ def limit(audio: np.ndarray, ceiling_dbtp: float = CEILING_DBTP, sample_rate: in
 
 
 def apply(audio: np.ndarray, gain_db: float, ceiling_dbtp: float = CEILING_DBTP,
-          sample_rate: int = 44100) -> np.ndarray:
+          sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The whole stage on one block: (channels, n) float32 times the gain, then limited under the ceiling."""
     x = np.asarray(audio, dtype=np.float32)
     if gain_db:

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
+from generator.runtime.model_config import SAMPLE_RATE
+
 logger = logging.getLogger(__name__)
 
-HOP = 64
+ONSET_HOP = 64
 N_FFT = 512
 MAX_FREQ_HZ = 11000.0
 LOW_HZ = 150.0
@@ -35,11 +37,11 @@ LOW_WEIGHT = 2.0
 # The tempo autocorrelation runs on the envelope smoothed over this long: the presets' decoders leave a faint flutter
 # with the period of their 1024-sample STFT frame (absent from the training audio), which otherwise combs the
 # autocorrelation every 23 ms so strongly that a lag between the beat and a decoder-window multiple can win.
-AUTOCORR_SMOOTH_S = 1024 / 44100
+AUTOCORR_SMOOTH_S = 1024 / SAMPLE_RATE
 # An impulse at sample s peaks in the flux at frame centre ~ s + ONSET_LAG (measured on clicks; see tests).
 ONSET_LAG = 0.0
 HEARD_PEAK = 0.8  # a heard beat: the first local peak reaching this much of the strongest near it (not pre-echo)
-EDGE_FRAMES = N_FFT // 2 // HOP + 1  # frames whose STFT window reaches before the audio's start
+EDGE_FRAMES = N_FFT // 2 // ONSET_HOP + 1  # frames whose STFT window reaches before the audio's start
 
 
 def _mono(audio: np.ndarray) -> np.ndarray:
@@ -86,30 +88,30 @@ def _lowpass(y: np.ndarray, sr: int) -> np.ndarray:
 
 
 def broadband_flux(y: np.ndarray, sr: int) -> np.ndarray:
-    """Log-magnitude spectral flux below MAX_FREQ_HZ of mono (samples,) audio, frames (samples // HOP,) centred
-    on i * HOP (STFT N_FFT, Hann)."""
-    n_frames = y.size // HOP
+    """Log-magnitude spectral flux below MAX_FREQ_HZ of mono (samples,) audio, frames (samples // ONSET_HOP,) centred
+    on i * ONSET_HOP (STFT N_FFT, Hann)."""
+    n_frames = y.size // ONSET_HOP
     if n_frames < 2:
         return np.zeros(max(n_frames, 0))
     pad = np.pad(y, (256, N_FFT - 256))
-    frames = np.lib.stride_tricks.sliding_window_view(pad, N_FFT)[::HOP][:n_frames]
+    frames = np.lib.stride_tricks.sliding_window_view(pad, N_FFT)[::ONSET_HOP][:n_frames]
     top = int(MAX_FREQ_HZ * N_FFT / sr) + 1
     mag = np.abs(np.fft.rfft(frames * np.hanning(N_FFT).astype(np.float32), axis=1)[:, :top])
     return np.concatenate([[0.0], np.maximum(np.diff(np.log1p(100.0 * mag), axis=0), 0.0).sum(axis=1)])
 
 
 def onset_envelope(audio: np.ndarray, sr: int) -> np.ndarray:
-    """Onset strength (frames,) float64 of (samples,) or (channels, samples) audio; frame i is sample i * HOP.
+    """Onset strength (frames,) float64 of (samples,) or (channels, samples) audio; frame i is sample i * ONSET_HOP.
 
     Sum of two normalised parts: the energy rise below LOW_HZ (kick drums; time-domain, so its timing is sharp)
     and the broadband log-spectral flux (everything else), weighted LOW_WEIGHT : 1."""
     y = _mono(audio)
-    n_frames = y.size // HOP
+    n_frames = y.size // ONSET_HOP
     if n_frames < 4:
         return np.zeros(max(n_frames, 0))
     # low band: causal 2nd-order Butterworth (no pre-ringing before an onset), then frame energy
     low = _lowpass(y.astype(np.float64), sr)
-    e_low = (low[: n_frames * HOP] ** 2).reshape(n_frames, HOP).mean(axis=1)
+    e_low = (low[: n_frames * ONSET_HOP] ** 2).reshape(n_frames, ONSET_HOP).mean(axis=1)
     env_low = _rise(e_low / (e_low.max() + 1e-12))
     env_full = broadband_flux(y, sr)
 
@@ -192,7 +194,7 @@ def estimate_grid(
     prior_phase = 0.0 if phase_prior_s is None else float(phase_prior_s) % prior_period
     fallback = BeatGrid(prior_period, prior_phase, 0, 0.0, 0)
     env = onset_envelope(audio, sr)
-    fps = sr / HOP
+    fps = sr / ONSET_HOP
     if env.size < 2 or env.size / fps < 2.2 * prior_period or not np.any(env > 0):
         return fallback
     width = max(1, int(round(AUTOCORR_SMOOTH_S * fps)))
@@ -270,12 +272,12 @@ def onset_offsets(audio: np.ndarray, sr: int, beat_samples: np.ndarray, window_s
     librosa's onset strength peaks: not the decoders' pre-echo, nor a decaying kick's later bumps). The first
     EDGE_FRAMES are not searched (their flux is the audio's edge); NaN where there is no clear onset."""
     env = onset_envelope(audio, sr)
-    fps = sr / HOP
+    fps = sr / ONSET_HOP
     out = np.full(len(beat_samples), np.nan)
     w = max(1, int(window_s * fps))
     floor = np.median(env) * 3 + 1e-9
     for n, s in enumerate(beat_samples):
-        c = int(round(s / HOP))
+        c = int(round(s / ONSET_HOP))
         a, b = max(c - w, EDGE_FRAMES), min(c + w + 1, env.size)  # the first frames' flux is the edge
         if b - a < 3 or c < EDGE_FRAMES:  # a beat at the very start: its onset is the edge, not measurable
             continue

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from generator.errors import MusikaError
+from generator.runtime.model_config import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class SessionHeader:
     seed: int
     bpm: float
     meter: tuple[int, int] = (4, 4)
-    sample_rate: int = 44100
+    sample_rate: int = SAMPLE_RATE
     controls: dict[str, float] = field(default_factory=dict)
     version: int = VERSION
 
@@ -134,7 +135,7 @@ def _parse_header(obj: dict[str, Any], where: str) -> SessionHeader:
         meter = tuple(int(x) for x in obj.get("meter", (4, 4)))
         return SessionHeader(
             preset=str(obj["preset"]), seed=int(obj["seed"]), bpm=float(obj["bpm"]),
-            meter=(meter[0], meter[1]), sample_rate=int(obj.get("sample_rate", 44100)),
+            meter=(meter[0], meter[1]), sample_rate=int(obj.get("sample_rate", SAMPLE_RATE)),
             controls={str(k): float(v) for k, v in (obj.get("controls") or {}).items()},
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:

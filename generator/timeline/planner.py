@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from generator.errors import MusikaError
+from generator.runtime.model_config import SAMPLES_PER_LATENT
 from generator.timeline.control_log import ControlRecord, SessionHeader
 
 REF_BPM = 120.0  # the coordinate stream advances one latent-time second per two beats
@@ -255,7 +256,7 @@ class Performance:
     # -- helpers --------------------------------------------------------------------------------------------
     def _epoch(self, beat: float) -> EpochDef:
         values = tuple(sorted((k, float(v)) for k, v in self.controls.items() if k not in OUTPUT_ONLY))
-        step = int(math.floor(beat * 60.0 / REF_BPM * self.sample_rate / 4096.0 + EPS))
+        step = int(math.floor(beat * 60.0 / REF_BPM * self.sample_rate / SAMPLES_PER_LATENT + EPS))
         origin, bar = self.grid.at(beat)
         return EpochDef(beat, self.preset, self.seed, max(step, 0), values, bar, origin)
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 import numpy as np
 
 from generator.timeline.beat_grid import (  # noqa: F401  (re-exported: the lock's public names)
-    HOP,
     LOW_HZ,
+    ONSET_HOP,
     BeatGrid,
     _lowpass,
     estimate_grid,

@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from generator.atomic import write_json
+from generator.runtime.model_config import SAMPLE_RATE, SAMPLES_PER_LATENT
 from training.data.dataset import DatasetWriter
 
-HOP = 4096  # samples per latent step at 44.1 kHz
 CACHE_FILE = ".prepare-cache.json"
 
 
-def steps_for(seconds: float, sr: int = 44100) -> int:
+def steps_for(seconds: float, sr: int = SAMPLE_RATE) -> int:
     """Whole latent steps closest to ``seconds`` (at least 1)."""
-    return max(1, int(round(seconds * sr / HOP)))
+    return max(1, int(round(seconds * sr / SAMPLES_PER_LATENT)))
 
 
 def chunk_spans(n_samples: int, chunk_steps: int, min_steps: int) -> list[tuple[int, int]]:
@@ -32,11 +32,11 @@ def chunk_spans(n_samples: int, chunk_steps: int, min_steps: int) -> list[tuple[
     """
     if n_samples <= 0:
         return []
-    total_steps = -(-n_samples // HOP)  # ceil
+    total_steps = -(-n_samples // SAMPLES_PER_LATENT)  # ceil
     bounds = list(range(0, total_steps, chunk_steps)) + [total_steps]
     if len(bounds) > 2 and bounds[-1] - bounds[-2] < min_steps:
         del bounds[-2]
-    return [(a * HOP, b * HOP) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [(a * SAMPLES_PER_LATENT, b * SAMPLES_PER_LATENT) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def _unit_hash(source: str) -> float:

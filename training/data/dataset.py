@@ -27,9 +27,8 @@ import soundfile as sf
 
 from generator.atomic import replacing, write_json, write_text
 from generator.errors import MusikaError
+from generator.runtime.model_config import SAMPLE_RATE
 
-SAMPLE_RATE = 44100
-LATENT_RATE_HZ = 44100 / 4096
 FORMAT = "musika-dataset/1"
 
 

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from training.data.chunking import HOP, RunCache, assign_splits, chunk_id, chunk_spans, drop_stale, steps_for
+from generator.runtime.model_config import SAMPLES_PER_LATENT
+from training.data.chunking import RunCache, assign_splits, chunk_id, chunk_spans, drop_stale, steps_for
 from training.data.dataset import SAMPLE_RATE, DatasetError, DatasetWriter
 from training.data.folder_checks import MIN_LABELLED, MIN_MINUTES, FolderTally, refusal_reason, unlabelled_section
 from training.data.folder_labels import LABEL_SPECS, LABELS, TEMPO_LABELLER, label_chunks
@@ -150,7 +151,7 @@ def _prepare_file(
     chunk_steps, min_steps = steps
     n = loaded.audio.shape[1]
     spans = chunk_spans(n, chunk_steps, min_steps)
-    if n < chunk_steps * HOP:
+    if n < chunk_steps * SAMPLES_PER_LATENT:
         loaded.notes.append(f"short ({n / SAMPLE_RATE:.2f} s): kept as one short chunk")
     padded = np.pad(loaded.audio, ((0, 0), (0, spans[-1][1] - n)))
     ids, unlabelled, silent = [], {}, 0

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from generator.runtime.model_config import SAMPLES_PER_LATENT
 from training.analysis import density_curve_from_onsets, onset_times
-from training.data.chunking import HOP
 from training.data.tempo_labels import CONFIDENT, label_track, onset_envelope
 
 logger = logging.getLogger(__name__)
@@ -107,5 +107,6 @@ def _density(audio: np.ndarray, sr: int, spans: Sequence[tuple[int, int]], smoot
     for start, stop in spans:
         seconds = max((min(stop, n) - start) / sr, 1e-9)
         count = int(np.sum((onsets >= start / sr) & (onsets < stop / sr)))
-        out.append(ChunkLabels({"onset_rate": count / seconds}, {"density": curve[start // HOP : stop // HOP]}))
+        steps = slice(start // SAMPLES_PER_LATENT, stop // SAMPLES_PER_LATENT)
+        out.append(ChunkLabels({"onset_rate": count / seconds}, {"density": curve[steps]}))
     return out

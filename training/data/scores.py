@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from generator.runtime.model_config import SAMPLES_PER_LATENT
 from training.analysis import density_curve_from_onsets
-from training.data.chunking import HOP, RunCache, assign_splits, chunk_spans, drop_stale, steps_for
+from training.data.chunking import RunCache, assign_splits, chunk_spans, drop_stale, steps_for
 from training.data.dataset import SAMPLE_RATE, DatasetError, DatasetWriter
 from training.data.report import dataset_stats, finish_dataset
 
@@ -290,7 +291,8 @@ def _write_work(writer: DatasetWriter, kind: str, spec: WorkSpec, audio: np.ndar
     for k, (a, b) in enumerate(spans):
         cid = f"{kind}-{spec.index:05d}-{k:03d}"
         n_on = np.sum((onsets >= a / SAMPLE_RATE) & (onsets < b / SAMPLE_RATE))
-        writer.add(cid, padded[:, a:b], source=spec.source, curves={"density": curve[a // HOP : b // HOP]},
+        steps = slice(a // SAMPLES_PER_LATENT, b // SAMPLES_PER_LATENT)
+        writer.add(cid, padded[:, a:b], source=spec.source, curves={"density": curve[steps]},
                    labels={"onset_rate": n_on / ((b - a) / SAMPLE_RATE)})  # fmt: skip
         ids.append(cid)
         secs.append((b - a) / SAMPLE_RATE)

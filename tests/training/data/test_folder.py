@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 from pedalboard.io import AudioFile
 
-from training.data.chunking import HOP, assign_splits, chunk_spans, steps_for
+from generator.runtime.model_config import SAMPLES_PER_LATENT
+from training.data.chunking import assign_splits, chunk_spans, steps_for
 from training.data.cli import main
 from training.data.dataset import Dataset, DatasetError
 from training.data.folder import FolderError, prepare_folder
@@ -72,7 +73,7 @@ def test_messy_folder_becomes_a_dataset(messy_folder: Path, tmp_path: Path) -> N
         total = 0
         for c in chunks:
             audio = ds.audio(c)
-            assert audio.shape[0] == 2 and audio.shape[1] % HOP == 0 and np.abs(audio).max() > 0.05
+            assert audio.shape[0] == 2 and audio.shape[1] % SAMPLES_PER_LATENT == 0 and np.abs(audio).max() > 0.05
             total += audio.shape[1]
         assert total / 44100 == pytest.approx(expected_s[source], abs=0.15), source  # nothing dropped
     assert len(by_source["stereo44k.wav"]) == 2  # 5 s + 7 s: the 2 s tail joined the second chunk
@@ -120,7 +121,7 @@ def test_density_label_gives_curves_at_the_latent_rate(tmp_path: Path) -> None:
     ds = Dataset(out)
     (chunk,) = list(ds)
     curve = ds.curve(chunk, "density")
-    assert curve.shape == (ds.audio(chunk).shape[1] // HOP,)
+    assert curve.shape == (ds.audio(chunk).shape[1] // SAMPLES_PER_LATENT,)
     assert chunk.labels["onset_rate"] == pytest.approx(4.0, abs=0.4)
     assert np.median(curve) == pytest.approx(4.0, abs=0.5)
     assert result["stats"]["density"]["count"] == curve.size
@@ -216,10 +217,11 @@ def test_chunk_spans_and_splits() -> None:
     steps = steps_for(30.0)
     assert steps == 323
     assert chunk_spans(0, steps, 10) == []
-    assert chunk_spans(100, steps, 10) == [(0, HOP)]  # short audio: one chunk padded to a whole step
-    spans = chunk_spans(2 * steps * HOP + 5 * HOP, steps, 10)  # 5-step tail joins the last chunk
-    assert spans == [(0, steps * HOP), (steps * HOP, (2 * steps + 5) * HOP)]
-    assert len(chunk_spans(2 * steps * HOP + 20 * HOP, steps, 10)) == 3
+    assert chunk_spans(100, steps, 10) == [(0, SAMPLES_PER_LATENT)]  # short audio: one chunk padded to a whole step
+    hop = SAMPLES_PER_LATENT
+    spans = chunk_spans(2 * steps * hop + 5 * hop, steps, 10)  # a 5-step tail joins the last chunk
+    assert spans == [(0, steps * hop), (steps * hop, (2 * steps + 5) * hop)]
+    assert len(chunk_spans(2 * steps * SAMPLES_PER_LATENT + 20 * SAMPLES_PER_LATENT, steps, 10)) == 3
     splits = assign_splits(["a.wav", "b.wav"])
     assert sorted(splits.values()) == ["heldout", "train"]
     assert assign_splits(["a.wav", "b.wav"]) == splits

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pedalboard as pb
 
-SR = 44100
+from generator.runtime.model_config import SAMPLE_RATE as SR
+
 BLOCK = 256
 
 

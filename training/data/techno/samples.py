@@ -19,9 +19,10 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from generator.runtime.model_config import SAMPLE_RATE as SR
+
 logger = logging.getLogger(__name__)
 
-SR = 44100
 DEFAULT_ROOTS = (Path("/usr/share/hydrogen/data/drumkits"), Path.home() / ".hydrogen/data/drumkits")
 #: Kits made for electronic music: the only ones kicks are taken from.
 ELECTRONIC_KITS = frozenset({"ElectricEmpireKit", "HardElectro1", "VariBreaks", "Audiophob"})

@@ -10,19 +10,25 @@ and our int8 chain (static QDQ decoders). Presets are measured as the engine run
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from bench.measure import format_table, measure_in_subprocess
+from generator.atomic import write_json
 from generator.errors import MusikaError
 from generator.runtime.preset import list_preset_dirs, load_preset, preset_search_path, resolve_preset_dir
 
 logger = logging.getLogger(__name__)
 
 REFERENCE_DIR = Path("runs/bench")
+HOST_TOOLS = ("jackd", "jack_transport", "jack_midi_clock")  # the host-grid rig (scripts/live_phase.py)
 REFERENCE_VERSION = 3  # bump when the reference build changes; older builds are rebuilt
 NOISE_SCALE = 0.05  # noise-injection scalars of the random reference (0 would make decoder noise a no-op)
 
@@ -114,9 +120,13 @@ def run(args: argparse.Namespace) -> int:
     presets = args.preset or [d.name for root in preset_search_path() for d in list_preset_dirs(root)]
     if args.host_grid is not None:
         return _host_grid(["--jitter", f"{args.host_grid:g}", "--preset", presets[0]], args.json)
+    if args.soak and all(shutil.which(t) for t in HOST_TOOLS):
+        return _soak_host(args.soak, presets[0], args.flood, Path(args.soak_out))
     if args.soak:
         from bench.soak import soak
 
+        logger.warning("jackd, jack_transport or jack_midi_clock is missing: the soak runs in-process, without the "
+                       "host's grid (make test installs them)")
         figures = soak([resolve_preset_dir(p) for p in presets], minutes=args.soak, threads=args.threads[0])
         print(json.dumps({"presets": presets, "minutes": args.soak, "threads": args.threads[0], **figures}, indent=2))
         return 0
@@ -125,6 +135,36 @@ def run(args: argparse.Namespace) -> int:
     if args.torch:
         trows = torch_vs_onnx(args.threads, args.repeats)
         print(json.dumps(trows, indent=2) if args.json else "\n" + format_torch_table(trows))
+    return 0
+
+
+def soak_plan(minutes: float) -> tuple[tuple[float, str, float], ...]:
+    """What happens to the host and the daemon during a soak of `minutes` (seconds after the start, action, value):
+    a new seed every 90 s, variation every 45 s, and once each a clock stall, a transport stop and a locate."""
+    total = minutes * 60.0
+    plan = [(t, "seed", k + 1) for k, t in enumerate(np.arange(90.0, total, 90.0))]
+    plan += [(t, "variation", (0.3, 0.8)[k % 2]) for k, t in enumerate(np.arange(20.0, total, 45.0))]
+    plan += [(0.4 * total, "stall", 1.5), (0.6 * total, "stop", 2.0), (0.8 * total, "locate", 64.0)]
+    return tuple(sorted((float(t), a, float(v)) for t, a, v in plan))
+
+
+def _soak_host(minutes: float, preset: str, flood: int, out: Path) -> int:
+    """The soak against the host's grid: scripts/live_phase.py's JACK rig (jack_transport, jack_midi_clock, a
+    recorder) for `minutes`, with soak_plan's changes and `flood` malformed OSC datagrams; every beat's phase goes
+    to `out` (JSON), the summary to stdout."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "live_phase.py"
+    if not script.is_file():
+        raise MusikaError(f"{script} is not here: the soak against the host's grid runs from a source checkout")
+    spec = importlib.util.spec_from_file_location("live_phase", script)
+    live_phase = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(live_phase)
+    plan = soak_plan(minutes)
+    figures = live_phase.measure("midi", seconds=minutes * 60.0, settle_s=8.0, preset=preset, track_bpm=False,
+                                 disturb=plan, flood=flood, per_beat=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, {**figures, "plan": plan})
+    summary = {k: v for k, v in figures.items() if k not in ("beat_errors_ms", "daemon_log_tail")}
+    print(json.dumps({**summary, "per_beat": str(out)}, indent=2))
     return 0
 
 
@@ -159,9 +199,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-reference", action="store_true", help="skip the full-size reference configuration")
     p.add_argument("--no-live", action="store_true", help="skip the live chain (tempo lock) measurement")
     p.add_argument("--soak", type=float, metavar="MINUTES", default=None,
-                   help="instead: run the live engine in real time for MINUTES with tempo changes every 8 bars, "
-                        "density/variation changes every 4 bars and a preset switch a minute; report underruns, "
-                        "latency and phase error")
+                   help="instead: MINUTES of `musika serve` following jack_midi_clock through JACK, recorded and "
+                        "beat-tracked against the host's own grid (every beat's phase), with seed and variation "
+                        "changes, a clock stall, a stop and a locate, while --flood malformed OSC datagrams arrive; "
+                        "without jackd/jack_transport/jack_midi_clock: the engine in-process with tempo, control "
+                        "and preset changes")
+    p.add_argument("--flood", type=int, default=100_000, help="malformed OSC datagrams sent during --soak")
+    p.add_argument("--soak-out", default="soak-phase.json", help="where --soak writes every beat's phase (JSON)")
     p.add_argument("--host-grid", type=float, nargs="?", const=0.0, default=None, metavar="JITTER_PERCENT",
                    help="instead: 150 s of live beats against the host's grid from jack_midi_clock (with this much "
                         "jitter) into `musika serve --sync midi --output jack` (scripts/live_phase.py in this "

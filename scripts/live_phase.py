@@ -179,16 +179,66 @@ def _osc_send(sock: socket.socket, port: int, address: str, *args: object) -> No
     sock.sendto(b.build().dgram, ("127.0.0.1", port))
 
 
+class _Flood:
+    """Sends `count` malformed OSC datagrams to 127.0.0.1:`port`, evenly over `seconds`, from its own thread."""
+
+    KINDS = (
+        lambda rng: rng.bytes(int(rng.integers(1, 512))),  # garbage
+        lambda rng: b"/musika/tempo\x00\x00\x00,f\x00\x00\x42",  # truncated float argument
+        lambda rng: b"/musika/seed\x00\x00\x00\x00,s\x00\x00abc\x00",  # wrong type tag
+        lambda rng: b"/nowhere/at/all\x00,\x00\x00\x00",  # unknown address
+        lambda rng: b"/musika/param/variation\x00,f\x00\x00\x7f\xc0\x00\x00",  # NaN
+        lambda rng: b"#bundle\x00" + rng.bytes(12),  # a bundle cut short
+    )
+
+    def __init__(self, port: int, count: int, seconds: float) -> None:
+        self.port, self.count, self.seconds, self.sent = port, count, seconds, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="osc-flood", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        rng = np.random.default_rng(0)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        start, gap = time.monotonic(), self.seconds / max(self.count, 1)
+        try:
+            while self.sent < self.count and not self._stop.is_set():
+                due = start + self.sent * gap
+                if due > time.monotonic():
+                    time.sleep(min(due - time.monotonic(), 0.05))
+                    continue
+                sock.sendto(self.KINDS[self.sent % len(self.KINDS)](rng), ("127.0.0.1", self.port))
+                self.sent += 1
+        finally:
+            sock.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _beat_errors(beats: np.ndarray, onsets: np.ndarray, grid: np.ndarray) -> dict[str, float]:
+    """Host beat -> the tracked beat's error against it (ms, + late)."""
+    ok = np.flatnonzero(np.isfinite(grid))
+    expected = np.interp(beats, grid[ok], ok.astype(float)) / SR
+    return {f"{b:g}": round(float(e), 2) for b, e in zip(beats, (onsets - expected) * 1000.0, strict=True)}
+
+
 def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm: float = 126.0,
             preset: str = "techno", settle_s: float = 8.0, wav: str | None = None, extra: list[str] | None = None,
             verbose: bool = False, disturb: tuple[tuple[float, str, float], ...] = (),
-            keep_audio: bool = False, track_bpm: bool = True, clock_args: tuple[str, ...] = ()) -> dict:
+            keep_audio: bool = False, track_bpm: bool = True, clock_args: tuple[str, ...] = (), flood: int = 0,
+            per_beat: bool = False) -> dict:
     """Run the rig once and return the figures (dict, JSON-ready).
 
     disturb: (seconds after the start, action, value) with action "stall" (the clock sender is frozen for value
     seconds, SIGSTOP/SIGCONT) or "locate" (the host's transport jumps to beat value while rolling). keep_audio:
     the result also holds "audio" and "grid" (numpy arrays; not JSON). track_bpm: also the tempo by librosa's
-    beat_track (the slowest part of the analysis). clock_args: more jack_midi_clock options."""
+    beat_track (the slowest part of the analysis). clock_args: more jack_midi_clock options. disturb actions also
+    "stop" (the transport stops for value seconds, then plays on from there), "seed" and "variation" (sent to the
+    daemon over OSC; variation normalised 0-1). flood: that many malformed OSC datagrams sent to the daemon evenly
+    over the run (garbage bytes, truncated messages, wrong type tags, unknown addresses, out-of-range values).
+    per_beat: the result also holds every measured beat's error ("beat_errors_ms", host beat -> ms)."""
     rig = Rig()
     rec = None
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -231,6 +281,7 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
             _osc_send(sock, osc_port, "/musika/transport/play")
         pending = sorted(disturb)
         clock_proc = rig.procs[-1] if sync == "midi" else None
+        flooder = _Flood(osc_port, flood, settle_s + seconds) if flood else None
         while time.monotonic() < t_play + settle_s + seconds:
             time.sleep(0.25 if pending else 1.0)
             while pending and time.monotonic() >= t_play + pending[0][0]:
@@ -241,6 +292,14 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
                     clock_proc.send_signal(signal.SIGCONT)
                 elif action == "locate":
                     rig.command(f"locate {int(round(value * 60.0 / bpm * SR))}")
+                elif action == "stop":
+                    rig.command("stop")
+                    time.sleep(value)
+                    rig.command("play")
+                elif action == "seed":
+                    _osc_send(sock, osc_port, "/musika/seed", int(value))
+                elif action == "variation":
+                    _osc_send(sock, osc_port, "/musika/param/variation", float(value))
             if pending:
                 continue
             st = _osc_status(sock, osc_port)
@@ -251,6 +310,8 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
                       f"{st.get('sync_error_ms')} bpm {st.get('bpm')} stretch {st.get('stretch')}",
                       file=sys.stderr)
         rig.command("stop")
+        if flooder is not None:
+            flooder.close()
         time.sleep(0.3)
         rec.client.deactivate()
         n = rec.n
@@ -305,6 +366,9 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
         "underruns": int(reports[-1].get("underruns", -1)) if reports else None,
         "relocations": int(reports[-1].get("relocations", -1)) if reports else None,
         "daemon_log_tail": daemon_log[-600:] if verbose else "",
+        **({"osc_flood_sent": flooder.sent, "osc_bad_counted": int(reports[-1].get("osc_bad", -1)) if reports
+            else None} if flooder is not None else {}),
+        **({"beat_errors_ms": _beat_errors(beats, onsets, grid)} if per_beat else {}),
         **({"audio": audio, "grid": grid} if keep_audio else {}),
     }
 

@@ -173,16 +173,24 @@ def host_grid(cycles: list[tuple[int, int, bool, float]], n: int) -> np.ndarray:
 
 def clock_grid(tick_samples: np.ndarray, host: np.ndarray, ppqn: int = 24) -> np.ndarray:
     """The beat grid a MIDI clock states: the beat position of every recorded sample, by linear interpolation
-    between its ticks (recorded sample indices, none lost), the first tick placed on the host's nearest tick
-    position (`host`: host beats per sample, NaN where stopped); NaN outside the ticks. A jittered sender's grid
-    strays from the host's own: this is the grid a clock follower can know."""
+    between its ticks (recorded sample indices, none lost). Each run of ticks (a new one after a pause or where the
+    host's position jumps: stop/continue, locate) starts on the host's nearest tick position (`host`: host beats
+    per sample, NaN where stopped); NaN outside the ticks. A jittered sender's grid strays from the host's own:
+    this is the grid a clock follower can know."""
     out = np.full(host.shape[0], np.nan)
     tk = np.asarray(tick_samples, dtype=np.int64)
     tk = tk[(tk >= 0) & (tk < host.shape[0])]
     tk = tk[np.isfinite(host[tk])]
     if tk.size < 2:
         return out
-    beats = np.round(host[tk[0]] * ppqn) / ppqn + np.arange(tk.size) / ppqn
-    idx = np.arange(tk[0], tk[-1] + 1)
-    out[idx] = np.interp(idx, tk, beats)
+    gap = np.diff(tk)
+    jump = np.abs(np.diff(host[tk]) * ppqn - 1.0) > 0.5  # the host moved by other than one tick
+    starts = np.r_[0, np.flatnonzero((gap > 3 * np.median(gap)) | jump) + 1, tk.size]
+    for a, b in zip(starts[:-1], starts[1:], strict=True):
+        if b - a < 2:
+            continue
+        seg = tk[a:b]
+        beats = np.round(host[seg[0]] * ppqn) / ppqn + np.arange(seg.size) / ppqn
+        idx = np.arange(seg[0], seg[-1] + 1)
+        out[idx] = np.interp(idx, seg, beats)
     return out

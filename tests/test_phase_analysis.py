@@ -1,0 +1,37 @@
+"""The external beat measurement's grids (scripts/phase_analysis.py): the clock's own grid follows its ticks,
+restarts where the host jumps, and is what a jittered clock states rather than the transport."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("phase_analysis", ROOT / "scripts" / "phase_analysis.py")
+pa = importlib.util.module_from_spec(spec)
+sys.modules.setdefault("phase_analysis", pa)  # its dataclasses look their module up
+spec.loader.exec_module(pa)
+
+SR, BPM = 44100, 120.0
+TICK = SR * 60 / BPM / 24  # samples per MIDI clock tick
+
+
+def test_the_clock_grid_follows_a_wobbling_clock_and_restarts_after_a_locate():
+    n = 20 * SR
+    host = np.arange(n) / SR * BPM / 60  # the transport: 2 beats a second
+    host[10 * SR :] += 64.0  # a locate 64 beats on at 10 s
+    k = np.arange(int(n / TICK))
+    wobble = 0.010 * SR * np.sin(2 * np.pi * k / 480)  # the clock strays up to 10 ms from the transport
+    ticks = np.round(k * TICK + wobble).astype(int)
+    ticks = ticks[(ticks >= 0) & (ticks < n)]
+    grid = pa.clock_grid(ticks, host)
+    # on a tick the clock's grid says that tick's beat, wherever the tick fell
+    at = ticks[10:20]
+    assert np.allclose(grid[at], np.arange(10, 20) / 24)
+    after = ticks[ticks > 10 * SR + 2 * TICK][:5]
+    assert np.allclose(grid[after], np.round(host[after] * 24) / 24, atol=1 / 24)  # restarted after the locate
+    stray = np.nanmax(np.abs(grid[: 9 * SR] - host[: 9 * SR])) * 60 / BPM * 1000
+    assert 8.0 < stray < 12.0  # the wobble, in ms: the clock's grid is not the transport's

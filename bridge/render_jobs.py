@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bridge.events import RenderRequest
 from generator.errors import MusikaError
+from generator.runtime.engine_loader import EngineOptions
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +24,13 @@ class RenderJobs:
     osc: the OscServer (render_progress/render_done/render_error). presets_dirs: extra preset folders. The
     render uses one ONNX thread so the live stream keeps its share of the CPU."""
 
-    def __init__(self, osc: Any, presets_dirs: Sequence[str | Path] = (), threads: int = 1):
-        self.osc, self.presets_dirs, self.threads = osc, tuple(presets_dirs), threads
+    def __init__(self, osc: Any, presets_dirs: Sequence[str | Path] = (), threads: int = 1,
+                 options: EngineOptions | None = None):
+        """`options`: how the daemon loads presets (phase, output stage), so a render plays as the live path;
+        its threads are `threads` (renders share the machine with the live path)."""
+        self.osc = osc
+        self.options = replace(options or EngineOptions(), threads=threads,
+                               search=(*(options.search if options else ()), *presets_dirs))
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
         self.done = 0
@@ -74,7 +81,7 @@ class RenderJobs:
             done[stem] = step / max(total, 1)
             progress(min(1.0, sum(done.values()) / stems))
 
-        result = render_session(session, out_dir, threads=self.threads, search=self.presets_dirs, progress=on_stage)
+        result = render_session(session, out_dir, progress=on_stage, options=self.options)
         return Path(result.out_dir)
 
     async def stop(self, timeout: float = 5.0) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from generator.offline.render import STAGES, RenderResult, render_replay, render_session
 from generator.offline.session import BITS, FORMATS, SAMPLE_RATES, Grid, OutputSpec, Session, SessionError, load_session
 from generator.runtime.engine import default_threads
+from generator.runtime.engine_loader import EngineOptions
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +43,11 @@ class _Bars:
 def render(session: Path | None = None, out: Path = Path("render"), replay: Path | None = None,
            format: str | None = None, bits: str | None = None, sample_rate: int | None = None,
            threads: int | None = None, presets: list[Path] | None = None, replay_bars: int = 4,
-           progress: bool | None = None) -> RenderResult:
+           progress: bool | None = None, config: Path | None = None) -> RenderResult:
     """Render `session` (or replay the control log `replay`, optionally with `session`'s effects) into `out`.
 
-    format/bits/sample_rate override the session's [output] table."""
+    format/bits/sample_rate override the session's [output] table. `config` (musika.toml): presets load with its
+    phase, output stage and preset folders, as `musika serve --config` plays them."""
     if session is None and replay is None:
         raise SessionError("give a session file (musika render session.toml --out DIR) or --replay LOG")
     sess = load_session(session) if session is not None else None
@@ -59,12 +61,18 @@ def render(session: Path | None = None, out: Path = Path("render"), replay: Path
         sess = Session(path=None, grid=Grid(((1, 120.0),)), bars=1, stems=(), output=output)
     show = sys.stderr.isatty() if progress is None else progress
     bars = _Bars(show)
-    search = tuple(presets or ())
+    options = EngineOptions(threads=threads, search=tuple(presets or ()))
+    if config is not None:
+        from bridge.commands.serve_setup import engine_options
+        from bridge.config import load_config
+
+        daemon = engine_options(load_config(config))
+        options = replace(daemon, threads=threads if threads is not None else daemon.threads,
+                          search=(*options.search, *daemon.search))
     if replay is not None:
-        result = render_replay(replay, out, session=sess, tail_bars=replay_bars, threads=threads, search=search,
-                               progress=bars)
+        result = render_replay(replay, out, session=sess, tail_bars=replay_bars, progress=bars, options=options)
     else:
-        result = render_session(sess, out, threads=threads, search=search, progress=bars)
+        result = render_session(sess, out, progress=bars, options=options)
     for name, info in result.report["stems"].items():
         logger.info("stem %s: %s (%.1fx real time)", name, info["file"], info["realtime_factor"] or 0.0)
     logger.info("wrote %d stems, the mix and render.json to %s", len(result.stems), result.out_dir)
@@ -76,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         session=Path(args.session) if args.session else None, out=Path(args.out),
         replay=Path(args.replay) if args.replay else None, format=args.format, bits=args.bits,
         sample_rate=args.sample_rate, threads=args.threads, presets=[Path(p) for p in args.presets],
-        replay_bars=args.replay_bars,
+        replay_bars=args.replay_bars, config=Path(args.config) if args.config else None,
     )
     return 0
 
@@ -104,6 +112,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=default_threads(), help="ONNX Runtime threads")
     p.add_argument("--presets", action="append", default=[], metavar="DIR",
                    help="extra folder to look up preset names in (repeatable; also $MUSIKA_PRESETS)")
+    p.add_argument("--config", default=None, metavar="TOML",
+                   help="musika.toml of the daemon: presets play with its phase, output stage (loudness, ceiling, "
+                        "gain) and preset folders, as they did live")
     p.add_argument("--replay-bars", type=int, default=4,
                    help="with --replay: bars rendered after the last logged change when the log has no stop")
     p.set_defaults(func=run)

@@ -191,7 +191,7 @@ class Server:
                              path_roots={"sessions": cfg.paths.sessions, "renders": cfg.paths.renders},
                              reaper=ReaperState(self.live.sr, num, den))
         await adevice(self.osc.start())
-        self.renders = RenderJobs(self.osc, cfg.presets_dirs)
+        self.renders = RenderJobs(self.osc, options=engine_options(cfg))
         return f"OSC on {cfg.osc.host}:{self.osc.port}"
 
     def _start_midi(self, loop: asyncio.AbstractEventLoop, specs: dict, names: list[str]) -> str:

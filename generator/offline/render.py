@@ -56,7 +56,7 @@ class StemJob:
     start_beat: float
     end_beat: float
     on_grid: bool = True  # False (replay): the audio is kept as played, runs back to back from sample 0
-    search: tuple[str | Path, ...] = ()  # preset folders for presets a replay switches to
+    options: EngineOptions = EngineOptions()  # how presets a replay switches to are loaded (as the first one)
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _render_stem_audio(job: StemJob) -> np.ndarray:
     from generator.timeline.stream import render_offline
 
     records = [ControlRecord(job.start_beat, "transport", "play", job.start_beat), *job.records]
-    load = EngineLoader(EngineOptions(threads=job.engine.threads, search=tuple(job.search)), first=job.engine)
+    load = EngineLoader(job.options, first=job.engine)
     return render_offline(load, job.header, records, end_beat=job.end_beat)
 
 
@@ -144,9 +144,11 @@ def check_conditioning(stem: StemSpec, engine: Engine, index: int) -> None:
             raise ConditioningError(f"{where}: {exc}") from exc
 
 
-def plan_session(session: Session, threads: int | None = None, search: Iterable[str | Path] = ()) -> list[StemJob]:
-    """Load each stem's preset (cached), check its conditioning and build its job; raises before any audio."""
-    load = EngineLoader(EngineOptions(threads=threads, search=tuple(search)))
+def plan_session(session: Session, options: EngineOptions | None = None) -> list[StemJob]:
+    """Load each stem's preset (cached; `options`: threads, preset folders, phase, output stage, as the daemon's),
+    check its conditioning and build its job; raises before any audio."""
+    options = options or EngineOptions()
+    load = EngineLoader(options)
     jobs = []
     for i, stem in enumerate(session.stems):
         engine = load(stem.preset)
@@ -163,19 +165,20 @@ def plan_session(session: Session, threads: int | None = None, search: Iterable[
         header = SessionHeader(preset=engine.preset.name, seed=stem.seed, bpm=bpm, meter=session.grid.meter,
                                sample_rate=engine.config.audio.sample_rate, controls=controls)
         jobs.append(StemJob(stem, engine, header, tuple(recs), session.grid.bar_to_beat(stem.start_bar),
-                            session.grid.bar_to_beat(stem.end_bar)))
+                            session.grid.bar_to_beat(stem.end_bar), options=options))
     return jobs
 
 
-def plan_replay(log: str | Path, session: Session | None = None, tail_bars: int = 4, threads: int | None = None,
-                search: Iterable[str | Path] = ()) -> tuple[Session, list[StemJob]]:
+def plan_replay(log: str | Path, session: Session | None = None, tail_bars: int = 4,
+                options: EngineOptions | None = None) -> tuple[Session, list[StemJob]]:
     """A control log -> (session describing the output, one job: the performance as heard live).
 
     The performance ends at its last stop record, else `tail_bars` bars after the bar of its last record.
     With a session, its output and mix settings apply, and the effects, gain and pan of its stem whose
     preset is the log's starting preset (by name) or else of its first stem."""
     header, records = read_control_log(log)
-    engine = EngineLoader(EngineOptions(threads=threads, search=tuple(search)))(header.preset)
+    options = options or EngineOptions()
+    engine = EngineLoader(options)(header.preset)
     grid = Grid(((1, float(header.bpm)),), tuple(header.meter))
     bpb = grid.beats_per_bar
     stops = [r.beat for r in records if r.type == "transport" and r.name == "stop"]
@@ -194,7 +197,7 @@ def plan_replay(log: str | Path, session: Session | None = None, tail_bars: int 
     start = float(first.value or 0.0) if first and first.type == "transport" else 0.0
     recs = tuple(r for r in records if not (r is first and r.type == "transport"))
     hdr = replace(header, preset=engine.preset.name)
-    return out_session, [StemJob(stem, engine, hdr, recs, start, end_beat, on_grid=False, search=tuple(search))]
+    return out_session, [StemJob(stem, engine, hdr, recs, start, end_beat, on_grid=False, options=options)]
 
 
 def _safe_name(name: str) -> str:
@@ -331,14 +334,20 @@ def _write(folder: Path, name: str, audio: np.ndarray, session: Session, bar_s: 
 
 
 def render_session(session: Session, out_dir: str | Path, threads: int | None = None,
-                   search: Iterable[str | Path] = (), progress: Progress | None = None) -> RenderResult:
-    """Render every stem of a session and the mix into `out_dir`."""
-    return render_jobs(session, plan_session(session, threads, search), out_dir, progress)
+                   search: Iterable[str | Path] = (), progress: Progress | None = None,
+                   options: EngineOptions | None = None) -> RenderResult:
+    """Render every stem of a session and the mix into `out_dir`. `options` (the daemon's, e.g. from musika.toml)
+    replace `threads` and `search`, so a render plays each preset with the phase and output stage the live path
+    used."""
+    options = options or EngineOptions(threads=threads, search=tuple(search))
+    return render_jobs(session, plan_session(session, options), out_dir, progress)
 
 
 def render_replay(log: str | Path, out_dir: str | Path, session: Session | None = None, tail_bars: int = 4,
                   threads: int | None = None, search: Iterable[str | Path] = (),
-                  progress: Progress | None = None) -> RenderResult:
-    """Re-render a logged live performance (see :func:`plan_replay`) into `out_dir`."""
-    out_session, jobs = plan_replay(log, session, tail_bars, threads, search)
+                  progress: Progress | None = None, options: EngineOptions | None = None) -> RenderResult:
+    """Re-render a logged live performance (see :func:`plan_replay`) into `out_dir` (`options` as for
+    :func:`render_session`)."""
+    options = options or EngineOptions(threads=threads, search=tuple(search))
+    out_session, jobs = plan_replay(log, session, tail_bars, options)
     return render_jobs(out_session, jobs, out_dir, progress)

@@ -107,3 +107,24 @@ def test_replay_a_performance_log(tiny_preset, tmp_path):
     assert rc == EXIT_OK
     assert sorted(p.name for p in out.iterdir()) == ["mix.flac", "mix.png", "render.json", "tiny.flac", "tiny.png"]
     assert sf.info(str(out / "tiny.flac")).frames == int(round(3 * 4 * 60 / 128 * 44100))  # bar 2 + 2 bars
+
+
+def test_render_with_the_daemons_config_plays_its_phase(tiny_preset, tmp_path):
+    """A render with --config musika.toml loads presets as `musika serve --config` does (here: the phase vocoder
+    instead of the tiny preset's decoders' phase), so a live performance's replay sounds as it did."""
+    config = tmp_path / "musika.toml"
+    config.write_text('phase = "vocoder"\n')
+    session = write_session(tmp_path, tiny_preset)
+    plain, daemon = tmp_path / "plain", tmp_path / "daemon"
+    assert main(["render", str(session), "--out", str(plain), "--bits", "float", "--threads", "1"]) == EXIT_OK
+    assert main(["render", str(session), "--out", str(daemon), "--bits", "float", "--threads", "1",
+                 "--config", str(config)]) == EXIT_OK
+    a, b = (sf.read(d / "one.wav")[0] for d in (plain, daemon))
+    assert a.shape == b.shape and not np.allclose(a, b, atol=1e-6)
+    config.write_text("phase = \"decoder\"\n")
+    assert main(["render", str(session), "--out", str(daemon), "--bits", "float", "--threads", "1",
+                 "--config", str(config)]) == EXIT_OK
+    np.testing.assert_array_equal(sf.read(daemon / "one.wav")[0], a)  # the tiny preset's own phase
+    (tmp_path / "bad.toml").write_text('phase = "sideways"\n')
+    assert main(["render", str(session), "--out", str(tmp_path / "x"), "--threads", "1",
+                 "--config", str(tmp_path / "bad.toml")]) == EXIT_BAD_INPUT

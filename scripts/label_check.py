@@ -37,9 +37,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from generator.runtime.model_config import SAMPLE_RATE  # noqa: E402
 from training.analysis import fit_beat_grid, fold_bpm, measure_tempo, onset_times, to_mono  # noqa: E402
 from training.data.chunking import chunk_spans, steps_for  # noqa: E402
-from training.data.dataset import SAMPLE_RATE, Dataset  # noqa: E402
+from training.data.dataset import Dataset  # noqa: E402
 from training.data.folder import AudioReadError, find_audio_files, load_audio  # noqa: E402
 from training.data.tempo_labels import CONFIDENT, label_track, onset_envelope  # noqa: E402
 

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 RESUMABLE = ("steps_level1", "steps_level2", "freeze_encoder2", "device", "checkpoint_every", "preview_every",
              "log_every", "tensorboard", "progress", "threads", "lr", "critic_lr", "adversarial_from")
 # reconstruction terms whose blow-up stops a run (training.divergence)
-WATCHED = ("ae1/magnitude", "ae1/stft", "ae2/frames", "ae2/magnitude")
+WATCHED = ("ae1/magnitude", "ae1/mel", "ae1/stft", "ae2/frames", "ae2/magnitude")
 
 
 @dataclass
@@ -76,7 +76,9 @@ class _AeTrainer:
                      "level2": torch.optim.Adam(self.level2, **adam),
                      "critic": torch.optim.Adam(self.nets["critic"].parameters(), lr=cfg.critic_lr, betas=cfg.betas)}
         self.trim = m.audio.n_fft - m.audio.hop
-        self.bands = L.mel_bands(m.audio.n_fft, m.audio.sample_rate) if self.weights["ae2/onsets"] else None
+        mel = any(self.weights[k] for k in ("ae1/mel", "ae2/mel", "ae2/onsets"))
+        self.mel = L.mel_bands(m.audio.n_fft, m.audio.sample_rate).to(run.device) if mel else None
+        self.bands = self.mel if self.weights["ae2/onsets"] else None
         self.crop = (m.autoencoder.dec1_window - 1) * m.audio.hop + m.audio.n_fft
 
     def _decode1(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -95,6 +97,8 @@ class _AeTrainer:
         spec = S.spectrogram(audio, acfg)
         mag, phs, wave = self._decode1(self.nets["encoder1"](spec))
         terms: dict[str, Tensor] = {"ae1/magnitude": (mag - spec.clamp(-1.0, 1.0)).abs().mean()}
+        if w["ae1/mel"]:
+            terms["ae1/mel"] = ((mag - spec.clamp(-1.0, 1.0)) @ self.mel).abs().mean()
         terms["ae1/stft"] = L.multi_resolution_stft(self._inner(wave), self._inner(audio))
         if w["ae1/stft_long"]:
             terms["ae1/stft_long"] = L.multi_resolution_stft(self._inner(wave), self._inner(audio), L.LONG_RESOLUTIONS)
@@ -140,9 +144,12 @@ class _AeTrainer:
         dec2 = self.nets["decoder2"]
         z1_hat = dec2(latents, D.randn_rows(self.info, latents.shape[0], dec2.noise_len, latents))
         terms: dict[str, Tensor] = {"ae2/frames": (z1_hat - z1).abs().mean()}
-        if any(self.weights[k] for k in ("ae2/magnitude", "ae2/stft", "ae2/stft_long")) or self.bands is not None:
+        decoded = ("ae2/magnitude", "ae2/mel", "ae2/stft", "ae2/stft_long")
+        if any(self.weights[k] for k in decoded) or self.bands is not None:
             mag, _, wave = self._decode1(z1_hat)
             terms["ae2/magnitude"] = (mag - spec.clamp(-1.0, 1.0)).abs().mean()
+            if self.weights["ae2/mel"]:
+                terms["ae2/mel"] = ((mag - spec.clamp(-1.0, 1.0)) @ self.mel).abs().mean()
             if self.bands is not None:
                 terms["ae2/onsets"] = L.onset_loss(mag, spec.clamp(-1.0, 1.0), self.bands)
             if self.weights["ae2/stft"]:

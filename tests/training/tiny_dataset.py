@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.runtime.model_config import ModelConfig
-from training.data.dataset import LATENT_RATE_HZ, SAMPLE_RATE, DatasetWriter
+from generator.runtime.model_config import LATENT_RATE_HZ, SAMPLE_RATE, ModelConfig
+from training.data.dataset import DatasetWriter
 
 TEMPOS = (120.0, 128.0, 136.0)
 

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from generator.runtime.model_config import SAMPLES_PER_LATENT
+from generator.runtime.model_config import SAMPLE_RATE, SAMPLES_PER_LATENT
 from training.data.chunking import RunCache, assign_splits, chunk_id, chunk_spans, drop_stale, steps_for
-from training.data.dataset import SAMPLE_RATE, DatasetError, DatasetWriter
+from training.data.dataset import DatasetError, DatasetWriter
 from training.data.folder_checks import MIN_LABELLED, MIN_MINUTES, FolderTally, refusal_reason, unlabelled_section
 from training.data.folder_labels import LABEL_SPECS, LABELS, TEMPO_LABELLER, label_chunks
 from training.data.report import dataset_stats, finish_dataset

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from training.data.dataset import SAMPLE_RATE, DatasetError
+from generator.runtime.model_config import SAMPLE_RATE
+from training.data.dataset import DatasetError
 from training.data.scores import SOUNDFONTS, Note, WorkError, WorkSpec
 
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from generator.runtime.model_config import SAMPLES_PER_LATENT
+from generator.runtime.model_config import SAMPLE_RATE, SAMPLES_PER_LATENT
 from training.analysis import density_curve_from_onsets
 from training.data.chunking import RunCache, assign_splits, chunk_spans, drop_stale, steps_for
-from training.data.dataset import SAMPLE_RATE, DatasetError, DatasetWriter
+from training.data.dataset import DatasetError, DatasetWriter
 from training.data.report import dataset_stats, finish_dataset
 
 logger = logging.getLogger(__name__)

@@ -35,16 +35,17 @@ LOSSES: dict[str, Term] = {
                                "waveform: resolves partials 5-11 Hz apart, so a phase that repeats every few frames "
                                "(spectral lines at multiples of the frame rate) and smeared pitch cost what they do to "
                                "the sound"),
-    "ae1/mel": Term(1.0, "L1 between the mel-band means (64 bands) of decoder1's normalised dB magnitude and the "
+    "ae1/mel": Term(0.0, "L1 between the mel-band means (64 bands) of decoder1's normalised dB magnitude and the "
                          "input's: every band counts alike, so the bass (2-3 of 513 STFT bins, lost by 20-30 dB when "
-                         "only the bins count) is kept"),
+                         "only the bins count) is paid for (opt-in: with it a 2-process run does not yet match one "
+                         "process at twice the batch)"),
     "ae1/consistency": Term(1.0, "log-magnitude L1 between the re-analysed decoded waveform and the predicted "
                                  "magnitude (phase/waveform consistency)"),
     "ae1/adversarial": Term(0.1, "hinge generator term against the multi-resolution spectrogram discriminator"),
     "ae1/feature": Term(1.0, "discriminator feature matching (L1 over hidden layers, real vs decoded)"),
     "ae2/frames": Term(1.0, "L1 between decoder2's level-1 vectors and encoder1's"),
     "ae2/magnitude": Term(1.0, "L1 of the magnitude decoded through the frozen decoder1 against the input"),
-    "ae2/mel": Term(1.0, "mel-band L1 (as ae1/mel) of the magnitude decoded through the frozen decoder1"),
+    "ae2/mel": Term(0.0, "mel-band L1 (as ae1/mel) of the magnitude decoded through the frozen decoder1"),
     "ae2/stft": Term(0.5, "multi-resolution STFT loss of the waveform decoded through both decoders"),
     "ae2/stft_long": Term(0.0, "long-window multi-resolution STFT loss (as ae1/stft_long) of the waveform decoded "
                                "through both decoders"),

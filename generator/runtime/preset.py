@@ -215,13 +215,13 @@ def sha256_file(path: str | Path) -> str:
 
 
 def check_sha256(path: str | Path, expected: str, owner: str, manifest: str, fix: str,
-                 error: type[MusikaError] = PresetError) -> None:
-    """The one integrity check of a shipped file: `error` naming `owner`, the file, both hashes and `fix` when the
-    file's sha256 is not what `manifest` recorded."""
+                 error: type[MusikaError] = PresetError, where: str = "") -> None:
+    """The one integrity check of a shipped file: `error` naming `owner`, the file (`where` it lives), both hashes
+    and `fix` when the file's sha256 is not what `manifest` recorded."""
     actual = sha256_file(path)
     if actual != expected:
-        raise error(f"{owner}: {path} fails its integrity check (sha256 {actual}, {manifest} expects {expected}). "
-                    f"The file is corrupt or was replaced; {fix}")
+        raise error(f"{owner}: {path}{where} fails its integrity check (sha256 {actual}, {manifest} expects "
+                    f"{expected}). The file is corrupt or was replaced; {fix}")
 
 
 def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
@@ -332,10 +332,10 @@ def load_preset(name_or_path: str | Path, search: Iterable[str | Path] = (), ver
                     "(musika export --autoencoder-dir DIR)")
             raise PresetError(f"preset {preset.name!r}: {network} model file {file} is missing")
         if verify:
-            where = f" (in the shared autoencoder {shared})" if shared is not None else ""
-            check_sha256(file, preset.models[network].sha256, f"preset {preset.name!r}{where}", "preset.json",
+            check_sha256(file, preset.models[network].sha256, f"preset {preset.name!r}", "preset.json",
                          "restore it (git checkout) or rebuild the preset with `musika export`"
-                         f"{' --autoencoder-dir ' + str(shared) if shared is not None else ''}.")
+                         f"{' --autoencoder-dir ' + str(shared) if shared is not None else ''}.",
+                         where=f" in the shared autoencoder {shared}" if shared is not None else "")
     return preset
 
 

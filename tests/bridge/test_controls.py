@@ -9,10 +9,9 @@ import tomllib
 
 import pytest
 
+from bridge.ccmap import CCMapper
 from bridge.controls import (
-    CCMapper,
     CCMapping,
-    ControlSmoother,
     RateLimitedLog,
     apply_curve,
     control_specs,
@@ -21,6 +20,7 @@ from bridge.controls import (
 from bridge.errors import ConfigError
 from bridge.events import BadInput, ControlEvent, PresetEvent, SeedEvent, TempoEvent, TransportEvent
 from bridge.midi import MidiDecoder
+from bridge.smoothing import ControlSmoother
 from generator.errors import MusikaError
 from generator.runtime.preset import Condition
 

@@ -25,6 +25,7 @@ import torch
 from training.checkpoint import (
     CHECKPOINT_NAME,
     GOOD_CHECKPOINT_NAME,
+    load_checkpoint,
     params_finite,
     rng_state,
     save_checkpoint,
@@ -209,6 +210,7 @@ class StageRun:
     def __init__(self, stage: str, stage_dir: Path, info: DistInfo, device: torch.device, seed: int,
                  guard: DivergenceGuard | None = None):
         self.stage, self.stage_dir, self.info, self.device = stage, stage_dir, info, device
+        self.seed = seed
         self.np_rng = seed_everything(seed)
         self.ckpt_path = stage_dir / CHECKPOINT_NAME
         self.good_path = stage_dir / GOOD_CHECKPOINT_NAME
@@ -223,6 +225,9 @@ class StageRun:
         """Continue from a checkpoint's step, metrics and random state (the caller loads the networks)."""
         set_rng_state(stored["rng"][0], self.np_rng)
         self.step = self.saved_step = int(stored["step"])
+        if stored.get("reseed"):  # put back after a divergence: the same batches would set it off again
+            self.np_rng = np.random.default_rng([self.seed, self.step, int(stored["reseed"])])
+            logger.info("the run diverged here before: its batches are drawn afresh (draw %d)", stored["reseed"])
         self.metrics = dict(stored.get("metrics", {}))
         self._wall0 = float(stored.get("wall_seconds", 0.0))
         was = int(stored.get("world_size", self.info.world_size))
@@ -300,8 +305,12 @@ class StageRun:
         what = str(div) if div is not None else f"a loss blew up on another process at step {self.step}"
         back = "no earlier checkpoint was kept, so it holds the last one written"
         if self.info.is_main and self.good_path.exists():
-            os.replace(self.good_path, self.ckpt_path)
-            back = f"it is back at step {self.good_step}, the last checkpoint before the blow-up"
+            state = load_checkpoint(self.good_path)
+            state["reseed"] = int(state.get("reseed", 0)) + 1  # a resume draws other batches
+            save_checkpoint(self.ckpt_path, state)
+            self.good_path.unlink()
+            back = (f"it is back at step {self.good_step}, the last checkpoint before the blow-up (a resume draws "
+                    "other batches from there)")
         elif self.saved_step is None:
             back = "none was written yet"
         barrier(self.info)

@@ -85,3 +85,8 @@ def test_a_diverged_stage_stops_and_puts_the_checkpoint_back_before_the_blow_up(
     stored = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert stored["step"] == 600 and float(stored["networks"]["net"]["weight"][0, 0]) == 599.0
     assert run.step < 800  # stopped within a window of the blow-up, not after thousands of wasted steps
+    # resumed exactly, it would draw the batches that set it off again: a resume after a divergence draws others
+    again, replay = StageRun("ae", tmp_path, info, device, seed=0), StageRun("ae", tmp_path, info, device, seed=0)
+    again.resume(stored)
+    replay.resume({**stored, "reseed": 0})
+    assert stored["reseed"] == 1 and again.np_rng.random() != replay.np_rng.random()

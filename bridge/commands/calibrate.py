@@ -24,6 +24,7 @@ import numpy as np
 from bridge.calibration import Measurement, check_offset, click_train, find_delay, store_offset
 from bridge.config import load_config
 from bridge.errors import ConfigError, DeviceUnavailable
+from generator.runtime.model_config import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ NO_LOOPBACK = (
 )
 
 
-def measure_jack(playback: list[str], capture: str, servername: str | None = None, sr_check: int = 44100,
+def measure_jack(playback: list[str], capture: str, servername: str | None = None, sr_check: int = SAMPLE_RATE,
                  clicks: int = 8) -> tuple[Measurement | None, float]:
     """Play clicks into `playback` ports, record `capture`; returns (measurement, JACK-reported latency ms)."""
     from bridge.audio.jack_sink import import_jack, port_latency_range
@@ -92,8 +93,8 @@ def measure_jack(playback: list[str], capture: str, servername: str | None = Non
     return find_delay(rec, sr, starts), reported
 
 
-def measure_portaudio(device: Any, input_device: Any, sr: int = 44100, clicks: int = 8) -> tuple[Measurement | None,
-                                                                                                  float]:
+def measure_portaudio(device: Any, input_device: Any, sr: int = SAMPLE_RATE,
+                      clicks: int = 8) -> tuple[Measurement | None, float]:
     """Play clicks on `device`, record `input_device` with sounddevice; (measurement, PortAudio-reported ms)."""
     from bridge.audio.portaudio_sink import import_sounddevice
 

@@ -12,6 +12,7 @@ from generator.offline.render import STAGES, RenderResult, render_replay, render
 from generator.offline.session import BITS, FORMATS, SAMPLE_RATES, Grid, OutputSpec, Session, SessionError, load_session
 from generator.runtime.engine import default_threads
 from generator.runtime.engine_loader import EngineOptions
+from generator.runtime.model_config import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=FORMATS, default=None, help="override [output] format (session default wav)")
     p.add_argument("--bits", choices=BITS, default=None, help="override [output] bits (session default 24)")
     p.add_argument("--sample-rate", type=int, choices=SAMPLE_RATES, default=None,
-                   help="override [output] sample_rate (session default 44100)")
+                   help=f"override [output] sample_rate (session default {SAMPLE_RATE})")
     p.add_argument("--threads", type=int, default=default_threads(), help="ONNX Runtime threads")
     p.add_argument("--presets", action="append", default=[], metavar="DIR",
                    help="extra folder to look up preset names in (repeatable; also $MUSIKA_PRESETS)")

@@ -120,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
     presets = args.preset or [d.name for root in preset_search_path() for d in list_preset_dirs(root)]
     if args.host_grid is not None:
         return _host_grid(["--jitter", f"{args.host_grid:g}", "--preset", presets[0]], args.json)
+    if args.soak is not None and not (0 < args.soak <= 24 * 60):
+        raise MusikaError(f"--soak must be a number of minutes between 0 and 1440, got {args.soak:g}")
+    if args.flood < 0:
+        raise MusikaError(f"--flood must be a number of datagrams, 0 or more, got {args.flood}")
     if args.soak and all(shutil.which(t) for t in HOST_TOOLS):
         return _soak_host(args.soak, presets[0], args.flood, Path(args.soak_out))
     if args.soak:

@@ -142,3 +142,10 @@ def test_serve_prints_only_its_own_lines_and_v_raises_the_level(tiny_preset, tmp
     assert len(notices) == 1 and notices[0].endswith(
         "no sync source yet: playing on the internal clock at 128 BPM; will follow the host when it sends OSC "
         "transport (Reaper)"), notices
+
+
+def test_bench_soak_refuses_impossible_settings(capsys):
+    assert main(["bench", "--soak", "-1"]) == EXIT_BAD_INPUT
+    assert "--soak must be a number of minutes between 0 and 1440, got -1" in capsys.readouterr().err
+    assert main(["bench", "--soak", "1", "--flood", "-3"]) == EXIT_BAD_INPUT
+    assert "--flood must be a number of datagrams, 0 or more, got -3" in capsys.readouterr().err

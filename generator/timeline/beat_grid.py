@@ -264,13 +264,15 @@ def estimate_grid(
     return BeatGrid(period_s, first, downbeat, confidence, int(k_arr.size))
 
 
-def onset_offsets(audio: np.ndarray, sr: int, beat_samples: np.ndarray, window_s: float = 0.06) -> np.ndarray:
+def onset_offsets(audio: np.ndarray, sr: int, beat_samples: np.ndarray, window_s: float = 0.06,
+                  peak: float = HEARD_PEAK) -> np.ndarray:
     """Signed offsets (seconds) of the strongest onset near each expected beat position (samples) in `audio`.
 
     Used to report the residual phase error of what is played: the first peak of the onset envelope within
     +-window_s of each beat that reaches HEARD_PEAK of the strongest there (where an external tracker such as
     librosa's onset strength peaks: not the decoders' pre-echo, nor a decaying kick's later bumps). The first
-    EDGE_FRAMES are not searched (their flux is the audio's edge); NaN where there is no clear onset."""
+    EDGE_FRAMES are not searched (their flux is the audio's edge); NaN where there is no clear onset. `peak` = 1:
+    the strongest onset in the window (a wide window's first peak reaching 80 % may be a 16th before the kick)."""
     env = onset_envelope(audio, sr)
     fps = sr / ONSET_HOP
     out = np.full(len(beat_samples), np.nan)
@@ -281,7 +283,7 @@ def onset_offsets(audio: np.ndarray, sr: int, beat_samples: np.ndarray, window_s
         a, b = max(c - w, EDGE_FRAMES), min(c + w + 1, env.size)  # the first frames' flux is the edge
         if b - a < 3 or c < EDGE_FRAMES:  # a beat at the very start: its onset is the edge, not measurable
             continue
-        i = _first_peak(env, a, b, HEARD_PEAK)
+        i = _first_peak(env, a, b, peak)
         if env[i] > floor:
             out[n] = (_parabolic(env, i) + ONSET_LAG) / fps - s / sr
     return out

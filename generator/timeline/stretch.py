@@ -34,13 +34,14 @@ logger = logging.getLogger(__name__)
 
 STRETCH_CONTEXT = 4096  # source samples on each side of a stretched span
 TRACK_SMOOTH = 0.3  # weight of a new period measurement in the tracker's running period
-TRUST_BARS = 4  # bars of measured phase whose median decides whether a phase-conditioned preset is trusted
-# a phase-conditioned preset's beats are trusted unless measured further off than this (the estimator reads them
-# 0.1-0.15 beats early; searched over a whole beat it also takes the off-beat hats for the beat, so it is not)
+TRUST_BARS = 4  # bars of heard phase whose median decides whether a phase-conditioned preset is trusted
+# a phase-conditioned preset's beats are trusted unless heard further off than this (its kicks' strongest onsets,
+# generator.timeline.beat_grid.onset_offsets, median over TRUST_BARS bars)
 TRUST_BEATS = 0.2
-# early readings get this much more room: with the phase vocoder the estimator reads kicks up to 0.21 beats early
-# (techno seed 5 at 126 BPM: -0.203, so it followed its misread beats 57 ms off); the search reaches 0.25
+# early readings get this much more room: the heard onsets of the decoders' kicks read 15-40 ms early (their rise
+# is smeared ahead of them)
 TRUST_EARLY_EXTRA = 0.04
+HEARD_WINDOW_BEATS = 0.3  # each beat's heard onset is searched within this many beats of the conditioned beat
 
 
 def stretch_span(
@@ -98,11 +99,12 @@ class BarTracker:
     pulse-less stream is mapped at the conditioned tempo. Deterministic: G_j depends only on the audio.
 
     `trust_beats` > 0 (a preset conditioned on the host's beat phase): the generated beats already sit on the
-    conditioned grid (bar lines at `nominal_start`, the conditioned tempo), so that grid is the map, and the
-    measurement only takes over where the median of the last `TRUST_BARS` bars' measured phases is further than
-    `trust_beats` beats from it (a preset that does not follow its conditioning). The estimator reads generated
-    kicks 40-80 ms early, bar to bar +-40 ms (generator.timeline.beat_grid), so following it moved well-placed beats
-    late.
+    conditioned grid (bar lines at `nominal_start`, the conditioned tempo), so that grid is the map. Only where the
+    median heard offset of the last `TRUST_BARS` bars' beats is further than `trust_beats` beats from it (a preset
+    that does not follow its conditioning) is the grid shifted by that median. The grid estimator is not used for
+    this: it reads generated kicks 40-80 ms early, bar to bar +-40 ms (generator.timeline.beat_grid); at 143 BPM
+    that passed the threshold on 2 of 3 techno seeds, and following its chained readings walked the map a beat
+    off within 16 bars (stretching by up to 9 %).
     """
 
     def __init__(self, segment: Callable[[int, int], np.ndarray], sr: int, bar: float, cond_bpm: float,
@@ -123,27 +125,38 @@ class BarTracker:
         """G_j on the conditioned grid."""
         return self.nominal_start + (j * self.bar - (self.start_beat - self.ref)) * 60.0 / self.cond_bpm * self.sr
 
-    def _trusted(self, j: int, measured: float | None, pred: float) -> float:
-        """A trusting tracker's G_j: the conditioned grid unless the recent measurements say it is not followed
-        (then the measured beat near the prediction `pred`, as an untrusting tracker does)."""
+    def _heard_deviation(self, j: int) -> float | None:
+        """Median offset (beats, positive: late) of the heard onsets of the beats that end at conditioned bar
+        start j (bar j - 1's beats after its downbeat, and j's downbeat: no audio past the next downbeat is
+        needed) from the conditioned grid; None where fewer than half have a clear onset."""
+        spb = 60.0 / self.cond_bpm * self.sr
+        beats = self._nominal(j) - spb * np.arange(int(round(self.bar)))[::-1]
+        reach = HEARD_WINDOW_BEATS * spb
+        a = max(0, int(beats[0] - reach) - 2048)
+        found = onset_offsets(self.segment(a, int(beats[-1] + reach) + 2048), self.sr, beats - a,
+                              window_s=reach / self.sr, peak=1.0) * self.sr / spb
+        found = found[np.isfinite(found)]
+        return float(np.median(found)) if 2 * found.size >= beats.size else None
+
+    def _trusted(self, j: int) -> float:
+        """A trusting tracker's G_j: the conditioned grid, shifted by the median heard offset of the last
+        TRUST_BARS bars where that median says the grid is not followed. The shift is a constant per decision
+        (never a chain of measured beats, which an estimator that reads early walks off the grid)."""
         nominal = self._nominal(j)
-        was = self._following
-        if measured is not None:
-            spb = 60.0 / self.cond_bpm * self.sr
-            self.deviations.append((measured - nominal) / spb)
-            recent = self.deviations[-TRUST_BARS:]
-            if len(recent) >= TRUST_BARS:
-                dev = float(np.median(recent))
-                following = dev > self.trust_beats or dev < -(self.trust_beats + TRUST_EARLY_EXTRA)
-                if following != self._following:
-                    logger.info("beat lock: generated beats are %.3f beats from the conditioned grid; %s",
-                                float(np.median(recent)), "following them" if following else "trusting it")
-                self._following = following
+        dev = self._heard_deviation(j)
+        if dev is not None:
+            self.deviations.append(dev)
+        recent = self.deviations[-TRUST_BARS:]
+        if dev is not None and len(recent) >= TRUST_BARS:
+            median = float(np.median(recent))
+            following = median > self.trust_beats or median < -(self.trust_beats + TRUST_EARLY_EXTRA)
+            if following != self._following:
+                logger.info("beat lock: generated beats are %.3f beats from the conditioned grid; %s",
+                            median, "following them" if following else "trusting it")
+            self._following = following
         if not self._following:
             return nominal
-        if not was and measured is not None:  # switching: the measured beat, wherever it is
-            return measured
-        return measured if measured is not None and abs(measured - pred) < 0.25 * self.period else pred
+        return nominal + float(np.median(recent)) * 60.0 / self.cond_bpm * self.sr
 
     def _first_bar(self) -> float:
         off = self.start_beat - self.ref
@@ -174,8 +187,8 @@ class BarTracker:
             return pred
         if self.trust_beats > 0:
             j = len(self.bars)
-            meas = self._measure(pred if self._following else self._nominal(j))
-            return self._trusted(j, meas, pred)
+            self._measure(self._nominal(j))  # the grid's confidence gates the phase report (stream.py)
+            return self._trusted(j)
         meas = self._measure(pred)
         if meas is None:
             return pred
@@ -194,7 +207,7 @@ class BarTracker:
         p = grid.period_s * self.sr
         k = round((pred - a - grid.first_beat_s * self.sr) / p)
         meas = a + grid.first_beat_s * self.sr + k * p
-        if self.trust_beats <= 0 or self._following:
+        if self.trust_beats <= 0:
             self.period = (1 - TRACK_SMOOTH) * self.period + TRACK_SMOOTH * p
         return meas
 

@@ -127,3 +127,29 @@ def test_the_live_chain_holds_the_ceiling_across_its_joins():
         audio = render_offline(REPO_PRESETS / "techno", SessionHeader(preset="techno", seed=seed, bpm=128.0), bars=6,
                                threads=1)
         assert true_peak_db(audio) <= -1.0 + 0.01, seed
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_techno_is_played_on_its_conditioned_grid_at_its_default_tempo(seed):
+    """The live renderer maps the techno preset's beats on the grid it was conditioned on, and the lock does not
+    stretch them away: at 143 BPM the grid estimator's early readings made it follow misread beats on both seeds
+    (stretching by up to 9 %, a beat off within 16 bars)."""
+    from generator.timeline import stretch
+    from generator.timeline.control_log import SessionHeader
+    from generator.timeline.stream import render_offline
+
+    trackers = []
+    init = stretch.BarTracker.__init__
+
+    def keep(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        trackers.append(self)
+
+    engine = Engine.load("techno", threads=1)
+    bpm = engine.preset.condition("tempo").default
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stretch.BarTracker, "__init__", keep)
+        render_offline(engine, SessionHeader(preset="techno", seed=seed, bpm=bpm), bars=16)
+    assert len(trackers) == 1 and len(trackers[0].deviations) >= 12
+    assert not trackers[0]._following
+    assert abs(float(np.median(trackers[0].deviations))) < 0.1

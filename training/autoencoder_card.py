@@ -68,12 +68,14 @@ def write_card(directory: str | Path, manifest: Mapping[str, Any]) -> Path:
     audio = manifest["architecture"]["audio"]
     training = manifest.get("training", {})
     params = manifest.get("parameters", {})
+    shipped = f"presets/_autoencoders/{directory.name}"  # where the repository ships it
     lines = [f"# Shared autoencoder `{manifest['name']}`", "", manifest.get("description", ""), "",
              f"License: {manifest.get('license', 'unknown')}", "",
              "Presets point at this folder instead of shipping their own encoders and decoders (`models` entries "
-             "by relative path, checked against the same sha256). Train a new preset on it with "
-             f"`musika train encode --autoencoder {directory}/checkpoint.pt` and `musika train gan`, then "
-             f"`musika export --autoencoder-dir {directory}`.", "",
+             f"by relative path, checked against the same sha256). Train your own preset on it with `musika train "
+             f"preset FOLDER --name NAME --autoencoder-dir {shipped}` (the default for `universal`), or stage by "
+             f"stage with `musika train encode --autoencoder {shipped}/checkpoint.pt`, `musika train gan` and "
+             f"`musika export --autoencoder-dir {shipped}`.", "",
              "## Networks", "",
              f"STFT {audio['n_fft']}/{audio['hop']} at {audio['sample_rate']} Hz; level 1: one frame -> "
              f"{arch['frame_dim']} floats; level 2: {arch['level2_frames']} level-1 vectors -> {arch['latent_dim']} "

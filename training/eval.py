@@ -64,14 +64,25 @@ class Job:
     requested: float = math.nan
 
 
-def plan_jobs(preset: Preset, seeds: int, quick: bool) -> list[Job]:
-    """The clips to generate: BPM x seed for tempo, level x seed for density, else max(2, seeds) plain clips."""
+def data_tempi(ds: Dataset, levels: int = len(TEMPO_BPMS)) -> list[float]:
+    """The tempi a dataset's training chunks are labelled with, as up to `levels` distinct quantiles (5 % to 95 %,
+    to 0.5 BPM): what a preset trained on real recordings, whose tracks each keep one tempo, can be asked for."""
+    tempi = [c.labels["tempo"] for c in ds.split("train") if "tempo" in c.labels]
+    if not tempi:
+        raise TrainingError(f"{ds.root}: no training chunk has a tempo label to take the eval's tempi from")
+    return sorted({round(2 * float(q)) / 2 for q in np.quantile(tempi, np.linspace(0.05, 0.95, levels))})
+
+
+def plan_jobs(preset: Preset, seeds: int, quick: bool, tempi: list[float] | None = None) -> list[Job]:
+    """The clips to generate: BPM x seed for tempo (`tempi`, else 120-160 BPM), level x seed for density, else
+    max(2, seeds) plain clips."""
     if seeds < 1:
         raise TrainingError(f"seeds must be at least 1, got {seeds}")
     jobs: list[Job] = []
     if preset.has_condition("tempo"):
         c = preset.condition("tempo")
-        bpms = [b for b in (QUICK_BPMS if quick else TEMPO_BPMS) if c.min <= b <= c.max]
+        sweep = tempi if tempi else (QUICK_BPMS if quick else TEMPO_BPMS)
+        bpms = [b for b in sweep if c.min <= b <= c.max]
         if not bpms:
             bpms = [c.default]
             logger.warning("preset %s: tempo range %g..%g excludes 120-160 BPM; sweeping the default %g only",
@@ -161,10 +172,12 @@ def evaluate(
     progress: bool | None = None,
     max_heldout: int = MAX_HELDOUT,
     phase: str | None = None,
+    tempo_from_data: bool = False,
 ) -> dict[str, Any]:
     """Measure a preset; returns {"eval", sections..., "bars", "skipped"} ready for preset.json "metrics".
 
     quick: 3 BPMs / 3 density levels, 1 seed, at most 6 s clips and 2 held-out clips (for tests and smoke runs).
+    tempo_from_data: ask for the tempi of the dataset's training chunks (:func:`data_tempi`) instead of 120-160 BPM.
     """
     if not math.isfinite(seconds) or seconds <= 0:
         raise TrainingError(f"seconds must be a positive number, got {seconds}")
@@ -176,7 +189,10 @@ def evaluate(
     if quick:
         seeds, seconds, max_heldout = 1, min(seconds, QUICK_SECONDS), min(max_heldout, QUICK_HELDOUT)
     ds, why_no_data = _dataset(dataset, preset)
-    jobs = plan_jobs(preset, seeds, quick)
+    if tempo_from_data and ds is None:
+        raise TrainingError(f"the tempi to ask for come from the training data, and there is none: {why_no_data}")
+    tempi = data_tempi(ds, len(QUICK_BPMS) if quick else len(TEMPO_BPMS)) if tempo_from_data else None
+    jobs = plan_jobs(preset, seeds, quick, tempi)
     rows: dict[str, list[tuple[float, float, float]]] = {"tempo": [], "density": []}
     seam_dec, seam_gen, gen_feats, levels, combs = [], [], [], [], []
     for job in _progress(jobs, "generate", progress):
@@ -209,7 +225,7 @@ def evaluate(
     out["bars"] = bars(out)
     out["eval"] = {
         "seeds": seeds, "seconds": seconds, "quick": quick, "clips": len(jobs), "phase": engine.phase,
-        "dataset": str(ds.root) if ds is not None else None,
+        "dataset": str(ds.root) if ds is not None else None, "tempi": "training data" if tempi else "120-160 BPM",
         "date": _dt.date.today().isoformat(), "wall_time_s": round(time.perf_counter() - started, 1),
     }
     return clean(out)

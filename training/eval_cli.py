@@ -37,6 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--phase", choices=PHASES, default=None,
                    help="the engine's phase (default: the preset's; see `musika generate --help`); the figures "
                         "record which")
+    p.add_argument("--tempo-from-data", action="store_true",
+                   help="ask for the tempi of the dataset's training chunks (11 quantiles) instead of 120-160 BPM: "
+                        "for a preset trained on recordings that each keep one tempo")
     p.add_argument("--no-write", action="store_true", help="print the figures; leave preset.json and the card alone")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=run)
@@ -44,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_eval(
     preset: str, dataset: str | None = None, quick: bool = False, seeds: int = 4, seconds: float = 24.0,
-    threads: int | None = None, write: bool = True, phase: str | None = None,
+    threads: int | None = None, write: bool = True, phase: str | None = None, tempo_from_data: bool = False,
 ) -> dict[str, Any]:
     """Evaluate `preset`; with `write`, merge the figures into preset.json and rewrite MODEL_CARD.md."""
     from generator.runtime.preset import resolve_preset_dir
@@ -61,7 +64,7 @@ def run_eval(
                                 "card must describe what it plays; add --no-write to measure another phase, or "
                                 f"re-export with `musika export --phase {phase}`")
     results = evaluate(directory, dataset=dataset, seeds=seeds, seconds=seconds, quick=quick, threads=threads,
-                       phase=phase)
+                       phase=phase, tempo_from_data=tempo_from_data)
     if write:
         if results.get("eval", {}).get("dataset"):
             from generator.runtime.preset import load_preset
@@ -94,7 +97,8 @@ def summary(results: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     results = run_eval(args.preset, dataset=args.dataset, quick=args.quick, seeds=args.seeds,
-                       seconds=args.seconds, threads=args.threads, write=not args.no_write, phase=args.phase)
+                       seconds=args.seconds, threads=args.threads, write=not args.no_write, phase=args.phase,
+                       tempo_from_data=args.tempo_from_data)
     print(json.dumps(results, indent=2) if args.json else summary(results))
     if not args.no_write:
         from generator.runtime.preset import resolve_preset_dir

@@ -145,7 +145,10 @@ def _evaluation_lines(metrics: Mapping[str, Any]) -> list[str]:
         lines.append(f"| `{section}` | skipped | {reason} |")
     per = (metrics.get("tempo") or {}).get("per_bpm") or []
     if per:
-        lines += ["", "| requested BPM | median measured | within +-2 % |", "|---|---|---|"]
+        asked = ("the tempi of its training chunks (quantiles)" if ev.get("tempi") == "training data"
+                 else "120-160 BPM within its range")
+        lines += ["", f"Tempi asked for: {asked}.", "", "| requested BPM | median measured | within +-2 % |",
+                  "|---|---|---|"]
         lines += [f"| {p['bpm']:g} | {_fmt(p.get('median_measured'), '{:.2f}')} | "
                   f"{_fmt(p.get('within_tolerance'), '{:.0%}')} |" for p in per]
     per = (metrics.get("density") or {}).get("per_level") or []

@@ -174,7 +174,8 @@ def train_preset(plan: PresetPlan, on_stage: Callable[[str, int], None] | None =
     if plan.evaluate and Dataset(data).split("heldout"):
         from training.eval_cli import run_eval
 
-        run_eval(str(preset), dataset=str(data), seeds=2, seconds=12.0, threads=plan.threads)
+        run_eval(str(preset), dataset=str(data), seeds=2, seconds=12.0, threads=plan.threads,
+                 tempo_from_data=plan.condition == "tempo")  # the tempi its recordings have, not 120-160 BPM
     return preset
 
 

@@ -191,3 +191,37 @@ def test_density_sweep_of_a_range_that_starts_at_zero_is_positive_and_rising():
     jobs = plan_jobs(_Preset(), seeds=1, quick=False)
     levels = [j.requested for j in jobs if j.kind == "density"]
     assert levels[0] == 1.0 and levels[-1] == 16.0 and all(np.diff(levels) > 0)
+
+
+def test_a_preset_from_recordings_is_asked_for_the_tempi_its_recordings_have(tmp_path):
+    """Tracks each keep one tempo, so a preset trained on them is measured at its data's tempi, not 120-160 BPM;
+    a dataset without tempo labels is refused by name."""
+    from generator.runtime.preset import Condition
+    from training.data.dataset import Dataset
+    from training.eval import data_tempi, plan_jobs
+
+    w = DatasetWriter(tmp_path / "d", "test", seed=0)
+    quiet = np.zeros((2, SR), np.float32)
+    for i, bpm in enumerate([100.0] * 6 + [120.0] * 3 + [170.0] * 3):
+        w.add(f"c{i}", quiet, f"track{bpm:g}", labels={"tempo": bpm}, split="train")
+    w.add("n", quiet, "untimed", split="train")
+    w.finish()
+    tempi = data_tempi(Dataset(tmp_path / "d"))
+    assert tempi[0] == 100.0 and tempi[-1] == 170.0 and tempi == sorted(set(tempi)) and 120.0 in tempi
+
+    class _Preset:
+        name = "mine"
+        conditioning = (Condition("tempo", "scalar", "BPM", 100.0, 170.0, 120.0),)
+
+        def has_condition(self, name):
+            return name == "tempo"
+
+        def condition(self, name):
+            return self.conditioning[0]
+
+    assert sorted({j.requested for j in plan_jobs(_Preset(), seeds=1, quick=False, tempi=tempi)}) == tempi
+    w = DatasetWriter(tmp_path / "none", "test", seed=0)
+    w.add("n", quiet, "untimed", split="train")
+    w.finish()
+    with pytest.raises(TrainingError, match="no training chunk has a tempo label"):
+        data_tempi(Dataset(tmp_path / "none"))

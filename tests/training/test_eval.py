@@ -174,21 +174,24 @@ def test_eval_with_held_out_audio_puts_generated_audio_beside_it_in_the_card(pre
         assert freqs[db[20].argmax()] == pytest.approx(46 * SR / 2048)
 
 
+class _OneCondition:
+    """What plan_jobs reads of a preset with one condition."""
+
+    def __init__(self, condition):
+        self.name, self.conditioning = "p", (condition,)
+
+    def has_condition(self, name):
+        return name == self.conditioning[0].name
+
+    def condition(self, name):
+        return self.conditioning[0]
+
+
 def test_density_sweep_of_a_range_that_starts_at_zero_is_positive_and_rising():
     from generator.runtime.preset import Condition
     from training.eval import plan_jobs
 
-    class _Preset:
-        name = "p"
-        conditioning = (Condition("density", "curve", "notes/s", 0.0, 16.0, 3.0),)
-
-        def has_condition(self, name):
-            return name == "density"
-
-        def condition(self, name):
-            return self.conditioning[0]
-
-    jobs = plan_jobs(_Preset(), seeds=1, quick=False)
+    jobs = plan_jobs(_OneCondition(Condition("density", "curve", "notes/s", 0.0, 16.0, 3.0)), seeds=1, quick=False)
     levels = [j.requested for j in jobs if j.kind == "density"]
     assert levels[0] == 1.0 and levels[-1] == 16.0 and all(np.diff(levels) > 0)
 
@@ -209,17 +212,8 @@ def test_a_preset_from_recordings_is_asked_for_the_tempi_its_recordings_have(tmp
     tempi = data_tempi(Dataset(tmp_path / "d"))
     assert tempi[0] == 100.0 and tempi[-1] == 170.0 and tempi == sorted(set(tempi)) and 120.0 in tempi
 
-    class _Preset:
-        name = "mine"
-        conditioning = (Condition("tempo", "scalar", "BPM", 100.0, 170.0, 120.0),)
-
-        def has_condition(self, name):
-            return name == "tempo"
-
-        def condition(self, name):
-            return self.conditioning[0]
-
-    assert sorted({j.requested for j in plan_jobs(_Preset(), seeds=1, quick=False, tempi=tempi)}) == tempi
+    preset = _OneCondition(Condition("tempo", "scalar", "BPM", 100.0, 170.0, 120.0))
+    assert sorted({j.requested for j in plan_jobs(preset, seeds=1, quick=False, tempi=tempi)}) == tempi
     w = DatasetWriter(tmp_path / "none", "test", seed=0)
     w.add("n", quiet, "untimed", split="train")
     w.finish()

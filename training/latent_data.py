@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -35,21 +35,46 @@ BALANCE_BINS = 8  # --balance: equal log-width bins of a window's mean curve val
 CURVE_RANGE = (5.0, 95.0)  # percentiles of a curve condition's values that become its range
 BEAT = "beat"  # the phase condition: position in the bar, from the labels below
 BEAT_LABELS = ("tempo", "first_downbeat_s", "beats_per_bar")
+# recordings prepared with `musika prepare folder --label tempo`: a beat grid's phase, no bar lines
+BEAT_GRID_LABELS = ("tempo", "first_beat_s")
+
+
+def has_beat_grid(labels: set[str] | Mapping[str, float]) -> bool:
+    """Whether chunk labels place the beats: bar lines (BEAT_LABELS) or a beat grid (BEAT_GRID_LABELS)."""
+    return set(BEAT_LABELS) <= set(labels) or set(BEAT_GRID_LABELS) <= set(labels)
+
+
+def _beat_origin(entry: CacheEntry) -> float | None:
+    """Seconds from a chunk's start to a bar line, or to a beat where it has no bar lines; None: no beat grid."""
+    if not has_beat_grid(entry.labels):
+        return None
+    return entry.labels.get("first_downbeat_s", entry.labels.get("first_beat_s"))
 
 
 def _beat_condition(entries: Sequence[CacheEntry]) -> Condition:
-    missing = [k for k in BEAT_LABELS if not all(k in e.labels for e in entries)]
-    if missing:
-        raise TrainingError(f"condition 'beat' needs the chunk labels {', '.join(BEAT_LABELS)}; missing: "
-                            f"{', '.join(missing)} (prepare the data with `musika prepare techno`)")
-    bar = float(np.median([e.labels["beats_per_bar"] for e in entries]))
-    return Condition(name=BEAT, kind="phase", unit="beats", min=0.0, max=bar, default=0.0, periods=(1.0, bar),
-                     help="position in the bar (quarter-note beats from a bar line), from the host's transport")
+    timed = [e for e in entries if _beat_origin(e) is not None]
+    if not timed:
+        raise TrainingError(f"condition 'beat' needs the chunk labels {', '.join(BEAT_LABELS)} (`musika prepare "
+                            f"techno`) or {', '.join(BEAT_GRID_LABELS)} (`musika prepare folder --label tempo`); "
+                            "no chunk has them")
+    if len(timed) < len(entries):
+        logger.info("condition 'beat': %d of %d chunks have no beat grid and train with it dropped",
+                    len(entries) - len(timed), len(entries))
+    if all(set(BEAT_LABELS) <= set(e.labels) for e in timed):
+        bar = float(np.median([e.labels["beats_per_bar"] for e in timed]))
+        return Condition(name=BEAT, kind="phase", unit="beats", min=0.0, max=bar, default=0.0, periods=(1.0, bar),
+                         help="position in the bar (quarter-note beats from a bar line), from the host's transport")
+    return Condition(name=BEAT, kind="phase", unit="beats", min=0.0, max=1.0, default=0.0, periods=(1.0,),
+                     help="position in the beat (the data has beats but no bar lines), from the host's transport")
 
 
 def entry_positions(entry: CacheEntry, cfg: ModelConfig) -> np.ndarray:
-    """Beat positions (steps,) of a cached chunk's latents from its labels (see generator.runtime.conditioning)."""
-    return beat_positions(cfg, 0, entry.latents.shape[0], entry.labels["tempo"], entry.labels["first_downbeat_s"])
+    """Beat positions (steps,) of a cached chunk's latents from its labels (see generator.runtime.conditioning);
+    NaN (the condition dropped) for a chunk without a beat grid."""
+    origin = _beat_origin(entry)
+    if origin is None:
+        return np.full(entry.latents.shape[0], np.nan)
+    return beat_positions(cfg, 0, entry.latents.shape[0], entry.labels["tempo"], origin)
 
 
 def resolve_conditions(entries: Sequence[CacheEntry], names: Sequence[str]) -> tuple[Condition, ...]:

@@ -118,12 +118,13 @@ def add_arguments(parser: Any) -> None:
 
 
 def gan_conditions(condition: str, label_names: set[str]) -> tuple[str, ...]:
-    """The GAN's conditions for a user's choice: tempo adds the position in the bar when the data has downbeats."""
-    from training.latent_data import BEAT, BEAT_LABELS
+    """The GAN's conditions for a user's choice: tempo adds the position in the beat (in the bar, when the data has
+    bar lines) when chunks have a beat grid, so the beats land where the host's are."""
+    from training.latent_data import BEAT, has_beat_grid
 
     if condition == "none":
         return ()
-    if condition == "tempo" and set(BEAT_LABELS) <= label_names:
+    if condition == "tempo" and has_beat_grid(label_names):
         return ("tempo", BEAT)
     return (condition,)
 
@@ -154,7 +155,8 @@ def train_preset(plan: PresetPlan, on_stage: Callable[[str, int], None] | None =
     stage("encode")
     encode_dataset(data, plan.checkpoint, latents, device="cpu")
     entries = LatentCache(latents).entries()
-    labels = set.intersection(*(set(e.labels) | set(e.curves) for e in entries)) if entries else set()
+    labels = set.union(*(set(e.labels) | set(e.curves) for e in entries)) if entries else set()  # a chunk
+    # without a label (no confident tempo) trains with that condition dropped
     stage("gan")
     ae = shared["architecture"]
     model = ModelConfig.from_dict({"audio": ae["audio"], "autoencoder": ae["autoencoder"]})
@@ -169,7 +171,7 @@ def train_preset(plan: PresetPlan, on_stage: Callable[[str, int], None] | None =
     preset = Path(plan.out) / plan.name
     if not _exported(preset, ckpt):
         export_run(plan.checkpoint, ckpt, plan.out, plan.name, f"Trained with musika train preset from {plan.folder}",
-                   autoencoder_dir=plan.autoencoder_dir)
+                   autoencoder_dir=plan.autoencoder_dir, phase="vocoder")  # no 43 Hz buzz (phase_vocoder.py)
     stage("eval")
     if plan.evaluate and Dataset(data).split("heldout"):
         from training.eval_cli import run_eval

@@ -231,6 +231,28 @@ def test_beat_phase_comes_from_the_tempo_and_downbeat_labels(cache):
         LatentCrops(entries, 32, (tempo, beat))
 
 
+def test_recordings_beat_grid_gives_the_position_in_the_beat_and_untimed_chunks_drop_it(cache):
+    """Chunks of recordings carry a beat grid (tempo, first_beat_s) but no bar lines: the phase has one period
+    (the beat); a chunk without a confident tempo trains with it dropped; no beat grid at all is refused."""
+    from training.encode import CacheEntry
+
+    base = LatentCache(cache[1]).entries()[0]
+    timed = CacheEntry("a", base.latents, {"tempo": 120.0, "first_beat_s": 0.1}, {})
+    untimed = CacheEntry("b", base.latents, {}, {})
+    tempo, beat = resolve_conditions([timed, untimed], ["tempo", "beat"])
+    assert (beat.periods, beat.channels, beat.max) == ((1.0,), 2, 1.0)
+    model = tiny_model().with_conditioning(1, 2)
+    seconds = np.arange(base.latents.shape[0]) * model.samples_per_latent / model.audio.sample_rate
+    np.testing.assert_allclose(entry_positions(timed, model), (seconds - 0.1) * 2.0)
+    assert np.isnan(entry_positions(untimed, model)).all()
+    _, _, curve = LatentCrops([timed, untimed], 32, (tempo, beat), model).sample(
+        np.random.default_rng(0), 200, swap_prob=0.0, dropout=0.0)
+    dropped = np.isnan(curve[:, 0, :]).all(axis=1)
+    assert 0.3 < dropped.mean() < 0.7 and np.isfinite(curve[~dropped]).all()
+    with pytest.raises(TrainingError, match="first_beat_s .* no chunk has them"):
+        resolve_conditions([untimed], ["beat"])
+
+
 def test_init_from_adds_the_beat_phase_without_changing_what_the_model_does(cache, tmp_path):
     from training.models import Critic, Generator
     from training.warm_start import warm_start

@@ -47,7 +47,7 @@ def test_a_folder_becomes_a_preset_on_the_shared_autoencoder_and_a_rerun_continu
     assert stages == ["prepare", "encode", "gan", "export", "eval"]
     assert sorted(p.name for p in preset.iterdir() if p.suffix == ".onnx") == ["generator.onnx"]
     engine = Engine.load(preset, threads=1)
-    assert [c.name for c in engine.preset.conditioning] == ["tempo"]
+    assert [c.name for c in engine.preset.conditioning] == ["tempo", "beat"]  # its recordings have beat grids
     audio = engine.generate(2.0, seed=0, conditioning={"tempo": engine.preset.condition("tempo").default})
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0
     # the same command with more steps continues the GAN from its checkpoint and re-exports
@@ -71,7 +71,8 @@ def test_what_cannot_work_is_refused_before_training(setup, tmp_path) -> None:
     assert not (tmp_path / "run" / "gan").exists()
 
 
-def test_tempo_adds_the_bar_position_only_when_the_data_has_downbeats() -> None:
+def test_tempo_adds_the_beat_position_only_when_the_data_has_a_beat_grid() -> None:
     assert gan_conditions("tempo", {"tempo", "first_downbeat_s", "beats_per_bar"}) == ("tempo", "beat")
-    assert gan_conditions("tempo", {"tempo", "first_beat_s"}) == ("tempo",)
+    assert gan_conditions("tempo", {"tempo", "first_beat_s"}) == ("tempo", "beat")  # recordings: a beat grid
+    assert gan_conditions("tempo", {"tempo"}) == ("tempo",)
     assert gan_conditions("none", {"tempo"}) == ()

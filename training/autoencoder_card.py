@@ -15,6 +15,7 @@ ROWS = (("mr_log_spectral_distance_db", "log-spectral distance (dB)", "{:.2f}"),
         ("onset_offset_ms_median", "attack timing, median (ms; < 0 early)", "{:+.1f}"),
         ("tempo_preserved", "tempo kept (clips with a pulse)", "{:.0%}"),
         ("comb_vs_original", "43 Hz frame comb / original's", "{:.1f}"),
+        ("bass_vs_original_db", "below 120 Hz vs original (dB; median)", "{:+.1f}"),
         ("classifier_auc", "classifier AUC, reconstruction vs original", "{:.3f}"),
         ("clips", "held-out clips", "{}"))
 

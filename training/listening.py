@@ -68,3 +68,14 @@ def output_levels(audio: np.ndarray, sr: int = 44100) -> dict[str, float]:
     x = np.asarray(audio, dtype=np.float32)
     return {"true_peak_dbtp": true_peak_db(x), "loudness_lufs": loudness_lufs(x, sr),
             "clipped_samples": int(np.count_nonzero(np.abs(x) >= CLIP_LEVEL))}
+
+
+BASS_HZ = 120.0  # kick fundamentals and sub bass: what a mean over STFT bins barely weighs (2-3 of 513 bins)
+
+
+def bass_level_db(audio: np.ndarray, sr: int = 44100, cutoff_hz: float = BASS_HZ) -> float:
+    """Energy of the mono mix below `cutoff_hz`, dB relative to a full-scale sine's (about -inf for silence)."""
+    mono = np.asarray(audio, np.float64).reshape(-1, np.shape(audio)[-1]).mean(axis=0)
+    spec = np.abs(np.fft.rfft(mono)) ** 2
+    low = spec[: int(cutoff_hz * mono.size / sr) + 1].sum()
+    return float(10.0 * np.log10(2.0 * low / mono.size**2 / 0.5 + 1e-20))

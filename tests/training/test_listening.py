@@ -46,3 +46,20 @@ def test_output_levels_count_clipped_samples_and_read_peak_and_loudness():
     x[:, 1000:1010] = 1.0
     lv = output_levels(x, SR)
     assert lv["clipped_samples"] == 20 and lv["true_peak_dbtp"] >= -0.01 and np.isfinite(lv["loudness_lufs"])
+
+
+def test_a_reconstruction_that_loses_the_bass_is_measured_by_how_much():
+    """A kick-like 55 Hz tone under broadband noise: the spectral distance hardly sees the tone go, the bass
+    figure of the autoencoder eval reports it in dB."""
+    from training.ae_eval import clip_figures
+    from training.listening import bass_level_db
+
+    sr = 44100
+    t = np.arange(4 * sr) / sr
+    rng = np.random.default_rng(0)
+    noise = 0.1 * rng.standard_normal(t.size)
+    original = np.stack([0.5 * np.sin(2 * np.pi * 55 * t) + noise] * 2).astype(np.float32)
+    thin = np.stack([0.05 * np.sin(2 * np.pi * 55 * t) + noise] * 2).astype(np.float32)  # 20 dB less bass
+    assert bass_level_db(original, sr) == pytest.approx(-6.0, abs=0.5)  # a 0.5 sine: -6 dB
+    assert clip_figures(original, thin, sr)["bass_vs_original_db"] == pytest.approx(-20.0, abs=1.0)
+    assert clip_figures(original, original, sr)["bass_vs_original_db"] == pytest.approx(0.0, abs=1e-6)

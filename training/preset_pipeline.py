@@ -5,8 +5,10 @@ again after a kill continues where it stopped):
 
 1. prepare: the folder -> a dataset with automatic labels (training.data.folder);
 2. encode: the dataset -> latents with the shared autoencoder's encoders (training.encode);
-3. gan: the conditional latent GAN (training.loop_gan), resumed from its last checkpoint;
-4. export: a preset that ships only its generator and points at the shared autoencoder (training.finalize);
+3. gan: the conditional latent GAN (training.loop_gan), resumed from its last checkpoint; a tempo preset also
+   learns the position in the beat where its chunks have a beat grid;
+4. export: a preset that ships only its generator and points at the shared autoencoder (training.finalize), on
+   the phase vocoder, its loudness calibrated (generator.runtime.loudness);
 5. eval: its figures and card against the held-out audio (training.eval_cli).
 
 The defaults fit a laptop CPU (a narrow GAN of short windows, one thread); ``device`` "cuda" or "mps" trains the
@@ -172,6 +174,9 @@ def train_preset(plan: PresetPlan, on_stage: Callable[[str, int], None] | None =
     if not _exported(preset, ckpt):
         export_run(plan.checkpoint, ckpt, plan.out, plan.name, f"Trained with musika train preset from {plan.folder}",
                    autoencoder_dir=plan.autoencoder_dir, phase="vocoder")  # no 43 Hz buzz (phase_vocoder.py)
+        from generator.runtime.loudness import calibrate_preset
+
+        calibrate_preset(preset, threads=plan.threads)  # it plays as loud as every other preset
     stage("eval")
     if plan.evaluate and Dataset(data).split("heldout"):
         from training.eval_cli import run_eval

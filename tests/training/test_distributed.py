@@ -33,10 +33,14 @@ AE_STEPS = dict(steps_level1=3, steps_level2=2, adversarial_from=1)  # both leve
 GAN_STEPS = 5
 STOP_AT, CHECKPOINT_AT = 3, 2  # the AE is killed after step 3 (checkpoint: step 2), the GAN stops at step 4
 # Adam moves a weight by about lr per step, so differences are measured in lr. Two ranks at B against one
-# process at 2 B: the same sums in another order, float32 rounding through 5 steps (measured: 0.6 % of lr for
-# the AE, 0.1 % for the GAN); a run that sees other data (one process at B) differs by several lr.
-EQUAL_WEIGHTS = 0.05  # of lr
-OTHER_DATA = 1.0  # of lr, at least
+# process at 2 B: the same sums in another order. Float32 rounding through 5 steps moves most weights by under
+# 1 % of lr, but Adam divides each gradient by its own scale, so a weight whose gradient is a near-cancelling sum
+# can move by up to 2 lr either way: one process on 1 thread against 2 threads (the same data, another summing
+# order) differs by 2.0 lr at most, yet only 3-4 % of the weights by more than 0.05 lr (median 0.004-0.009 lr).
+# A run that sees other data (one process at B) moves half of them that far (median 0.25-0.38 lr).
+APART = 0.05  # of lr: two weights this far apart moved differently
+EQUAL_WEIGHTS = 0.10  # at most this fraction of the weights apart: the same training
+OTHER_DATA = 0.30  # at least this fraction apart: other training
 RUNNERS = {"ae": run_autoencoder, "gan": run_gan}
 
 pytestmark = pytest.mark.slow
@@ -139,6 +143,14 @@ def max_difference(a: Path, b: Path) -> tuple[float, str]:
     return max(((wa[k] - wb[k]).abs().max().item(), k) for k in wa)
 
 
+def fraction_apart(a: Path, b: Path, lr: float) -> float:
+    """The fraction of all weights that are more than APART lr apart in two checkpoints."""
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    apart = sum(int(((wa[k] - wb[k]).abs() > APART * lr).sum()) for k in wa)
+    return apart / sum(v.numel() for v in wa.values())
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Any]:
     """Single-process runs at 2 B (and at B, the control), then two launches of two ranks at B: the GAN
@@ -205,10 +217,10 @@ def test_two_ranks_at_batch_b_train_the_weights_of_one_process_at_2b(runs, stage
     ranks = checkpoint(runs, f"{stage}_ranks")
     assert load_checkpoint(ranks)["step"] == steps and load_checkpoint(ranks)["world_size"] == 2
     lr = load_checkpoint(ranks)["config"]["lr"]
-    diff, where = max_difference(ranks, checkpoint(runs, f"{stage}_single"))
-    assert diff <= EQUAL_WEIGHTS * lr, f"{stage}: 2 ranks differ from 1 at 2B by {diff / lr:.3g} lr in {where}"
-    control, where = max_difference(ranks, checkpoint(runs, f"{stage}_control"))
-    assert control >= OTHER_DATA * lr, f"{stage}: one process at batch B matches too ({control / lr:.3g} lr, {where})"
+    same = fraction_apart(ranks, checkpoint(runs, f"{stage}_single"), lr)
+    assert same <= EQUAL_WEIGHTS, f"{stage}: {same:.1%} of the weights of 2 ranks are over {APART} lr from 1 at 2B"
+    other = fraction_apart(ranks, checkpoint(runs, f"{stage}_control"), lr)
+    assert other >= OTHER_DATA, f"{stage}: one process at batch B matches too ({other:.1%} of the weights apart)"
 
 
 def test_only_rank_0_writes_files(runs):

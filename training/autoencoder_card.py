@@ -86,9 +86,13 @@ def write_card(directory: str | Path, manifest: Mapping[str, Any]) -> Path:
               for k, v in params.items()]
     int8 = manifest.get("int8") or {}
     quality = int8.get("quality") or {}
-    lines += ["", f"int8 decoders: {int8.get('method', 'none')}; quality guard "
-              f"{'passed' if quality.get('passed') else 'not passed'} (ratio {quality.get('ratio')}; "
-              f"{quality.get('rule', '')}). Folder size: {_size(directory)}.", "", "## Training data", "",
+    if int8:
+        int8_line = (f"int8 decoders: {int8.get('method')}; quality guard "
+                     f"{'passed' if quality.get('passed') else 'not passed'} (ratio {quality.get('ratio')}; "
+                     f"{quality.get('rule', '')}).")
+    else:
+        int8_line = "int8 decoders: none (the engine plays the fp32 ones)."
+    lines += ["", f"{int8_line} Folder size: {_size(directory)}.", "", "## Training data", "",
               "| domain | dataset | hours (train) | source | licence |", "|---|---|---|---|---|"]
     for d in training.get("data", []):
         lines.append(f"| {d.get('kind')} | `{d.get('dataset')}` | {d.get('hours_train', 0):.2f} | "

@@ -88,3 +88,29 @@ def test_a_model_that_does_not_fit_the_shared_autoencoder_is_refused_with_both_c
                                                      r".*latent_dim': 16"):
         export_preset(gen, other, tmp_path, "misfit", "", autoencoder_dir=shared)
     assert not (tmp_path / "misfit").exists()
+
+
+def test_the_shipped_shared_autoencoder_verifies_fits_its_budget_and_plays_back_a_kick():
+    """presets/_autoencoders/universal: every file matches its hash, the folder is at most 60 MB, its card has
+    figures for every domain, and its weights-only checkpoint reconstructs audio (finite, not silent, the kicks
+    where they were) through both levels."""
+    from training.ae_eval import torch_codec
+    from training.preset_pipeline import DEFAULT_AUTOENCODER
+
+    data = read_autoencoder(DEFAULT_AUTOENCODER)
+    assert sum(f.stat().st_size for f in DEFAULT_AUTOENCODER.iterdir()) <= 60 * 1024 * 1024
+    domains = data["metrics"]["domains"]
+    assert {"techno", "piano", "classical"} <= set(domains)
+    assert all(np.isfinite(d["level2"]["mr_log_spectral_distance_db"]) for d in domains.values())
+    reconstruct, sr = torch_codec(DEFAULT_AUTOENCODER / CHECKPOINT)
+    t = np.arange(int(0.25 * sr)) / sr
+    kick = np.sin(2 * np.pi * (50 + 100 * np.exp(-t * 30)) * t) * np.exp(-t * 12)
+    y = np.zeros(3 * sr)
+    for start in range(sr // 4, 3 * sr - kick.size, sr // 2):
+        y[start : start + kick.size] += 0.8 * kick
+    audio = np.stack([y, y]).astype(np.float32)
+    out = reconstruct(audio, 2)
+    assert np.isfinite(out).all() and np.abs(out).max() > 0.01
+    eighth = sr // 8
+    env_in, env_out = (np.abs(a[0, : 24 * eighth]).reshape(24, eighth).max(axis=1) for a in (audio, out))
+    assert np.corrcoef(env_in, env_out)[0, 1] > 0.5  # loud where the kicks are

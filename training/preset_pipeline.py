@@ -7,9 +7,10 @@ again after a kill continues where it stopped):
 2. encode: the dataset -> latents with the shared autoencoder's encoders (training.encode);
 3. gan: the conditional latent GAN (training.loop_gan), resumed from its last checkpoint; a tempo preset also
    learns the position in the beat where its chunks have a beat grid;
-4. export: a preset that ships only its generator and points at the shared autoencoder (training.finalize), on
-   the phase vocoder, its loudness calibrated (generator.runtime.loudness);
-5. eval: its figures and card against the held-out audio (training.eval_cli).
+4. decoders (only with ``decoder_steps``): decoder2 fine-tuned on the folder, the encoders frozen;
+5. export: a preset that ships only its generator and points at the shared autoencoder (training.finalize), or
+   ships its own with fine-tuned decoders; on the phase vocoder, its loudness calibrated (generator.runtime.loudness);
+6. eval: its figures and card against the held-out audio (training.eval_cli).
 
 The defaults fit a laptop CPU (a narrow GAN of short windows, one thread); ``device`` "cuda" or "mps" trains the
 GAN on a GPU.
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 CONDITIONS = ("tempo", "density", "none")
 DEFAULT_AUTOENCODER = REPO_PRESETS / "_autoencoders" / "universal"
-STAGES = ("prepare", "encode", "gan", "export", "eval")
+STAGES = ("prepare", "encode", "gan", "decoders", "export", "eval")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class PresetPlan:
     threads: int | None = 1
     seed: int = 0
     min_minutes: float = 10.0
+    decoder_steps: int = 0  # decoder2 fine-tuned on the folder; the preset then ships its own autoencoder
     evaluate: bool = True
 
     def __post_init__(self) -> None:
@@ -60,6 +62,8 @@ class PresetPlan:
             raise TrainingError(f"--condition {self.condition!r}: use one of {', '.join(CONDITIONS)}")
         if self.gan_steps < 1 or self.batch < 1:
             raise TrainingError(f"--gan-steps and --batch must be at least 1, got {self.gan_steps} and {self.batch}")
+        if self.decoder_steps < 0:
+            raise TrainingError(f"--decoder-steps must be 0 (off) or more, got {self.decoder_steps}")
         for name in ("gan_scale", "lr", "min_minutes"):
             value = getattr(self, name)
             if not (0 <= value < float("inf")) or (value == 0 and name != "min_minutes"):
@@ -92,6 +96,9 @@ HELP = {
     "threads": "torch CPU threads",
     "seed": "seed of the GAN run",
     "min_minutes": "the least usable audio accepted, in minutes (less is refused before any training)",
+    "decoder_steps": "fine-tune the shared decoder2 on your audio for this many steps (0: off). Its encoders stay "
+                     "as they are, so the GAN's latents stay valid; the preset then ships its own autoencoder "
+                     "(~30 MB) instead of pointing at the shared one",
     "evaluate": "skip measuring the preset at the end (musika eval)",
 }
 
@@ -169,11 +176,14 @@ def train_preset(plan: PresetPlan, on_stage: Callable[[str, int], None] | None =
     ckpt = cfg.stage_dir / "checkpoint.pt"
     if not _finished(ckpt, plan.gan_steps):
         run_gan(cfg, resume=ckpt.exists())
+    stage("decoders")
+    autoencoder = _fine_tune_decoders(plan, model, data) if plan.decoder_steps else plan.checkpoint
     stage("export")
     preset = Path(plan.out) / plan.name
-    if not _exported(preset, ckpt):
-        export_run(plan.checkpoint, ckpt, plan.out, plan.name, f"Trained with musika train preset from {plan.folder}",
-                   autoencoder_dir=plan.autoencoder_dir, phase="vocoder")  # no 43 Hz buzz (phase_vocoder.py)
+    own = bool(plan.decoder_steps)  # a preset with fine-tuned decoders ships its own autoencoder
+    if not _exported(preset, ckpt, autoencoder, own):
+        export_run(autoencoder, ckpt, plan.out, plan.name, f"Trained with musika train preset from {plan.folder}",
+                   autoencoder_dir=None if own else plan.autoencoder_dir, phase="vocoder")  # no 43 Hz buzz
         from generator.runtime.loudness import calibrate_preset
 
         calibrate_preset(preset, threads=plan.threads)  # it plays as loud as every other preset
@@ -199,14 +209,30 @@ def _finished(path: Path, steps: int) -> bool:
     return path.is_file() and int(load_checkpoint(path)["step"]) >= steps
 
 
-def _exported(preset: Path, gan_ckpt: Path) -> bool:
-    """The preset exists and was exported from this GAN checkpoint's final step."""
+def _fine_tune_decoders(plan: PresetPlan, model: ModelConfig, data: Path) -> Path:
+    """decoder2 trained on the folder's audio from the shared weights -> its checkpoint. The encoders and decoder1
+    stay frozen, so the latents, and the GAN trained on them, stay valid."""
+    from training.loop_ae import run_autoencoder
+    from training.run_configs import AeTrainConfig
+
+    cfg = AeTrainConfig(dataset=str(data), run_dir=str(plan.run_dir / "decoders"), model=model, steps_level1=0,
+                        steps_level2=plan.decoder_steps, freeze_encoder2=True, init_from=str(plan.checkpoint),
+                        device=plan.device, threads=plan.threads, seed=plan.seed, tensorboard=False, preview_every=0)
+    ckpt = cfg.stage_dir / "checkpoint.pt"
+    if not _finished(ckpt, plan.decoder_steps):
+        run_autoencoder(cfg, resume=ckpt.exists())
+    return ckpt
+
+
+def _exported(preset: Path, gan_ckpt: Path, ae_ckpt: Path, own: bool) -> bool:
+    """The preset exists and was exported from these checkpoints' final steps, with its own autoencoder or not."""
     import json
 
     from training.checkpoint import load_checkpoint
 
     info = preset / "preset.json"
-    if not info.is_file():
+    if not info.is_file() or (preset / "decoder1.onnx").is_file() != own:
         return False
-    steps: Any = json.loads(info.read_text()).get("training", {}).get("gan_steps")
-    return steps == int(load_checkpoint(gan_ckpt)["step"])
+    training: Any = json.loads(info.read_text()).get("training", {})
+    return (training.get("gan_steps") == int(load_checkpoint(gan_ckpt)["step"])
+            and training.get("autoencoder_steps") == int(load_checkpoint(ae_ckpt)["step"]))

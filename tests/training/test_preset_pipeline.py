@@ -14,6 +14,7 @@ from generator.runtime.engine import Engine
 from tests.training.test_shared_autoencoder import _ae_checkpoint
 from tests.training.tiny_dataset import clicks_and_sine
 from training.autoencoder_export import export_autoencoder
+from training.checkpoint import load_checkpoint
 from training.errors import TrainingError
 from training.preset_pipeline import PresetPlan, gan_conditions, train_preset
 from training.shared_autoencoder import SharedAutoencoderError
@@ -44,7 +45,7 @@ def plan(setup, tmp_path, **kw) -> PresetPlan:
 def test_a_folder_becomes_a_preset_on_the_shared_autoencoder_and_a_rerun_continues(setup, tmp_path) -> None:
     stages: list[str] = []
     preset = train_preset(plan(setup, tmp_path), on_stage=lambda name, i: stages.append(name))
-    assert stages == ["prepare", "encode", "gan", "export", "eval"]
+    assert stages == ["prepare", "encode", "gan", "decoders", "export", "eval"]
     assert sorted(p.name for p in preset.iterdir() if p.suffix == ".onnx") == ["generator.onnx"]
     engine = Engine.load(preset, threads=1)
     assert [c.name for c in engine.preset.conditioning] == ["tempo", "beat"]  # its recordings have beat grids
@@ -57,6 +58,15 @@ def test_a_folder_becomes_a_preset_on_the_shared_autoencoder_and_a_rerun_continu
     import json
 
     assert json.loads((longer / "preset.json").read_text())["training"]["gan_steps"] == 3
+    # fine-tuned decoders: the same run goes on, decoder2 learns the folder, and the preset ships its own networks
+    own = train_preset(plan(setup, tmp_path, gan_steps=3, decoder_steps=2))
+    assert {"decoder1.onnx", "decoder2.onnx", "encoder1.onnx", "encoder2.onnx"} <= {p.name for p in own.iterdir()}
+    ft = load_checkpoint(tmp_path / "run" / "decoders" / "ae" / "checkpoint.pt")["networks"]
+    shared = load_checkpoint(setup[0] / "checkpoint.pt")["networks"]
+    moved = {net: any(not torch.equal(ft[net][k].float(), shared[net][k].float()) for k in ft[net]) for net in shared}
+    assert moved["decoder2"] and not any(moved[n] for n in ("encoder1", "encoder2", "decoder1"))  # latents valid
+    engine = Engine.load(own, threads=1)
+    assert np.isfinite(engine.generate(1.0, seed=0)).all()
 
 
 def test_what_cannot_work_is_refused_before_training(setup, tmp_path) -> None:
@@ -66,6 +76,8 @@ def test_what_cannot_work_is_refused_before_training(setup, tmp_path) -> None:
         plan(setup, tmp_path, condition="loudness")
     with pytest.raises(TrainingError, match="--lr must be a finite number above 0, got nan"):
         plan(setup, tmp_path, lr=float("nan"))
+    with pytest.raises(TrainingError, match="--decoder-steps must be 0 .off. or more, got -1"):
+        plan(setup, tmp_path, decoder_steps=-1)
     with pytest.raises(TrainingError, match="--half-len must be a power of two"):
         plan(setup, tmp_path, half_len=48)
     with pytest.raises(Exception, match="minutes"):

@@ -219,3 +219,8 @@ def test_a_preset_from_recordings_is_asked_for_the_tempi_its_recordings_have(tmp
     w.finish()
     with pytest.raises(TrainingError, match="no training chunk has a tempo label"):
         data_tempi(Dataset(tmp_path / "none"))
+
+
+def test_tempi_from_the_data_without_data_is_refused_by_name(tiny_preset_plain):
+    with pytest.raises(TrainingError, match="tempi to ask for come from the training data, and there is none"):
+        evaluate(tiny_preset_plain, quick=True, progress=False, tempo_from_data=True)

@@ -3,7 +3,8 @@
 Stages, each into one run folder and each skipped when its result is already there (so running the same command
 again after a kill continues where it stopped):
 
-1. prepare: the folder -> a dataset with automatic labels (training.data.folder);
+1. prepare: the folder -> a dataset with automatic labels (training.data.folder); a folder that already is a
+   dataset (made by ``musika prepare``) is used as it is, after the same checks;
 2. encode: the dataset -> latents with the shared autoencoder's encoders (training.encode);
 3. gan: the conditional latent GAN (training.loop_gan), resumed from its last checkpoint; a tempo preset also
    learns the position in the beat where its chunks have a beat grid;
@@ -81,7 +82,8 @@ class PresetPlan:
 
 
 HELP = {
-    "folder": "folder of your audio files (wav, flac, mp3, ogg, aiff; searched recursively)",
+    "folder": "folder of your audio files (wav, flac, mp3, ogg, aiff; searched recursively), or a dataset made "
+              "by musika prepare (used as it is)",
     "name": "preset name (its folder under --out)",
     "condition": "what the preset is conditioned on: tempo (beat tracking), density (onsets per second) or none",
     "autoencoder_dir": "the shared autoencoder the preset plays on",
@@ -159,7 +161,9 @@ def train_preset(plan: PresetPlan, on_stage: Callable[[str, int], None] | None =
     run = plan.run_dir
     data, latents = run / "data", run / "latents"
     stage("prepare")
-    if not _dataset_complete(data):
+    if _dataset_complete(Path(plan.folder)):
+        data = _checked_dataset(plan)
+    elif not _dataset_complete(data):
         prepare_folder(plan.folder, data, label=plan.condition, min_minutes=plan.min_minutes)
     stage("encode")
     encode_dataset(data, plan.checkpoint, latents, device="cpu")
@@ -201,6 +205,21 @@ def _dataset_complete(root: Path) -> bool:
 
     info = root / "dataset.json"
     return info.is_file() and bool(json.loads(info.read_text()).get("complete", True))
+
+
+def _checked_dataset(plan: PresetPlan) -> Path:
+    """A prepared dataset given as the folder, refused as a folder would be when it is too short or its labels
+    cannot carry the condition."""
+    from training.data.dataset import Dataset
+    from training.data.folder_checks import MIN_LABELLED, FolderTally, refusal_reason
+
+    root = Path(plan.folder)
+    chunks = Dataset(root).chunks
+    refusal = refusal_reason(root, len({c.source for c in chunks}), FolderTally(), chunks, plan.condition,
+                             plan.min_minutes, MIN_LABELLED)
+    if refusal:
+        raise TrainingError(refusal.replace(", or lower --min-labelled", ""))
+    return root
 
 
 def _finished(path: Path, steps: int) -> bool:

@@ -69,6 +69,17 @@ def test_a_folder_becomes_a_preset_on_the_shared_autoencoder_and_a_rerun_continu
     assert np.isfinite(engine.generate(1.0, seed=0)).all()
 
 
+def test_a_prepared_dataset_is_trained_as_it_is_and_checked_like_a_folder(setup, tmp_path) -> None:
+    train_preset(plan(setup, tmp_path, gan_steps=1))  # prepares run/data from the folder
+    dataset = str(tmp_path / "run" / "data")
+    again = train_preset(plan(setup, tmp_path, folder=dataset, run=str(tmp_path / "again"), name="again", gan_steps=1))
+    assert not (tmp_path / "again" / "data").exists()  # not prepared a second time
+    assert (again / "generator.onnx").is_file()
+    with pytest.raises(TrainingError, match=r"holds 1\.3 minutes of usable audio .* at least 30 minutes"):
+        train_preset(plan(setup, tmp_path, folder=dataset, run=str(tmp_path / "short"), min_minutes=30.0))
+    assert not (tmp_path / "short" / "gan").exists()
+
+
 def test_what_cannot_work_is_refused_before_training(setup, tmp_path) -> None:
     with pytest.raises(SharedAutoencoderError, match="no shared autoencoder at .*nowhere: the folder does not exist"):
         train_preset(plan(setup, tmp_path, autoencoder_dir=str(tmp_path / "nowhere")))

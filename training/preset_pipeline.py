@@ -189,8 +189,10 @@ def train_preset(plan: PresetPlan, on_stage: Callable[[str, int], None] | None =
         export_run(autoencoder, ckpt, plan.out, plan.name, f"Trained with musika train preset from {plan.folder}",
                    autoencoder_dir=None if own else plan.autoencoder_dir, phase="vocoder")  # no 43 Hz buzz
         from generator.runtime.loudness import calibrate_preset
+        from generator.timeline.beat_calibration import calibrate_beat_offset
 
         calibrate_preset(preset, threads=plan.threads)  # it plays as loud as every other preset
+        calibrate_beat_offset(preset, threads=plan.threads)  # its beats are heard on the host's
     stage("eval")
     if plan.evaluate and Dataset(data).split("heldout"):
         from training.eval_cli import run_eval

@@ -1,5 +1,6 @@
 """`musika presets`: list installed presets with their conditioning and metrics; `--calibrate NAME` measures a
-preset's loudness for the output stage."""
+preset's loudness for the output stage and, for a preset conditioned on the beat phase, where its beats are
+heard against the host's (generator.timeline.beat_calibration)."""
 
 from __future__ import annotations
 
@@ -39,11 +40,18 @@ def list_presets(search: tuple[str, ...] = (), verify: bool = False) -> list[dic
 def run(args: argparse.Namespace) -> int:
     if args.calibrate:
         from generator.runtime.loudness import calibrate_preset  # loads ONNX Runtime: only when asked
+        from generator.timeline.beat_calibration import calibrate_beat_offset
 
         for name in args.calibrate:
-            report = calibrate_preset(load_preset(name, search=tuple(args.search)).path, threads=args.threads)
+            path = load_preset(name, search=tuple(args.search)).path
+            report = calibrate_preset(path, threads=args.threads)
             print(f"{name}: {report['loudness_lufs']:.1f} LUFS at the decoders' level (per seed "
                   f"{', '.join(f'{v:.1f}' for v in report['per_seed'])}); written to its preset.json")
+            beats = calibrate_beat_offset(path, threads=args.threads)
+            if beats is not None:
+                print(f"{name}: beats heard {beats['residual_ms']:+.1f} ms from the conditioned grid "
+                      f"({beats['beats']} beats, p95 {beats['p95_abs_ms']:.1f} ms around that); it now plays "
+                      f"{-beats['offset_ms']:+.1f} ms later, written to its preset.json")
         return 0
     rows = list_presets(tuple(args.search), verify=args.verify)
     if args.json:
@@ -76,8 +84,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--verify", action="store_true", help="check every model file's sha256")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--calibrate", action="append", default=[], metavar="PRESET",
-                   help="measure the preset's loudness at its defaults and record it in its preset.json, so the "
-                        "output stage plays it at the target loudness (repeatable)")
+                   help="measure the preset's loudness at its defaults and, for a beat-phase preset, where its "
+                        "beats are heard; record both in its preset.json, so the output stage plays it at the "
+                        "target loudness and its beats on the host's (repeatable)")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for --calibrate")
     p.set_defaults(func=run)
 

@@ -30,6 +30,14 @@ def beat_positions(cfg: ModelConfig, first_step: int, steps: int, bpm: float, do
     return (t - downbeat_s) * (float(bpm) / 60.0)
 
 
+def played_positions(c: Condition, cfg: ModelConfig, first_step: int, steps: int, bpm: float,
+                     downbeat_s: float = 0.0) -> np.ndarray:
+    """Phase condition `c`'s values for a stream with a bar line at `downbeat_s`: :func:`beat_positions`
+    conditioned ``c.offset_ms`` later, so the preset's beats (which fall that far from the conditioned position)
+    are heard on the grid."""
+    return beat_positions(cfg, first_step, steps, bpm, downbeat_s - c.offset_ms / 1000.0)
+
+
 def stream_values(conds: Sequence[Condition], values: Values | None, cfg: ModelConfig, first_step: int,
                   steps: int) -> dict[str, float | np.ndarray]:
     """`values` with every missing phase condition filled in for a stream that starts on a bar line at step 0
@@ -39,7 +47,7 @@ def stream_values(conds: Sequence[Condition], values: Values | None, cfg: ModelC
     bpm = float(out.get(TEMPO, tempo.default if tempo is not None else DEFAULT_BPM))
     for c in conds:
         if c.kind == "phase" and c.name not in out:
-            out[c.name] = beat_positions(cfg, first_step, steps, bpm)
+            out[c.name] = played_positions(c, cfg, first_step, steps, bpm)
     return out
 
 

@@ -25,6 +25,7 @@ from generator.runtime.onnx_io import NETWORKS, REQUIRED_NETWORKS
 
 FORMAT = "musika-preset/1"
 PRESET_FILE = "preset.json"
+MAX_OFFSET_MS = 100.0  # a phase's heard-beat offset beyond this is a broken calibration, not a model
 REPO_PRESETS = Path(__file__).resolve().parents[2] / "presets"
 
 
@@ -37,7 +38,9 @@ class Condition:
     kind "phase" is a position per latent step in quarter-note beats from a bar line (see generator.beat_phase);
     the model sees sin and cos of 2 pi v / P for each period P in `periods` (1: the beat, 4: a 4/4 bar), so it
     takes 2 len(periods) curve channels. It is not a user control: callers derive it from the tempo and the bar
-    grid they play to.
+    grid they play to. ``offset_ms`` (a phase only) is where the preset's heard beats fall against the conditioned
+    position, measured by ``musika presets --calibrate`` (negative: early); players condition that much later
+    (generator.runtime.conditioning.played_positions), so the beats are heard on the host's.
     """
 
     name: str
@@ -49,6 +52,7 @@ class Condition:
     normalise: Literal["linear", "log"] = "linear"
     help: str = ""
     periods: tuple[float, ...] = ()
+    offset_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in ("scalar", "curve", "phase"):
@@ -62,6 +66,10 @@ class Condition:
         if (self.kind == "phase") != bool(self.periods) or any(not p > 0 for p in self.periods):
             raise PresetError(f"conditioning {self.name!r}: a 'phase' condition needs positive periods (beats) "
                               f"and other kinds none, got {list(self.periods)}")
+        if not (math.isfinite(self.offset_ms) and abs(self.offset_ms) <= MAX_OFFSET_MS) or (
+                self.offset_ms and self.kind != "phase"):
+            raise PresetError(f"conditioning {self.name!r}: offset_ms {self.offset_ms} must be a phase's, within "
+                              f"+-{MAX_OFFSET_MS:g} ms; calibrate it again with musika presets --calibrate")
 
     @property
     def channels(self) -> int:
@@ -112,6 +120,8 @@ class Condition:
         out: dict[str, Any] = {k: getattr(self, k) for k in keys}
         if self.periods:
             out["periods"] = list(self.periods)
+        if self.offset_ms:
+            out["offset_ms"] = self.offset_ms
         return out
 
 

@@ -26,14 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.runtime.conditioning import beat_positions
+from generator.runtime.conditioning import played_positions
 from generator.runtime.coords import CoordinateStream
 from generator.runtime.engine import Engine
 from generator.runtime.engine_loader import EngineLoader, EngineOptions
 from generator.timeline.control_log import ControlRecord, SessionHeader
 from generator.timeline.crossfade import DEFAULT_CROSSFADE_MS, Joiner, fade_out, fade_samples
 from generator.timeline.planner import EpochDef, Performance, Piece, Run, pieces
-from generator.timeline.stretch import STRETCH_CONTEXT, TRUST_BEATS, BarTracker, lock_piece, onset_offsets
+from generator.timeline.stretch import STRETCH_CONTEXT, TRUST_BEATS, BarTracker, heard_offsets, lock_piece
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +102,8 @@ class EpochSource:
         h0 = self._next_half
         cond: dict[str, float | np.ndarray] = dict(self.cond)
         for c in self.phases:
-            cond[c.name] = beat_positions(self.engine.config, h0 * self.half, 2 * self.half, self.cond_bpm,
-                                          self.downbeat_s)
+            cond[c.name] = played_positions(c, self.engine.config, h0 * self.half, 2 * self.half, self.cond_bpm,
+                                            self.downbeat_s)
         lat = self.engine.latents(self.coords.halves(h0, 2), cond, seed=self.epoch.seed, first_half=h0)
         self._latents = np.concatenate([self._latents, lat])
         self._next_half += 2
@@ -227,7 +227,7 @@ class Renderer:
             if beats.size:
                 spb = 60.0 / piece.bpm * self.sr
                 pos = self.xfade + (beats - piece.start) * spb
-                errs = onset_offsets(out, self.sr, pos)
+                errs = heard_offsets(out, self.sr, pos, spb)  # what an outside beat tracker hears
         return PieceResult(out, factor, errs)
 
 

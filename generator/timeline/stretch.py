@@ -26,6 +26,7 @@ from generator.timeline.beat_grid import (  # noqa: F401  (re-exported: the lock
     BeatGrid,
     _lowpass,
     estimate_grid,
+    heard_offsets,
     onset_envelope,
     onset_offsets,
 )

@@ -330,7 +330,7 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
     if sync == "internal":  # no host: the daemon's own clock; the grid is fitted to its first beats
         grid = np.where(np.arange(n) >= rolling[0], grid, np.nan)
     if wav:
-        np.savez_compressed(wav, audio=audio, grid=grid)
+        np.savez_compressed(wav, audio=audio, grid=grid, ticks=np.asarray(ticks, dtype=np.int64))
     start = rolling[0]
     if sync != "midi":  # no clock from the transport: the grid is a line fitted to the daemon's own beats
         grid = self_grid(audio, grid, bpm)

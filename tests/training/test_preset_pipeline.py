@@ -3,6 +3,7 @@ running it again after a kill continues; what cannot work is refused before any 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,6 @@ def test_a_folder_becomes_a_preset_on_the_shared_autoencoder_and_a_rerun_continu
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0
     # the same command with more steps continues the GAN from its checkpoint and re-exports
     longer = train_preset(plan(setup, tmp_path, gan_steps=3))
-    import json
-
     assert json.loads((longer / "preset.json").read_text())["training"]["gan_steps"] == 3
     # fine-tuned decoders: the same run goes on, decoder2 learns the folder, and the preset ships its own networks
     own = train_preset(plan(setup, tmp_path, gan_steps=3, decoder_steps=2))
@@ -75,6 +74,12 @@ def test_a_prepared_dataset_is_trained_as_it_is_and_checked_like_a_folder(setup,
     again = train_preset(plan(setup, tmp_path, folder=dataset, run=str(tmp_path / "again"), name="again", gan_steps=1))
     assert not (tmp_path / "again" / "data").exists()  # not prepared a second time
     assert (again / "generator.onnx").is_file()
+    # the same run, its GAN then fine-tuned with the beat-onset term, exported from that
+    beat = train_preset(plan(setup, tmp_path, folder=dataset, run=str(tmp_path / "again"), name="again", gan_steps=1,
+                             beat_steps=2))
+    stored = load_checkpoint(tmp_path / "again" / "beat" / "gan" / "checkpoint.pt")
+    assert stored["step"] == 2 and "gan/beat_onsets" in stored["metrics"]
+    assert json.loads((beat / "preset.json").read_text())["training"]["gan_steps"] == 2
     with pytest.raises(TrainingError, match=r"holds 1\.3 minutes of usable audio .* at least 30 minutes"):
         train_preset(plan(setup, tmp_path, folder=dataset, run=str(tmp_path / "short"), min_minutes=30.0))
     assert not (tmp_path / "short" / "gan").exists()
@@ -87,8 +92,10 @@ def test_what_cannot_work_is_refused_before_training(setup, tmp_path) -> None:
         plan(setup, tmp_path, condition="loudness")
     with pytest.raises(TrainingError, match="--lr must be a finite number above 0, got nan"):
         plan(setup, tmp_path, lr=float("nan"))
-    with pytest.raises(TrainingError, match="--decoder-steps must be 0 .off. or more, got -1"):
+    with pytest.raises(TrainingError, match="--decoder-steps and --beat-steps must be 0 .off. or more, got -1"):
         plan(setup, tmp_path, decoder_steps=-1)
+    with pytest.raises(TrainingError, match="--condition density has no beat to strengthen"):
+        plan(setup, tmp_path, condition="density", beat_steps=100)
     with pytest.raises(TrainingError, match="--half-len must be a power of two"):
         plan(setup, tmp_path, half_len=48)
     with pytest.raises(Exception, match="minutes"):

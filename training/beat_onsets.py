@@ -65,7 +65,10 @@ def frame_positions(sin_cos: np.ndarray, frames_per_latent: int) -> np.ndarray:
 
 
 def phase_profile(envelope: Tensor, positions: np.ndarray, bins: int = BINS) -> Tensor:
-    """Mean onset envelope per beat-phase bin, normalised to mean 1: envelope (B, T), positions (B, T) turns."""
+    """Mean onset envelope per beat-phase bin, normalised to mean 1: envelope (B, T), positions (B, T) turns
+    (finite: a window without a beat phase has no profile)."""
+    if not np.all(np.isfinite(positions)):
+        raise ValueError("phase_profile: positions must be finite (a window without a beat phase has no profile)")
     idx = torch.from_numpy((positions * bins).astype(np.int64) % bins).to(envelope.device)
     onehot = torch.nn.functional.one_hot(idx, bins).to(envelope.dtype)  # (B, T, bins)
     sums = torch.einsum("bt,btk->bk", envelope, onehot)
@@ -96,7 +99,12 @@ class BeatOnsetTerm:
             profiles = []
             for _ in range(TEMPLATE_WINDOWS // ITEMS):
                 real, curve = sample_real(rng, ITEMS)
-                profiles.append(self.profiles(torch.from_numpy(real), curve, gen))
+                timed = np.isfinite(curve[:, 0, self.channel])  # a chunk without a beat grid has no phase
+                if timed.any():
+                    profiles.append(self.profiles(torch.from_numpy(real[timed]), curve[timed], gen))
+            if not profiles:
+                raise TrainingError(f"gan/beat_onsets: none of {TEMPLATE_WINDOWS} real windows has a beat phase (no "
+                                    "chunk with a beat grid was drawn); train without the term")
             prof = torch.cat(profiles)
             mean = prof.mean(dim=0)
             w = torch.relu(mean - 1.0)

@@ -106,6 +106,26 @@ def test_items_without_a_beat_phase_are_left_out():
     assert term(torch.from_numpy(off), None) is None
 
 
+def test_real_windows_without_a_beat_phase_stay_out_of_the_template():
+    """Recordings without a beat grid train with the beat condition dropped (NaN): they are not folded into the
+    real beat profile (each NaN position used to land in the first bin, a 6x peak no generator could reach)."""
+    model = tiny_model()
+    clean = term_for(model)
+
+    def half_untimed(rng, n):
+        lat, curve = kicks(model, 128.0, n)
+        curve[::2] = np.nan
+        return lat, curve
+
+    mixed = BeatOnsetTerm((FramesFromLatent(), FlatSpectrum(model.audio.n_fft // 2 + 1)), model, (TEMPO, BEAT))
+    mixed.measure_template(half_untimed)
+    assert mixed.target == pytest.approx(clean.target, rel=1e-4)
+    untimed = BeatOnsetTerm((FramesFromLatent(), FlatSpectrum(model.audio.n_fft // 2 + 1)), model, (TEMPO, BEAT))
+    with pytest.raises(TrainingError, match="none of 64 real windows has a beat phase"):
+        untimed.measure_template(lambda rng, n: (kicks(model, 128.0, n)[0], np.full_like(kicks(model, 128.0, n)[1],
+                                                                                          np.nan)))
+
+
 def test_needs_the_one_beat_phase():
     assert beat_channels((TEMPO, BEAT)) == 0
     with pytest.raises(TrainingError, match="--condition beat"):

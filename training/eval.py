@@ -24,6 +24,7 @@ import numpy as np
 from generator.runtime import spectral
 from generator.runtime.engine import Engine
 from generator.runtime.preset import Preset, update_preset_json
+from generator.timeline.beat_grid import heard_offsets
 from training import metrics as M
 from training.analysis import measure_tempo, onset_times
 from training.data.dataset import Dataset, DatasetError
@@ -38,12 +39,14 @@ DENSITY_LEVELS, QUICK_DENSITY_LEVELS = 5, 3
 QUICK_SECONDS, QUICK_HELDOUT = 6.0, 2
 MAX_HELDOUT = 32
 PULSE_CONFIDENCE = 0.5  # held-out clips below this have no steady beat; "tempo preserved" skips them
-EVAL_SECTIONS = ("eval", "tempo", "density", "autoencoder", "realism", "seams", "output", "bars", "skipped")
+EVAL_SECTIONS = ("eval", "tempo", "beats", "density", "autoencoder", "realism", "seams", "output", "bars", "skipped")
 SEAM_MAX_RATIO = 1.25  # joins "do not stand out": mean peak flux at joins at most 25 % above elsewhere
 # (metric key, comparison, threshold): the bars shipped presets must meet; reported as pass/fail in the card
 BARS = (
     ("tempo/within_tolerance", ">=", 0.85),
     ("tempo/median_ibi_cv", "<=", 0.05),
+    ("beats/median_abs_ms", "<=", 5.0),
+    ("beats/p95_abs_ms", "<=", 15.0),
     ("seams/max_ratio", "<=", SEAM_MAX_RATIO),
     ("density/spearman", ">=", 0.9),
     ("output/true_peak_max_dbtp", "<=", -1.0),
@@ -194,7 +197,7 @@ def evaluate(
     tempi = data_tempi(ds, len(QUICK_BPMS) if quick else len(TEMPO_BPMS)) if tempo_from_data else None
     jobs = plan_jobs(preset, seeds, quick, tempi)
     rows: dict[str, list[tuple[float, float, float]]] = {"tempo": [], "density": []}
-    seam_dec, seam_gen, gen_feats, levels, combs = [], [], [], [], []
+    seam_dec, seam_gen, gen_feats, levels, combs, heard = [], [], [], [], [], []
     for job in _progress(jobs, "generate", progress):
         audio = engine.generate(seconds, job.conditioning, seed=job.seed)
         levels.append(output_levels(audio, sr))
@@ -203,6 +206,9 @@ def evaluate(
             req = job.requested
             est = measure_tempo(audio, sr, bpm_range=(req / math.sqrt(2), req * math.sqrt(2)))
             rows["tempo"].append((req, est.bpm, est.ibi_cv))
+            if preset.phases:  # its beats, as heard, against the conditioned grid (a bar line at the first sample)
+                spb = 60.0 / req * sr
+                heard.append(heard_offsets(audio, sr, np.arange(1, int(audio.shape[1] / spb) - 1) * spb, spb) * 1e3)
         elif job.kind == "density":
             rows["density"].append((job.requested, onset_times(audio, sr).size / (audio.shape[1] / sr), math.nan))
         dec, gen = joins(preset, audio.shape[1])
@@ -213,6 +219,8 @@ def evaluate(
     out: dict[str, Any] = {"skipped": {}}
     if rows["tempo"]:
         out["tempo"] = _tempo_section(rows["tempo"])
+    if heard:
+        out["beats"] = _beat_section(heard)
     if rows["density"]:
         out["density"] = _density_section(rows["density"])
     out["seams"] = _seam_section(seam_dec, seam_gen)
@@ -238,6 +246,16 @@ def _tempo_section(rows: list[tuple[float, float, float]]) -> dict[str, Any]:
             else None, "within_tolerance": float(np.mean(np.abs(bpm[req == b] / b - 1) <= M.TEMPO_TOLERANCE))}
            for b in np.unique(req)]
     return {**summary, "per_bpm": per, "requested": req.tolist(), "measured": bpm.tolist()}
+
+
+def _beat_section(per_clip: list[np.ndarray]) -> dict[str, Any]:
+    """Heard beats against the conditioned grid (ms, positive: late), what a listener's beat tracker measures."""
+    err = np.concatenate(per_clip)
+    err = err[np.isfinite(err)]
+    if not err.size:
+        return {"beats": 0, "median_ms": None, "median_abs_ms": None, "p95_abs_ms": None}
+    return {"beats": int(err.size), "median_ms": float(np.median(err)), "median_abs_ms": float(np.median(np.abs(err))),
+            "p95_abs_ms": float(np.percentile(np.abs(err), 95))}
 
 
 def _density_section(rows: list[tuple[float, float, float]]) -> dict[str, Any]:

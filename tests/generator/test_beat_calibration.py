@@ -62,3 +62,4 @@ def test_calibrating_the_techno_preset_puts_its_heard_beats_on_the_grid(tmp_path
     assert after["residual_ms"] == pytest.approx(before["residual_ms"] - report["offset_ms"], abs=1.5)
     assert abs(after["residual_ms"]) < abs(before["residual_ms"])
     assert calibrate_beat_offset(REPO_PRESETS / "piano") is None  # no beat phase, nothing to calibrate
+

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from generator.runtime.engine import Engine
-from generator.runtime.preset import load_preset
+from generator.runtime.preset import REPO_PRESETS, load_preset
 from training.data.dataset import DatasetWriter
 from training.errors import TrainingError
 from training.eval import QUICK_BPMS, OnnxEncoder, evaluate, write_results
@@ -224,3 +224,11 @@ def test_a_preset_from_recordings_is_asked_for_the_tempi_its_recordings_have(tmp
 def test_tempi_from_the_data_without_data_is_refused_by_name(tiny_preset_plain):
     with pytest.raises(TrainingError, match="tempi to ask for come from the training data, and there is none"):
         evaluate(tiny_preset_plain, quick=True, progress=False, tempo_from_data=True)
+
+
+def test_eval_reports_the_heard_beats_of_a_beat_preset_and_holds_them_to_the_live_targets() -> None:
+    res = evaluate(REPO_PRESETS / "techno", quick=True, seconds=6.0, threads=1, progress=False)
+    beats = res["beats"]
+    assert beats["beats"] >= 20 and abs(beats["median_ms"]) < 6.0  # calibrated: on the grid, not 6 ms early
+    assert res["bars"]["beats/median_abs_ms"]["threshold"] == 5.0 and res["bars"]["beats/p95_abs_ms"]["threshold"] == 15
+    assert "beats" not in evaluate(REPO_PRESETS / "piano", quick=True, seconds=3.0, threads=1, progress=False)

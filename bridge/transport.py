@@ -171,6 +171,8 @@ class MidiClockTracker:
     def clock(self, t: float) -> None:
         """One Timing Clock (0xF8) received at host time ``t``."""
         state = self.estimator.feed(t)
+        if state.note and logger.isEnabledFor(logging.DEBUG):  # -vv: what the count made of an odd tick
+            logger.debug("MIDI clock: %s tick at %.4f s, counted as %d", state.note, t, state.advanced)
         if state.advanced == 0:
             return  # a duplicate tick
         self.last_clock = t

@@ -18,7 +18,8 @@ first). The daemon's own view (/musika/status over OSC: phase_error_ms, sync_err
 /musika/tempo and /musika/transport/play as the transport starts), and the grid is a line fitted through its
 own kicks: phase stability and drift, not an offset.
 
-Prints one JSON line (figures per run); --keep keeps the recording and the host grid (.npz).
+Prints one JSON line (figures per run); --keep keeps the recording, the host grid and the clock's ticks (.npz) and
+the daemon's log (.log beside it).
 `musika bench --host-grid [ARGS]` runs it.
 """
 
@@ -331,6 +332,7 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
         grid = np.where(np.arange(n) >= rolling[0], grid, np.nan)
     if wav:
         np.savez_compressed(wav, audio=audio, grid=grid, ticks=np.asarray(ticks, dtype=np.int64))
+        Path(wav).with_suffix(".log").write_text(daemon_log)  # the daemon's log beside it
     start = rolling[0]
     if sync != "midi":  # no clock from the transport: the grid is a line fitted to the daemon's own beats
         grid = self_grid(audio, grid, bpm)

@@ -24,7 +24,7 @@ import numpy as np
 from generator.runtime import spectral
 from generator.runtime.engine import Engine
 from generator.runtime.preset import Preset, update_preset_json
-from generator.timeline.beat_grid import heard_offsets
+from generator.timeline.beat_grid import heard_grid_offsets
 from training import metrics as M
 from training.analysis import measure_tempo, onset_times
 from training.data.dataset import Dataset, DatasetError
@@ -207,8 +207,7 @@ def evaluate(
             est = measure_tempo(audio, sr, bpm_range=(req / math.sqrt(2), req * math.sqrt(2)))
             rows["tempo"].append((req, est.bpm, est.ibi_cv))
             if preset.phases:  # its beats, as heard, against the conditioned grid (a bar line at the first sample)
-                spb = 60.0 / req * sr
-                heard.append(heard_offsets(audio, sr, np.arange(1, int(audio.shape[1] / spb) - 1) * spb, spb) * 1e3)
+                heard.append(heard_grid_offsets(audio, sr, req))
         elif job.kind == "density":
             rows["density"].append((job.requested, onset_times(audio, sr).size / (audio.shape[1] / sr), math.nan))
         dec, gen = joins(preset, audio.shape[1])

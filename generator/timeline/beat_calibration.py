@@ -20,7 +20,7 @@ import numpy as np
 from generator.errors import PresetError
 from generator.runtime.engine import Engine
 from generator.runtime.preset import write_preset_json
-from generator.timeline.beat_grid import heard_offsets
+from generator.timeline.beat_grid import heard_grid_offsets
 
 SEEDS = (0, 1, 2, 3)
 SECONDS = 24.0
@@ -43,9 +43,7 @@ def measure_beat_offset(engine: Engine, seeds: tuple[int, ...] = SEEDS, seconds:
         for seed in seeds:
             tempo = {"tempo": bpm} if preset.has_condition("tempo") else None
             audio = engine.generate(seconds, seed=seed, conditioning=tempo)
-            spb = 60.0 / bpm * sr
-            ks = np.arange(1, int(audio.shape[-1] / spb) - 1)
-            found = heard_offsets(audio, sr, ks * spb, spb) * 1000.0
+            found = heard_grid_offsets(audio, sr, bpm)
             found = found[np.isfinite(found)]
             if found.size:
                 per_clip.append(float(np.median(found)))

@@ -344,3 +344,10 @@ def heard_offsets(audio: np.ndarray, sr: int, beat_samples: np.ndarray, samples_
     daemon reports and presets are calibrated by); NaN where there is no clear onset."""
     return onset_offsets(audio, sr, beat_samples, window_s=HEARD_REACH_BEATS * samples_per_beat / sr, peak=1.0,
                          envelope=heard_envelope)
+
+
+def heard_grid_offsets(audio: np.ndarray, sr: int, bpm: float) -> np.ndarray:
+    """:func:`heard_offsets` (ms) of every whole beat of a clip that starts on a beat at `bpm`, the first and last
+    beats left out (their onsets meet the clip's edges)."""
+    spb = 60.0 / bpm * sr
+    return heard_offsets(audio, sr, np.arange(1, int(np.shape(audio)[-1] / spb) - 1) * spb, spb) * 1000.0

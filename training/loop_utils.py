@@ -247,8 +247,12 @@ class StageRun:
             if bad:
                 raise TrainingError(f"{bad} has non-finite weights at step {self.step}; checkpoint not written")
             if self.guard is not None and self.ckpt_path.exists() and self.saved_step != self.step:
-                # a whole interval went by without a divergence: the checkpoint before it is a good one
-                os.replace(self.ckpt_path, self.good_path)
+                # a whole interval went by without a divergence: the checkpoint before it is a good one. Linked,
+                # not moved: a kill before the new checkpoint is in place must still find the latest one
+                link = self.good_path.with_name(self.good_path.name + ".link")
+                link.unlink(missing_ok=True)
+                os.link(self.ckpt_path, link)
+                os.replace(link, self.good_path)
                 self.good_step = self.saved_step
             save_checkpoint(self.ckpt_path, {**state, "rng": [rng_state(self.np_rng)],
                                              "world_size": self.info.world_size,

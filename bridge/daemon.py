@@ -43,7 +43,7 @@ from bridge.osc_schema import ParamSpec
 from bridge.ports import DaemonPorts
 from bridge.smoothing import ControlSmoother
 from bridge.sync import SOURCES, SyncArbiter
-from bridge.transport import Transport
+from bridge.transport import DeviceClockTransport, Transport
 from generator.errors import MusikaError
 from generator.timeline.live_control import LiveStreamPort
 
@@ -64,7 +64,8 @@ class DaemonCore:
     ones 4x) re-anchors the stream; not within ``relocate_every_s`` of a transport change or another re-anchor.
     Smaller errors of exact sources are nudged away (LiveStream.sync). The internal clock states no positions, so
     while it drives, :meth:`tick` checks what is heard against it every ``internal_check_s``: audio delayed by
-    an underrun or an xrun comes back onto the grid instead of staying late.
+    an underrun or an xrun comes back onto the grid instead of staying late. It counts the device's time, not the
+    host's, so a device clock that runs slower or faster than the host's leaves the beats alone.
     ``ports`` (:class:`DaemonPorts`): what the core drives besides the live stream, given at construction.
     """
 
@@ -77,6 +78,8 @@ class DaemonCore:
         self.ports = ports or DaemonPorts()
         self.arbiter = SyncArbiter(mode, timeout_s)
         self.transports = {s: Transport(bpm, *meter) for s in SOURCES}
+        # the internal clock counts the device's time: its beats are even in what is played (bridge.transport)
+        self.transports["internal"] = DeviceClockTransport(lambda: self.live.clock_drift_s, bpm, *meter)
         self.specs: dict[str, ControlSpec] = dict(specs or {})
         self.controls: dict[str, float] = {n: s.default for n, s in self.specs.items() if n not in NOT_PARAMS}
         self.relocate_beats, self.relocate_every_s = relocate_beats, relocate_every_s

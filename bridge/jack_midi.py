@@ -108,4 +108,9 @@ class FrameClock:
             self._sorted.remove(self._anchors[0])
         self._anchors.append(anchor)
         bisect.insort(self._sorted, anchor)
-        return frame / self.rate + self._sorted[len(self._sorted) // 2]
+        return frame / self.rate + self.anchor
+
+    @property
+    def anchor(self) -> float:
+        """Host time of frame 0 (seconds): grows as the device's clock falls behind the host's."""
+        return self._sorted[len(self._sorted) // 2] if self._sorted else 0.0

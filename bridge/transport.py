@@ -102,6 +102,41 @@ class Transport:
         self._anchor_time, self.bpm = t, _check_bpm(bpm)
 
 
+class DeviceClockTransport(Transport):
+    """A transport that counts the audio device's time, as a DAW's own transport counts its interface's samples.
+
+    Times in and out are host times; ``drift()`` says how far (seconds) the device's clock has fallen behind the
+    host clock, so beats advance with the device's frames. Beats then sit on an even grid in what the device
+    plays, however its clock runs against the host's; a period the device skips (an xrun) still counts.
+    """
+
+    def __init__(self, drift: Callable[[], float], bpm: float = 120.0, numerator: int = 4, denominator: int = 4,
+                 sync_offset_ms: float = 0.0):
+        super().__init__(bpm, numerator, denominator, sync_offset_ms)
+        self.drift = drift
+
+    def beat_at(self, t: float) -> float:
+        return super().beat_at(t - self.drift())
+
+    def time_at_beat(self, beat: float) -> float:
+        return super().time_at_beat(beat) + self.drift()
+
+    def play(self, t: float, beat: float = 0.0) -> None:
+        super().play(t - self.drift(), beat)
+
+    def continue_(self, t: float) -> None:
+        super().continue_(t - self.drift())
+
+    def stop(self, t: float) -> None:
+        super().stop(t - self.drift())
+
+    def locate(self, beat: float, t: float) -> None:
+        super().locate(beat, t - self.drift())
+
+    def set_tempo(self, bpm: float, t: float) -> None:
+        super().set_tempo(bpm, t - self.drift())
+
+
 def _check_bpm(bpm: float) -> float:
     bpm = float(bpm)
     if not 1.0 <= bpm <= 999.0:

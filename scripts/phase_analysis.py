@@ -139,7 +139,9 @@ def phase_figures(beats: np.ndarray, onset_s: np.ndarray, host_beat_at: np.ndarr
 def self_grid(audio: np.ndarray, grid: np.ndarray, bpm: float, hop: int = 64) -> np.ndarray:
     """For a daemon on its own clock (internal, OSC): a grid whose phase is where its kicks are (the low band's
     onset strength folded over the transport's beats, whose phase is arbitrary here), then a line fitted through
-    the kicks found on it: phase stability and drift only, not an offset from a host."""
+    the kicks found on it: phase stability and drift only, not an offset from a host. The line is fitted in the
+    device's time, the transport's frames (``grid`` rolls at ``bpm``): a period the JACK server skipped (an
+    xrun) is missing from the recording but passed on the device, as it does for a listener and the host."""
     import librosa
 
     ok = np.flatnonzero(np.isfinite(grid))
@@ -153,10 +155,10 @@ def self_grid(audio: np.ndarray, grid: np.ndarray, bpm: float, hop: int = 64) ->
     beats, t = beat_onsets(audio, SR, shifted)
     if beats.size < 8:
         return shifted
-    slope, icpt = np.polyfit(beats, t, 1)
+    device_s = grid * 60.0 / bpm  # device seconds of each recorded sample
+    slope, icpt = np.polyfit(beats, np.interp(t * SR, ok, device_s[ok]), 1)
     out = np.full(grid.size, np.nan)
-    idx = np.arange(ok[0], ok[-1] + 1)
-    out[idx] = (idx / SR - icpt) / slope
+    out[ok] = (device_s[ok] - icpt) / slope
     return out
 
 

@@ -123,6 +123,7 @@ class JackSink(AudioSink):
         self._retry_interval = float(retry_interval)
         self._client: Any = None
         self._frames: FrameClock | None = None  # JACK frames on the host clock (set when the client opens)
+        self._anchor0: float | None = None  # the frame clock's anchor when the drift was 0
         self._ports: tuple[Any, ...] = ()
         self._alive = False
         self._down_reason = ""
@@ -202,6 +203,7 @@ class JackSink(AudioSink):
             client.set_xrun_callback(self._on_xrun)
             client.set_blocksize_callback(self._on_blocksize)
             self._frames = FrameClock(client.samplerate)
+            self._anchor0 = None
             self._block_size = client.blocksize
             self._ports = ports
             client.activate()
@@ -256,6 +258,9 @@ class JackSink(AudioSink):
             played = self.ring.frames_played
             start = frames_clock.cycle(client)  # this period's first frame on the host clock
             self.ring.cycle = (start, played)  # before the read: frame `played` is heard from `start` on
+            if self._anchor0 is None:  # a new client (or server): the drift carries on from where it was
+                self._anchor0 = frames_clock.anchor - self.ring.clock_drift_s
+            self.ring.clock_drift_s = frames_clock.anchor - self._anchor0
             self.ring.read_into((ports[0].get_array(), ports[1].get_array()))
 
     def _on_shutdown(self, status: Any, reason: str) -> None:

@@ -54,6 +54,10 @@ class AudioRing:
         # (host time of the device period being played, frames_played before it), set by a sink that knows its
         # device clock (JACK): the play head's timing without guessing from when reads happen
         self.cycle: tuple[float, int] | None = None
+        # seconds the device's clock has fallen behind the host clock since the sink started (JACK: its frame
+        # count against the monotonic clock); 0.0 where the sink cannot tell. An internal clock that counts the
+        # device's time (as a DAW's transport does) subtracts it.
+        self.clock_drift_s = 0.0
         self.underruns = 0
         self.underrun_frames = 0
         self.overflow_frames = 0

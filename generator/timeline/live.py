@@ -119,6 +119,11 @@ class LiveStream(LiveControl, RenderWorker):
         now = self.clock() if now is None else now
         return self.cur.beat_at(self.playout.index_heard_at(now, now))
 
+    @property
+    def clock_drift_s(self) -> float:
+        """Seconds the audio device's clock has fallen behind the host clock (0.0 where the sink cannot tell)."""
+        return float(getattr(self.ring, "clock_drift_s", 0.0))
+
     def play_head_beat(self) -> float:
         """Beat of the first sample the reader has not taken (the sink's latency not included)."""
         run = self.perf.current

@@ -234,6 +234,35 @@ def test_internal_clock_pulls_audio_delayed_by_a_dropout_back_onto_its_grid(rig)
     assert rig.core.relocations == 0
 
 
+def test_internal_clock_counts_the_devices_time_when_its_clock_runs_slow(rig) -> None:
+    """A sound card (or JACK's dummy driver under load) whose clock runs 1 % slower than the host's: the internal
+    clock follows the device's frames, as a DAW's transport does, so nothing is nudged and the beats stay even in
+    what is played. (Counted in host time, it would pull the music 1 % faster in every period played.)"""
+    rig.handle(TransportEvent("play", "osc", rig.t))
+    play_device(rig, 1.0)
+    period, slow = 512, 1.01
+    drift = 0.0
+    out = [np.zeros(period, np.float32), np.zeros(period, np.float32)]
+    next_tick = rig.t
+    for _ in range(int(10.0 * SR / period)):
+        rig.ring.cycle = (rig.t, rig.ring.frames_played)  # as the JACK sink states each period
+        rig.ring.read_into(out)
+        rig.t += period / SR * slow
+        drift += period / SR * (slow - 1.0)
+        rig.ring.clock_drift_s = drift
+        while rig.live.step(now=rig.t):
+            pass
+        if rig.t >= next_tick:
+            rig.core.tick(rig.t)
+            next_tick = rig.t + 0.1
+    assert drift == pytest.approx(0.1, rel=0.01)
+    nudges = [r["value"] for r in rig.records() if (r["type"], r["name"]) == ("tempo", "bpm") and r["value"] != 120]
+    assert nudges == []
+    status = rig.core.status()
+    assert abs(status["sync_error_ms"]) < 2.0, status
+    assert rig.core.relocations == 0
+
+
 # ---------------------------------------------------------------------------------------- start and handover
 def windowed_rms(blocks: list[np.ndarray], ms: float = 10.0) -> np.ndarray:
     audio = np.concatenate(blocks, axis=1)

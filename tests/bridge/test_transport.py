@@ -6,7 +6,8 @@ import pytest
 
 from bridge.errors import ConfigError
 from bridge.events import PositionEvent, TempoEvent, TransportEvent
-from bridge.transport import MidiClockTracker, Transport
+from bridge.jack_midi import FrameClock
+from bridge.transport import DeviceClockTransport, MidiClockTracker, Transport
 from tests.bridge.clockstreams import double, drop, tick_times
 
 
@@ -123,3 +124,35 @@ def test_handle_dispatch_and_bad_spp() -> None:
     assert not tr.handle("note_on", 1.0)
     with pytest.raises(ValueError, match="16384 is out of range 0-16383"):
         tr.song_position(16384, 1.0)
+
+
+# ------------------------------------------------------------------------------------ the device's clock
+class _Period:
+    """What FrameClock reads of a JACK client in its process callback."""
+
+    def __init__(self) -> None:
+        self.last_frame_time, self.frames_since_cycle_start = 0, 0
+
+
+def test_frame_clock_anchor_follows_a_slow_device_and_ignores_skipped_periods_and_late_callbacks() -> None:
+    host = [50.0]
+    clock, client = FrameClock(48000, clock=lambda: host[0], window=16), _Period()
+    for k in range(400):  # the device's clock runs 1 % slow: 512 frames take 1.01 * 512 / 48000 s
+        skipped = 1 if k >= 200 else 0  # a period no client saw (an xrun): its frames and its time both pass
+        client.last_frame_time = 512 * (k + skipped)
+        host[0] = 50.0 + 1.01 * 512 * (k + skipped) / 48000 + (0.004 if k == 300 else 0.0)  # one callback 4 ms late
+        clock.cycle(client)
+    # anchor = host time of frame 0: it grows by the 1 % the device lost (the median of the last 16 periods,
+    # the skipped one counted)
+    assert clock.anchor - 50.0 == pytest.approx(0.01 * 512 * 393 / 48000, abs=2e-5)
+
+
+def test_the_internal_clock_counts_device_time() -> None:
+    drift = [0.0]
+    tr = DeviceClockTransport(lambda: drift[0], bpm=120.0)
+    tr.play(10.0)
+    drift[0] = 0.05  # the device has played 50 ms less than the host clock says passed
+    assert tr.beat_at(12.05) == pytest.approx(4.0)
+    assert tr.time_at_beat(4.0) == pytest.approx(12.05)
+    tr.set_tempo(60.0, 12.05)
+    assert tr.beat_at(13.05) == pytest.approx(5.0)

@@ -34,7 +34,13 @@ class JackMidiPort:
         self._client: Any = None
         self._port: Any = None
         self._frames: FrameClock | None = None
+        self._anchor0: float | None = None
         self.opened_port = ""
+
+    def clock_drift(self) -> float:
+        """Seconds the JACK server's clock has fallen behind the host clock since the port opened (0.0 before)."""
+        frames, anchor0 = self._frames, self._anchor0
+        return frames.anchor - anchor0 if frames is not None and anchor0 is not None else 0.0
 
     def start(self) -> str:
         """Open the client and port; returns its name (virtual) or the source connected to it (existing). Raises
@@ -76,6 +82,8 @@ class JackMidiPort:
         if self._frames is None:
             self._frames = FrameClock(client.samplerate, self.clock)
         start = self._frames.cycle(client)
+        if self._anchor0 is None:
+            self._anchor0 = self._frames.anchor
         for offset, data in port.incoming_midi_events():
             try:
                 self.feed(bytes(data), start + offset / client.samplerate)

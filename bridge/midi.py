@@ -233,6 +233,7 @@ class MidiInput:
             errors.append(f"jack (JACK-Client): {exc}")
             return False
         self._jack, self.opened_backend = port, "jack"
+        self.decoder.tracker.drift = port.clock_drift  # recounts in the server's time (bridge.transport)
         logger.info("MIDI input %r open (jack, %s, frame-stamped)", self.opened_port,
                     "virtual" if self.virtual else "existing")
         return True

@@ -51,3 +51,15 @@ def jack_quantised(times: list[float], period_s: float = 512 / 44100, late_every
             stamp += period_s
         out.append(stamp)
     return out
+
+
+def late_port(times: list[float], start: int, ticks: int, seed: int = 0) -> list[float]:
+    """What a JACK MIDI port whose callbacks run late (its process busy) receives, as recorded with
+    scripts/jack_tick_probe.py: for ``ticks`` ticks from ``start`` on, only every third tick arrives, most of them
+    twice at the same stamp, and one in eight carries the stamp of a later period."""
+    rng = random.Random(seed)
+    out = list(times[:start])
+    for i in range(start, start + ticks, 3):
+        t = times[i] + (2.3 * 512 / 44100 if rng.random() < 0.125 else 0.0)
+        out.extend([t, t] if rng.random() < 0.7 else [t])
+    return out + list(times[start + ticks:])

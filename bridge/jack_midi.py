@@ -86,9 +86,13 @@ class JackMidiPort:
             self._anchor0 = self._frames.anchor
         for offset, data in port.incoming_midi_events():
             try:
-                self.feed(bytes(data), start + offset / client.samplerate)
+                self._receive(client, bytes(data), start, offset)
             except Exception:  # never let an exception escape into JACK's thread
                 logger.exception("MIDI: unexpected error in the JACK MIDI callback")
+
+    def _receive(self, client: Any, data: bytes, start: float, offset: int) -> None:
+        """One event of this period, ``offset`` frames after its first frame (heard at host time ``start``)."""
+        self.feed(data, start + offset / client.samplerate)
 
     def close(self) -> None:
         client, self._client, self._port = self._client, None, None

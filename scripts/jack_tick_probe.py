@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bridge.jack_midi import FrameClock, JackMidiPort  # noqa: E402
+from bridge.jack_midi import JackMidiPort  # noqa: E402
 from bridge.transport import MidiClockTracker  # noqa: E402
 
 HOG = "import numpy as np\na = np.random.rand(600, 600)\nwhile True:\n    a = (a @ a) / 600.0\n"
@@ -37,17 +37,10 @@ class _PositionPort(JackMidiPort):
         super().__init__(*args, **kwargs)
         self.ticks: list[tuple[float, int]] = []  # (stamp s, transport frame)
 
-    def _process(self, frames: int) -> None:
-        client, port = self._client, self._port
-        if client is None or port is None:
-            return
-        if self._frames is None:
-            self._frames = FrameClock(client.samplerate, self.clock)
-        start = self._frames.cycle(client)
-        _, pos = client.transport_query()
-        for offset, data in port.incoming_midi_events():
-            if bytes(data) == b"\xf8":
-                self.ticks.append((start + offset / client.samplerate, int(pos["frame"]) + offset))
+    def _receive(self, client, data: bytes, start: float, offset: int) -> None:
+        if data == b"\xf8":
+            _, pos = client.transport_query()
+            self.ticks.append((start + offset / client.samplerate, int(pos["frame"]) + offset))
 
 
 def probe(stalls: int, stall_s: float, bpm: float, hog_s: float = 0.0, keep: str | None = None) -> dict:

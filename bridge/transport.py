@@ -7,6 +7,11 @@ nothing here reads a clock or a port. Beats are quarter notes from the song star
 Pointer) into :mod:`bridge.events`: the first clock after Start is beat 0, the first clock after Continue is
 the position last located by SPP (in 16ths, 6 clocks each) or where Stop left off; every clock after that is
 1/24 beat. MIDI clock carries no meter, so bars come from the configured meter (or OSC).
+
+A sender may roll again before its Continue and send clocks on the way (jack_midi_clock plays on from where the
+transport stopped, points SPP a little ahead and sends Continue when it gets there). Its clocks then run from the
+stop position, between the 16ths, so the clock after Continue is up to a 16th past the SPP. Where those clocks,
+counted from where Stop left off, reach the Continue within the SPP's 16th, that count is the position.
 """
 
 from __future__ import annotations
@@ -159,6 +164,9 @@ class MidiClockTracker:
     which a burst of them can fool. So once the clock is steady again (``CALM_TICKS`` ordinary ticks at the same
     tempo as before), the count is checked against the time since the last steady tick before the odd ones:
     a sender stamps its ticks on its transport, so that time says how many ticks passed, and it wins.
+
+    ``ticks`` is the count of whole clocks; ``frac`` the part of a clock the sender's clocks sit past them (after a
+    Continue from a sender that rolled on from where it stopped, see the module docstring).
     """
 
     def __init__(
@@ -185,20 +193,25 @@ class MidiClockTracker:
         self._prev: float | None = None  # time of the last counted tick
         self._calm_from = 0.0  # time of the tick before the ordinary ones in a row
         self.recounts = 0  # times the count was set right from the clock's time
+        self.frac = 0.0  # the sender's clocks sit this part of a clock past the count
+        self._stopped_at: float | None = None  # where Stop left off, in clocks (a fraction past the last clock)
+        self._stopped_period = math.nan  # the clock's period then, s
+        self._preroll: float | None = None  # clocks while stopped after a pause, counted from _stopped_at
         # seconds the port's clock has fallen behind the host's (JACK: its frame count), so time is counted as the
         # sender counts it; a late port's stamps move with the host clock, not with the sender's frames
         self.drift: Callable[[], float] = lambda: 0.0
 
     @property
     def beat(self) -> float:
-        return self.ticks / PPQN
+        return (self.ticks + self.frac) / PPQN
 
     @property
     def playing(self) -> bool:
         return self.transport.playing
 
     def start(self, t: float) -> None:
-        self.ticks, self._pending, self._hold = 0, "play", False
+        self.ticks, self.frac, self._pending, self._hold = 0, 0.0, "play", False
+        self._stopped_at = self._preroll = None
         self._forget_steady()
 
     def continue_(self, t: float) -> None:
@@ -208,6 +221,13 @@ class MidiClockTracker:
     def stop(self, t: float) -> None:
         self._pending = None
         was_playing = self.transport.playing
+        self._stopped_at, self._preroll = None, None
+        if was_playing and self.last_clock is not None and self.estimator.bpm:  # the part of a clock since the last
+            self._stopped_period = 60.0 / self.estimator.bpm / PPQN
+            part = (t - self.last_clock) / self._stopped_period
+            # no clock for longer: it stopped somewhere in the clock after the last (a transport held while it
+            # relocates, then Stop), the middle of that clock is the best guess
+            self._stopped_at = self.ticks + self.frac + (min(max(part, 0.0), 1.0) if part <= 1.5 else 0.5)
         self.transport.stop(t)
         self.transport.locate(self.beat, t)
         if was_playing:
@@ -217,7 +237,7 @@ class MidiClockTracker:
         """Song Position Pointer: ``sixteenths`` (0-16383) MIDI beats from the song start."""
         if not 0 <= sixteenths <= 16383:
             raise ValueError(f"song position: {sixteenths} is out of range 0-16383")
-        self.ticks = sixteenths * TICKS_PER_16TH
+        self.ticks, self.frac = sixteenths * TICKS_PER_16TH, 0.0
         self._hold = self.transport.playing
         self._forget_steady()
         self.transport.locate(self.beat, t)
@@ -231,6 +251,8 @@ class MidiClockTracker:
         if state.advanced == 0:
             self._calm, self._odd = 0, True
             return  # a duplicate tick
+        if not self.transport.playing:
+            self._count_preroll(t, state)
         self.last_clock = t
         if self.on_clock is not None:
             self.on_clock(t)
@@ -241,6 +263,7 @@ class MidiClockTracker:
             if action == "play":
                 self.transport.play(tick_time, self.beat)
             else:
+                self._continue_from_preroll()
                 self.transport.locate(self.beat, tick_time)
                 self.transport.continue_(tick_time)
             self.emit(TransportEvent(action, self.source, tick_time, self.beat))  # type: ignore[arg-type]
@@ -263,6 +286,25 @@ class MidiClockTracker:
         if bpm is not None:
             self.transport.set_tempo(bpm, tick_time)
             self.emit(TempoEvent(bpm, self.source, tick_time, state.confidence))
+
+    def _count_preroll(self, t: float, state: TempoState) -> None:
+        """Clocks while stopped: the first after a pause (a sender rolling again before its Continue) is one clock
+        past where Stop left off. A sender that keeps clocking while stopped has no pause, and no pre-roll."""
+        if self._preroll is not None:
+            self._preroll += state.advanced
+        elif self._stopped_at is not None and self._pending is None and self.last_clock is not None \
+                and t - self.last_clock > 1.5 * self._stopped_period:
+            self._preroll = self._stopped_at + 1.0
+
+    def _continue_from_preroll(self) -> None:
+        """At the clock after Continue: the pre-roll's count, where it lands in the SPP's 16th (else the SPP's)."""
+        pre, self._preroll, self._stopped_at = self._preroll, None, None
+        if pre is not None and self.ticks - 0.5 <= pre < self.ticks + TICKS_PER_16TH:
+            if abs(pre - self.ticks) >= 0.05:
+                logger.info("MIDI clock: the sender rolled on from where it stopped; continuing %.2f clocks past its "
+                            "song position", pre - self.ticks)
+            self.ticks = math.floor(pre)
+            self.frac = pre - self.ticks
 
     def _forget_steady(self) -> None:
         self._steady, self._calm, self._odd, self._prev = None, 0, False, None

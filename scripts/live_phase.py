@@ -53,6 +53,7 @@ from phase_analysis import (  # noqa: E402
     phase_figures,
     self_grid,
     tracked_bpm,
+    unwrap_locates,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,7 +234,9 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
     """Run the rig once and return the figures (dict, JSON-ready).
 
     disturb: (seconds after the start, action, value) with action "stall" (the clock sender is frozen for value
-    seconds, SIGSTOP/SIGCONT) or "locate" (the host's transport jumps to beat value while rolling). keep_audio:
+    seconds, SIGSTOP/SIGCONT) or "locate" (the host's transport stops, jumps to beat value and plays on 0.5 s
+    later: jack_transport's locate while rolling holds JACK2's transport in Starting for its 10 s sync timeout and
+    then plays on from where it was). keep_audio:
     the result also holds "audio" and "grid" (numpy arrays; not JSON). track_bpm: also the tempo by librosa's
     beat_track (the slowest part of the analysis). clock_args: more jack_midi_clock options. disturb actions also
     "stop" (the transport stops for value seconds, then plays on from there), "seed" and "variation" (sent to the
@@ -291,8 +294,12 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
                     clock_proc.send_signal(signal.SIGSTOP)
                     time.sleep(value)
                     clock_proc.send_signal(signal.SIGCONT)
-                elif action == "locate":
+                elif action == "locate":  # as a DAW's playhead moved while playing: stop, jump, play on
+                    rig.command("stop")
+                    time.sleep(0.3)
                     rig.command(f"locate {int(round(value * 60.0 / bpm * SR))}")
+                    time.sleep(0.2)
+                    rig.command("play")
                 elif action == "stop":
                     rig.command("stop")
                     time.sleep(value)
@@ -324,7 +331,7 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
         if rec is not None:
             rec.client.close()
         rig.close()
-    grid = host_grid(cycles, n)
+    grid = unwrap_locates(host_grid(cycles, n))  # a locate's beats numbered on, in time order
     rolling = np.flatnonzero(np.isfinite(grid))
     if rolling.size == 0:
         raise RuntimeError("the transport never rolled")

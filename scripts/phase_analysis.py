@@ -173,6 +173,23 @@ def host_grid(cycles: list[tuple[int, int, bool, float]], n: int) -> np.ndarray:
     return out
 
 
+def unwrap_locates(grid: np.ndarray) -> np.ndarray:
+    """The host grid with every locate (a jump of more than half a beat between rolling samples, across a stop or
+    not) taken out in whole beats, leaving 0-1 beat forward: the beat phase after the jump is the host's, the
+    numbering runs on, so beats stay in time order and the grid is monotonic for interpolation. NaN (stopped)
+    stays NaN."""
+    out = np.array(grid, dtype=np.float64)
+    ok = np.flatnonzero(np.isfinite(out))
+    if ok.size < 2:
+        return out
+    step = np.diff(out[ok])
+    per_sample = float(np.median(step))
+    jump = step - np.where(np.diff(ok) == 1, per_sample, 0.0)  # across a stop the host did not move
+    shift = np.where(np.abs(jump) > 0.5, -np.floor(jump), 0.0)  # what is left of the jump: 0-1 beat forward
+    out[ok[1:]] += np.cumsum(shift)
+    return out
+
+
 def clock_grid(tick_samples: np.ndarray, host: np.ndarray, ppqn: int = 24) -> np.ndarray:
     """The beat grid a MIDI clock states: the beat position of every recorded sample, by linear interpolation
     between its ticks (recorded sample indices, none lost). Each run of ticks (a new one after a pause or where the

@@ -35,3 +35,18 @@ def test_the_clock_grid_follows_a_wobbling_clock_and_restarts_after_a_locate():
     assert np.allclose(grid[after], np.round(host[after] * 24) / 24, atol=1 / 24)  # restarted after the locate
     stray = np.nanmax(np.abs(grid[: 9 * SR] - host[: 9 * SR])) * 60 / BPM * 1000
     assert 8.0 < stray < 12.0  # the wobble, in ms: the clock's grid is not the transport's
+
+
+def test_a_locate_back_keeps_the_host_grid_in_time_order_with_its_beat_phase():
+    """A host stopped at beat 20.4, located back to beat 8 and played on: the measured beats run on in time order
+    (interpolation needs a monotonic grid) and fall on the host's beats after the locate."""
+    host = np.arange(12 * SR) / SR * BPM / 60  # 2 beats a second
+    stopped = np.full(SR // 2, np.nan)
+    after = 8.0 + np.arange(5 * SR) / SR * BPM / 60
+    grid = pa.unwrap_locates(np.r_[host[: int(10.2 * SR)], stopped, after])
+    ok = np.isfinite(grid)
+    assert np.all(np.diff(grid[ok]) > 0)
+    resumed = grid[int(10.2 * SR) + SR // 2 :]
+    assert 20.4 < resumed[0] < 21.4  # numbered on from the stop
+    assert resumed[0] % 1.0 == 0.0  # the host's beat 8 stays on a whole beat
+    assert np.array_equal(grid[: int(10.2 * SR)], host[: int(10.2 * SR)])

@@ -85,6 +85,54 @@ def test_start_clock_stop_spp_continue() -> None:
     assert tr.transport.bar_at(times[274]).bar == 4  # 0-based bar 4 = the fifth bar
 
 
+def _roll_on_from_stop(preroll: bool) -> tuple[list, list[float], float]:
+    """A sender stopped 0.4 clocks past clock 169 for 2 s, with SPP at Stop and when it rolls again; with `preroll`
+    (as jack_midi_clock does) it clocks on from the stop position and sends Continue when it passes its SPP (16th 45
+    = clock 270), at clock 272.4. Returns the events, the host times of the clocks after Continue and the time the
+    sender was at clock 0 of its grid (clock x at that time + x periods, the stop not counted)."""
+    period = 60.0 / 126.0 / 24
+    tr, events = _tracker()
+    t0 = 100.0
+    tr.start(t0 - 0.01)
+    for k in range(170):
+        tr.clock(t0 + k * period)
+    stop = t0 + 169.4 * period
+    tr.stop(stop)
+    tr.song_position(44, stop)
+    resume = stop + 2.0  # from here the grid runs 2 s later
+    tr.song_position(45, resume)
+    first = 270 if not preroll else 170
+    after = []
+    for k in range(first, 400):
+        t = resume + (k + (0.4 if preroll else 0.0) - 169.4) * period
+        if k == (272 if preroll else first):
+            tr.continue_(t - 1e-4)
+        tr.clock(t)
+        if k >= 272:
+            after.append(t)
+    return events, after, t0 + 2.0
+
+
+def test_a_sender_that_rolls_on_from_where_it_stopped_is_followed_on_its_grid() -> None:
+    """jack_midi_clock's Continue lands up to a 16th past its SPP, between clocks: counted from the SPP, every beat
+    after it was 2.4 clocks (48 ms at 126 BPM) late. Its clocks counted from where Stop left off keep the grid."""
+    events, after, grid0 = _roll_on_from_stop(preroll=True)
+    period = 60.0 / 126.0 / 24
+    beats = [e for e in events if isinstance(e, PositionEvent) and e.time >= after[0]]
+    assert len(beats) >= 4
+    assert all(e.time == pytest.approx(grid0 + e.beat * 24 * period, abs=1e-3) for e in beats)
+    cont = [e for e in events if isinstance(e, TransportEvent)][-1]
+    assert cont.action == "continue" and cont.beat * 24 == pytest.approx(272.4)
+
+
+def test_a_sender_that_continues_at_its_spp_is_followed_from_the_spp() -> None:
+    events, after, _ = _roll_on_from_stop(preroll=False)
+    cont = [e for e in events if isinstance(e, TransportEvent)][-1]
+    assert cont.action == "continue" and cont.beat == 270 / 24
+    beats = [e for e in events if isinstance(e, PositionEvent) and e.time >= after[0]]
+    assert beats and all(e.beat == int(e.beat) for e in beats)
+
+
 def test_spp_while_playing_relocates_on_next_clock() -> None:
     tr, events = _tracker()
     times = tick_times([120.0] * 100)

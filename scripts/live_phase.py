@@ -1,6 +1,7 @@
 """Live beats against the host's own grid, measured from outside the daemon.
 
-`python scripts/live_phase.py [--sync midi|internal|osc] [--jitter PERCENT] [--seconds 150] [--bpm 126]`
+`python scripts/live_phase.py [--sync midi|internal|osc|link] [--jitter PERCENT] [--seconds 150] [--bpm 126]
+[--tempo-changes]`
 
 Starts a JACK dummy server of its own (unique name, stopped by its PID), ``jack_transport`` as the host's
 transport and timecode master (play, tempo), ``jack_midi_clock`` following that transport (optionally with its
@@ -16,7 +17,11 @@ p95 of |error|, the signed median (+: late), and the drift (signed median of the
 first). The daemon's own view (/musika/status over OSC: phase_error_ms, sync_error_ms) is polled alongside. With
 ``--sync internal`` or ``osc`` no clock is sent: the daemon plays on its own clock (OSC: started with
 /musika/tempo and /musika/transport/play as the transport starts), and the grid is a line fitted through its
-own kicks: phase stability and drift, not an offset.
+own kicks: phase stability and drift, not an offset. With ``--sync link`` the host is an Ableton Link peer
+(scripts/link_peer.py) that starts the session once the daemon has joined, optionally steps and ramps its tempo
+(``--tempo-changes``), and notes its beat every 10 ms; the grid is the session's beat at each recorded sample's
+host time. Link multicasts, so the script then runs itself again inside a loopback-only network namespace of its
+own (root), deleted afterwards.
 
 Prints one JSON line (figures per run); --keep keeps the recording, the host grid and the clock's ticks (.npz) and
 the daemon's log (.log beside it).
@@ -45,6 +50,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # phase_analysis beside this file, also when imported
+from link_peer import PEER, link_grid, tempo_plan  # noqa: E402
+from osc_probe import OscFlood, osc_send, osc_status  # noqa: E402
 from phase_analysis import (  # noqa: E402
     SR,
     beat_onsets,
@@ -132,6 +139,7 @@ class Recorder:
         self.buf = np.zeros((2, int(seconds * SR)), np.float32)
         self.n = 0
         self.cycles: list[tuple[int, int, bool, float]] = []
+        self.stamps: list[tuple[int, int, float]] = []  # (recorded index, JACK frame, host time of that frame)
         self.ticks: list[int] = []
         self.client.set_process_callback(self._process)
         self.client.activate()
@@ -140,6 +148,8 @@ class Recorder:
         state, pos = self.client.transport_query()
         rolling = state == self.jack.ROLLING
         self.cycles.append((self.n, int(pos["frame"]), rolling, float(pos.get("beats_per_minute", 0.0))))
+        self.stamps.append((self.n, self.client.last_frame_time,
+                            time.monotonic() - self.client.frames_since_cycle_start / SR))
         for offset, data in self.midi.incoming_midi_events():
             if bytes(data) == b"\xf8":
                 self.ticks.append(self.n + offset)
@@ -151,72 +161,6 @@ class Recorder:
     def close(self) -> None:
         self.client.deactivate()
         self.client.close()
-
-
-def _osc_status(sock: socket.socket, port: int) -> dict:
-    from pythonosc.osc_message_builder import OscMessageBuilder
-
-    from bridge.osc_schema import flatten
-
-    sock.sendto(OscMessageBuilder("/musika/status").build().dgram, ("127.0.0.1", port))
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        try:
-            data = sock.recv(65536)
-        except TimeoutError:
-            continue
-        for _stamp, msg in flatten(data):
-            if msg.address == "/musika/status":
-                a = list(msg.params)
-                return dict(zip(a[::2], a[1::2], strict=True))
-    return {}
-
-
-def _osc_send(sock: socket.socket, port: int, address: str, *args: object) -> None:
-    from pythonosc.osc_message_builder import OscMessageBuilder
-
-    b = OscMessageBuilder(address)
-    for a in args:
-        b.add_arg(a)
-    sock.sendto(b.build().dgram, ("127.0.0.1", port))
-
-
-class _Flood:
-    """Sends `count` malformed OSC datagrams to 127.0.0.1:`port`, evenly over `seconds`, from its own thread."""
-
-    KINDS = (
-        lambda rng: rng.bytes(int(rng.integers(1, 512))),  # garbage
-        lambda rng: b"/musika/tempo\x00\x00\x00,f\x00\x00\x42",  # truncated float argument
-        lambda rng: b"/musika/seed\x00\x00\x00\x00,s\x00\x00abc\x00",  # wrong type tag
-        lambda rng: b"/nowhere/at/all\x00,\x00\x00\x00",  # unknown address
-        lambda rng: b"/musika/param/variation\x00,f\x00\x00\x7f\xc0\x00\x00",  # NaN
-        lambda rng: b"#bundle\x00" + rng.bytes(12),  # a bundle cut short
-    )
-
-    def __init__(self, port: int, count: int, seconds: float) -> None:
-        self.port, self.count, self.seconds, self.sent = port, count, seconds, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="osc-flood", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        rng = np.random.default_rng(0)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        start, gap = time.monotonic(), self.seconds / max(self.count, 1)
-        try:
-            while self.sent < self.count and not self._stop.is_set():
-                due = start + self.sent * gap
-                if due > time.monotonic():
-                    time.sleep(min(due - time.monotonic(), 0.05))
-                    continue
-                sock.sendto(self.KINDS[self.sent % len(self.KINDS)](rng), ("127.0.0.1", self.port))
-                self.sent += 1
-        finally:
-            sock.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def _beat_errors(beats: np.ndarray, onsets: np.ndarray, grid: np.ndarray) -> dict[str, float]:
@@ -240,8 +184,10 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
     the result also holds "audio" and "grid" (numpy arrays; not JSON). track_bpm: also the tempo by librosa's
     beat_track (the slowest part of the analysis). clock_args: more jack_midi_clock options. disturb actions also
     "stop" (the transport stops for value seconds, then plays on from there), "seed" and "variation" (sent to the
-    daemon over OSC; variation normalised 0-1). flood: that many malformed OSC datagrams sent to the daemon evenly
-    over the run (garbage bytes, truncated messages, wrong type tags, unknown addresses, out-of-range values).
+    daemon over OSC; variation normalised 0-1), and with sync "link" "tempo" (a step to value BPM) and "ramp" (a
+    glide there, link_peer.RAMP_S long), made by the Link peer. flood: that many malformed OSC datagrams sent to
+    the daemon evenly over the run (garbage bytes, truncated messages, wrong type tags, unknown addresses,
+    out-of-range values).
     per_beat: the result also holds every measured beat's error ("beat_errors_ms", host beat -> ms)."""
     rig = Rig()
     rec = None
@@ -258,6 +204,7 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
                 "--control-log", "", "--bpm", f"{bpm:g}", *(extra or [])]
         if sync != "midi":
             args.append("--no-midi")
+        notes = rig.tmp / "link-notes.json"
         daemon = rig.spawn(args, "serve.log")
         assert daemon.stdout is not None
         ready = daemon.stdout.readline()
@@ -277,15 +224,22 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
                     raise RuntimeError("jack_midi_clock did not connect to the daemon's MIDI port")
                 time.sleep(0.05)
             rec.client.connect("jack_midi_clock:mclk_out", "phase-recorder:clock_in")
+        if sync == "link":  # a Link peer in this namespace is the host: it plays once the daemon has joined
+            plan = [d for d in disturb if d[1] in ("tempo", "ramp")]  # the peer changes the session's tempo
+            disturb = tuple(d for d in disturb if d not in plan)
+            peer = rig.spawn([sys.executable, "-c", PEER, f"{bpm:g}", str(notes), f"{seconds + settle_s + 2:g}",
+                              json.dumps(sorted(plan))], "peer.log")
+            if json.loads(peer.stdout.readline() or "{}").get("peers", 0) < 1:
+                raise RuntimeError("the daemon did not join the Link peer's session")
         time.sleep(1.0)
         rig.command("play")
         t_play = time.monotonic()
         if sync == "osc":
-            _osc_send(sock, osc_port, "/musika/tempo", float(bpm))
-            _osc_send(sock, osc_port, "/musika/transport/play")
+            osc_send(sock, osc_port, "/musika/tempo", float(bpm))
+            osc_send(sock, osc_port, "/musika/transport/play")
         pending = sorted(disturb)
         clock_proc = rig.procs[-1] if sync == "midi" else None
-        flooder = _Flood(osc_port, flood, settle_s + seconds) if flood else None
+        flooder = OscFlood(osc_port, flood, settle_s + seconds) if flood else None
         while time.monotonic() < t_play + settle_s + seconds:
             time.sleep(0.25 if pending else 1.0)
             while pending and time.monotonic() >= t_play + pending[0][0]:
@@ -305,12 +259,12 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
                     time.sleep(value)
                     rig.command("play")
                 elif action == "seed":
-                    _osc_send(sock, osc_port, "/musika/seed", int(value))
+                    osc_send(sock, osc_port, "/musika/seed", int(value))
                 elif action == "variation":
-                    _osc_send(sock, osc_port, "/musika/param/variation", float(value))
+                    osc_send(sock, osc_port, "/musika/param/variation", float(value))
             if pending:
                 continue
-            st = _osc_status(sock, osc_port)
+            st = osc_status(sock, osc_port)
             if st and time.monotonic() > t_play + settle_s:
                 reports.append(st)
             if verbose and st:
@@ -318,13 +272,15 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
                       f"{st.get('sync_error_ms')} bpm {st.get('bpm')} stretch {st.get('stretch')}",
                       file=sys.stderr)
         rig.command("stop")
+        if sync == "link":
+            peer.wait(timeout=20)  # its notes are written when it stops
         if flooder is not None:
             flooder.close()
         time.sleep(0.3)
         rec.client.deactivate()
         n = rec.n
         audio = rec.buf[:, :n].copy()
-        cycles, ticks = list(rec.cycles), list(rec.ticks)
+        cycles, ticks, stamps = list(rec.cycles), list(rec.ticks), list(rec.stamps)
         daemon_log = (rig.tmp / "serve.log").read_text()
     finally:
         sock.close()
@@ -332,6 +288,8 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
             rec.client.close()
         rig.close()
     grid = unwrap_locates(host_grid(cycles, n))  # a locate's beats numbered on, in time order
+    if sync == "link":  # the session's beat at each recorded sample, from the peer's notes
+        grid = link_grid(stamps, n, notes, SR)
     rolling = np.flatnonzero(np.isfinite(grid))
     if rolling.size == 0:
         raise RuntimeError("the transport never rolled")
@@ -341,7 +299,7 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
         np.savez_compressed(wav, audio=audio, grid=grid, ticks=np.asarray(ticks, dtype=np.int64))
         Path(wav).with_suffix(".log").write_text(daemon_log)  # the daemon's log beside it
     start = rolling[0]
-    if sync != "midi":  # no clock from the transport: the grid is a line fitted to the daemon's own beats
+    if sync in ("internal", "osc"):  # no host clock reaches the daemon: a line fitted to its own beats
         grid = self_grid(audio, grid, bpm)
     beats, onsets = beat_onsets(audio, SR, grid)
     figs = phase_figures(beats, onsets, grid, SR, bpm, skip_beats=settle_s * bpm / 60.0)
@@ -384,20 +342,31 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sync", choices=("midi", "internal", "osc"), default="midi")
+    p.add_argument("--sync", choices=("midi", "internal", "osc", "link"), default="midi")
     p.add_argument("--jitter", type=float, default=0.0, help="jack_midi_clock -J percent (default 0: off)")
     p.add_argument("--seconds", type=float, default=150.0, help="measured time after settling (default 150)")
     p.add_argument("--settle", type=float, default=8.0, help="seconds after the start not measured (default 8)")
     p.add_argument("--bpm", type=float, default=126.0)
     p.add_argument("--preset", default="techno")
     p.add_argument("--keep", default=None, help="keep the recording and its host grid here (.npz)")
+    p.add_argument("--tempo-changes", action="store_true",
+                   help="--sync link: the session's tempo steps and ramps every 30 s (link_peer.tempo_plan)")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
     for tool in ("jackd", "jack_transport", *(["jack_midi_clock"] if a.sync == "midi" else [])):
         if shutil.which(tool) is None:
             print(f"live_phase: {tool} is not installed (apt install jackd2 jack-midi-clock)", file=sys.stderr)
             return 3
-    out = measure(a.sync, a.jitter, a.seconds, a.bpm, a.preset, a.settle, a.keep, verbose=a.verbose)
+    if a.sync == "link" and not os.environ.get("MUSIKA_LINK_NAMESPACE"):  # Link multicasts: only on a loopback
+        sys.path.insert(0, str(ROOT))  # network of its own, this script again inside it
+        from tests.bridge.netns import loopback_namespace
+
+        with loopback_namespace() as ns:
+            env = {**os.environ, "MUSIKA_LINK_NAMESPACE": ns}
+            return subprocess.run(["ip", "netns", "exec", ns, sys.executable, __file__, *(argv or sys.argv[1:])],
+                                  env=env).returncode
+    plan = tuple(tempo_plan(a.bpm, a.seconds + a.settle)) if a.tempo_changes and a.sync == "link" else ()
+    out = measure(a.sync, a.jitter, a.seconds, a.bpm, a.preset, a.settle, a.keep, verbose=a.verbose, disturb=plan)
     print(json.dumps(out))
     return 0
 

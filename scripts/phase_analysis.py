@@ -97,8 +97,10 @@ def beat_onsets(audio: np.ndarray, sr: int, host_beat_at: np.ndarray, hop: int =
     return beats[keep], t[keep]
 
 
-def tracked_bpm(audio: np.ndarray, sr: int, bpm: float, hop: int = 64) -> float:
-    """Tempo of the recording by librosa beat_track (hop 64) and a line through its beat times."""
+def tracked_bpm(audio: np.ndarray, sr: int, bpm: float, hop: int = 512) -> float:
+    """Tempo of the recording by librosa beat_track and a line through its beat times. Hop 512: its tempogram
+    spans 8 s of frames at every frame, which at hop 64 took 11 GB for a minute of audio (a line through a
+    minute's beats is exact enough at 11.6 ms steps)."""
     import librosa
 
     y = np.asarray(audio, np.float32)

@@ -6,6 +6,10 @@ so the daemon runs without it unless `--sync link` is chosen.
 
 Events handed to `on_event` (source "link"): TempoEvent when the session tempo changes (also when another
 peer changes it), TransportEvent play/stop from start/stop sync, and PositionEvent(exact=True) at `position_hz`.
+A peer that ramps its tempo changes it many times a second (a ramp of 6 BPM over 8 s in 50 ms steps: 160 changes,
+each of which re-planned the audio ahead and made the daemon underrun); the changes pass through
+:class:`bridge.tempo.TempoHysteresis` as MIDI clock's do (a change of more than 0.3 BPM at once), and the tempo
+the session settles on is passed at the next position once it has held still.
 For block scheduling the core asks :meth:`LinkSync.beat_at` / :meth:`phase_at` for the host time at which a
 block's first sample reaches the speaker (Link's reference is the speaker, so add the output latency).
 Beat numbers differ between peers; the phase (beat mod quantum) is what they share.
@@ -22,6 +26,7 @@ from typing import Any
 
 from bridge.errors import BridgeError
 from bridge.events import Event, PositionEvent, TempoEvent, TransportEvent
+from bridge.tempo import TempoHysteresis
 
 logger = logging.getLogger(__name__)
 SOURCE = "link"
@@ -41,7 +46,7 @@ class LinkSync:
 
     def __init__(self, quantum: float = 4.0, on_event: Callable[[Event], None] = lambda e: None,
                  bpm: float = 120.0, enabled: bool = False, start_stop_sync: bool = True,
-                 position_hz: float = 4.0) -> None:
+                 position_hz: float = 4.0, hysteresis_bpm: float = 0.3) -> None:
         if not (math.isfinite(quantum) and 1 <= quantum <= 64):
             raise ValueError(f"Link quantum {quantum} is outside 1–64 beats; use the bar length (4 for 4/4)")
         if not (math.isfinite(bpm) and 20 <= bpm <= 999):
@@ -51,6 +56,8 @@ class LinkSync:
         self._link: Any = None
         self._task: asyncio.Task | None = None
         self._own_tempo: float | None = None
+        self.hysteresis = TempoHysteresis(hysteresis_bpm)
+        self.hysteresis.current = self._bpm  # our own starting tempo is not news
 
     async def start(self) -> None:
         try:
@@ -133,7 +140,7 @@ class LinkSync:
     def set_tempo(self, bpm: float) -> None:
         if not (math.isfinite(bpm) and 20 <= bpm <= 999):
             raise ValueError(f"Link tempo {bpm} is outside Link's 20–999 BPM")
-        self._own_tempo = float(bpm)
+        self._own_tempo = self.hysteresis.current = float(bpm)
         self._need().tempo = float(bpm)
 
     def set_playing(self, playing: bool) -> None:
@@ -153,7 +160,11 @@ class LinkSync:
             self._own_tempo = None  # our own change coming back: not news for the core
             return
         # Link carries tempo as whole microseconds per beat: 133 comes back as 132.99995; 0.001 BPM is plenty
-        self._emit(TempoEvent(round(float(bpm), 3), SOURCE, time.monotonic()))
+        self._pass_tempo(self.hysteresis.update(round(float(bpm), 3)))
+
+    def _pass_tempo(self, bpm: float | None) -> None:
+        if bpm is not None:
+            self._emit(TempoEvent(bpm, SOURCE, time.monotonic()))
 
     def _start_stop(self, playing: bool) -> None:
         now = time.monotonic()
@@ -161,7 +172,12 @@ class LinkSync:
         self._emit(TransportEvent("play" if playing else "stop", SOURCE, now, beat=beat))
 
     async def _positions(self) -> None:
+        before = None
         while True:
-            beat, now, _bpm = self.snapshot()
+            beat, now, bpm = self.snapshot()
+            bpm = round(bpm, 3)
+            if bpm == before:  # the tempo held still since the last position: the one the session settled on
+                self._pass_tempo(self.hysteresis.update(bpm, step=True))
+            before = bpm
             self._emit(PositionEvent(beat, SOURCE, now, exact=True))
             await asyncio.sleep(1.0 / self.position_hz)

@@ -196,3 +196,27 @@ def test_aalink_is_imported_only_when_link_starts() -> None:
     code = "import sys, bridge.link, bridge.osc, bridge.abletonosc; print('aalink' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_tempo_ramp_from_another_peer_reaches_the_daemon_as_a_few_changes_and_the_tempo_it_ends_on() -> None:
+    """A peer gliding 126 -> 132.3 BPM in 50 ms steps changed the tempo 160 times in 8 s, each change re-planning the
+    audio ahead until the daemon underran. Passed on: changes of more than 0.3 BPM, and the tempo it settles on."""
+    events: list = []
+
+    async def body() -> None:
+        link = LinkSync(quantum=4, on_event=events.append, bpm=126.0, position_hz=20.0)
+        await link.start()
+        try:
+            for k in range(1, 64):  # what aalink calls back with while another peer ramps (here: local timeline)
+                link._need().tempo = 126.0 + 0.1 * k
+                link._tempo_changed(126.0 + 0.1 * k)
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)  # the ramp is over: the tempo holds still
+        finally:
+            await link.stop()
+
+    asyncio.run(asyncio.wait_for(body(), 60))
+    tempi = [e.bpm for e in events if isinstance(e, TempoEvent)]
+    assert 15 <= len(tempi) <= 22  # 6.3 BPM in steps of just over 0.3 BPM, not 63 changes
+    assert tempi[-1] == pytest.approx(132.3)  # and the tempo it ended on
+    assert all(b - a > 0.3 for a, b in zip([126.0, *tempi[:-2]], tempi[:-1], strict=True))

@@ -48,6 +48,8 @@ from generator.timeline.worker import RenderWorker
 
 logger = logging.getLogger(__name__)
 
+RAMP_STEP = 0.01  # a new host tempo within 1 % of the plan's: applied from the render position, not rolled back
+
 
 class LiveStream(LiveControl, RenderWorker):
     """Bar-keyed live renderer feeding `ring` (an AudioRing: write(), depth_frames, frames_written, flush(),
@@ -236,6 +238,10 @@ class LiveStream(LiveControl, RenderWorker):
         if (not recondition and run.tempo.bpm_at(cx) == bpm
                 and abs(self.cur.heard(cx, now) - host(cx)) <= self.phase_tolerance_s):
             return  # already on (or on the way to) the host's grid at this tempo
+        if new_tempo and abs(bpm - run.tempo.bpm_at(cx)) <= RAMP_STEP * bpm:
+            # a step of a ramp: what is rendered plays on and the change starts where rendering is; rolling back and
+            # re-rendering the look-ahead at every step of a ramp (a Link peer's: one every 0.4 s) ran dry
+            c0 = max(c0, self.cur.beat)
         bar = self.perf.grid.quantise(head, "bar", max(c0, self.cur.earliest(self._margin(True))))
         # a host tempo change is caught up with quickly; a drift (sync: no new tempo) over at least a bar
         c1, nudge = phase_nudge(c0, self.cur.heard(c0, now), host, bpm, max_beats=int(math.ceil(2 * self.perf.bar)),

@@ -149,6 +149,35 @@ def test_tempo_step_follows_the_host_from_its_beat(engine, anchor):
     assert sim.ring.underruns == 0
 
 
+def test_a_host_tempo_ramp_plays_on_what_is_rendered_and_lands_on_the_grid(engine):
+    """A host gliding 128 -> 131.2 BPM in 0.4 BPM steps (as a Link peer's ramp arrives): each step starts where
+    rendering is, so nothing rendered is thrown away (re-rendering the look-ahead at every step ran the daemon dry),
+    and once the host holds still every beat is heard when it plays it."""
+    sim = Sim(engine)
+    sim.live.min_lookahead_s = 0.5
+    t_play = sim.t
+    sim.live.play(0.0, at_time=t_play, now=t_play)
+    sim.tick(150)
+    host_t, host_beat, bpm = sim.t, (sim.t - t_play) * 128 / 60, 128.0
+    for _ in range(8):
+        sim.tick(35)  # 0.4 s
+        host_beat += (sim.t - host_t) * bpm / 60
+        host_t, bpm = sim.t, bpm + 0.4
+        rendered, before = sim.live.cur.beat, list(sim.live.perf.current.tempo.changes)
+        sim.live.set_tempo(bpm, now=sim.t, beat=host_beat, at_time=sim.t)
+        sim.tick(1)
+        new = [c for c in sim.live.perf.current.tempo.changes if c not in before]
+        assert new and all(b >= rendered - 1e-6 for b, _v in new)  # from where rendering was, nothing redone
+    sim.tick(400)
+    [(run, k)] = sim.runs()
+    b1 = run.tempo.changes[-1][0]
+    assert run.tempo.changes[-1][1] == pytest.approx(131.2)
+    beats = np.arange(np.ceil(b1), np.ceil(b1) + 8)
+    heard = np.array([sim.heard(k + run.tempo.sample_at(b)) for b in beats])
+    assert np.abs(heard - (host_t + (beats - host_beat) * 60 / bpm)).max() < 0.5e-3
+    assert sim.ring.underruns == 0
+
+
 def test_phase_correction_without_a_tempo_change(engine):
     """A host position 20 ms ahead of what is heard: the stream catches up within a few beats."""
     sim = Sim(engine)

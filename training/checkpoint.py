@@ -10,6 +10,7 @@ never a half-written one.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,8 +29,12 @@ GOOD_CHECKPOINT_NAME = "checkpoint-good.pt"  # the one before the latest, kept w
 
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
-    """Write `state` atomically to `path` (temp file + fsync + os.replace + directory fsync)."""
+    """Write `state` atomically to `path` (temp file + fsync + os.replace + directory fsync). A temp file a killed
+    run left beside it (another process's) is removed: one process writes a run's checkpoints."""
     path = Path(path)
+    for stale in path.parent.glob(f".{path.stem}.tmp-*{path.suffix}"):
+        if stale.name != f".{path.stem}.tmp-{os.getpid()}{path.suffix}":
+            stale.unlink(missing_ok=True)
     with replacing(path, durable=True) as tmp:
         torch.save(dict(state), tmp)
     logger.debug("checkpoint written: %s", path)

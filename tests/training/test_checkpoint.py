@@ -54,6 +54,14 @@ def test_a_failed_save_leaves_the_old_file_intact(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 
+def test_a_temp_file_left_by_a_killed_run_is_removed_at_the_next_checkpoint(tmp_path):
+    stale = tmp_path / ".checkpoint.tmp-4194304.pt"  # a run killed while writing
+    stale.write_bytes(b"half a checkpoint")
+    save_checkpoint(tmp_path / "checkpoint.pt", {"step": 3})
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
+    assert not stale.exists()
+
+
 def test_unreadable_checkpoints_are_named(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="checkpoint.pt is not a readable"):
@@ -91,7 +99,7 @@ def test_sigkill_then_resume_and_sigterm_writes_a_checkpoint(tmp_path):
     proc.wait()
     killed_at = load_checkpoint(ckpt)["step"]
     assert killed_at >= 3 and killed_at % 3 == 0
-    assert not [p for p in ckpt.parent.iterdir() if p.name.startswith(".")]  # at most a stale temp file
+    assert len([p for p in ckpt.parent.iterdir() if p.name.startswith(".")]) <= 1  # killed mid-write: its temp file
     proc = _train(data, run, resume=True)
     _wait_for(ckpt, proc, rows=killed_at + 4)
     proc.send_signal(signal.SIGTERM)
@@ -102,3 +110,4 @@ def test_sigkill_then_resume_and_sigterm_writes_a_checkpoint(tmp_path):
     rows = read_metrics(ckpt.parent / "metrics.jsonl")
     assert state["step"] == rows[-1]["step"] > killed_at  # SIGTERM: nothing lost
     assert [r["step"] for r in rows] == list(range(1, state["step"] + 1))
+    assert not [p for p in ckpt.parent.iterdir() if p.name.startswith(".")]  # the killed run's temp file is gone

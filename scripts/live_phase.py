@@ -351,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", default=None, help="keep the recording and its host grid here (.npz)")
     p.add_argument("--tempo-changes", action="store_true",
                    help="--sync link: the session's tempo steps and ramps every 30 s (link_peer.tempo_plan)")
+    p.add_argument("--soak-changes", action="store_true",
+                   help="a new seed every 90 s and variation every 45 s, as `musika bench --soak` sends them")
+    p.add_argument("--flood", type=int, default=0, help="malformed OSC datagrams sent over the run (default 0)")
+    p.add_argument("--per-beat", action="store_true", help="also print every measured beat's error")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
     for tool in ("jackd", "jack_transport", *(["jack_midi_clock"] if a.sync == "midi" else [])):
@@ -358,7 +362,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"live_phase: {tool} is not installed (apt install jackd2 jack-midi-clock)", file=sys.stderr)
             return 3
     if a.sync == "link" and not os.environ.get("MUSIKA_LINK_NAMESPACE"):  # Link multicasts: only on a loopback
-        sys.path.insert(0, str(ROOT))  # network of its own, this script again inside it
+        if os.geteuid() != 0 or shutil.which("ip") is None:  # network of its own, this script again inside it
+            print("live_phase: --sync link runs in a loopback-only network namespace of its own, which needs root "
+                  "and the `ip` command (apt install iproute2); Link is never enabled outside one", file=sys.stderr)
+            return 3
+        sys.path.insert(0, str(ROOT))
         from tests.bridge.netns import loopback_namespace
 
         with loopback_namespace() as ns:
@@ -366,7 +374,13 @@ def main(argv: list[str] | None = None) -> int:
             return subprocess.run(["ip", "netns", "exec", ns, sys.executable, __file__, *(argv or sys.argv[1:])],
                                   env=env).returncode
     plan = tuple(tempo_plan(a.bpm, a.seconds + a.settle)) if a.tempo_changes and a.sync == "link" else ()
-    out = measure(a.sync, a.jitter, a.seconds, a.bpm, a.preset, a.settle, a.keep, verbose=a.verbose, disturb=plan)
+    if a.soak_changes:
+        sys.path.insert(0, str(ROOT))
+        from bench.cli import soak_plan
+
+        plan += tuple(d for d in soak_plan(a.seconds / 60.0) if d[1] in ("seed", "variation"))
+    out = measure(a.sync, a.jitter, a.seconds, a.bpm, a.preset, a.settle, a.keep, verbose=a.verbose, disturb=plan,
+                  flood=a.flood, per_beat=a.per_beat)
     print(json.dumps(out))
     return 0
 

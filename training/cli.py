@@ -88,9 +88,9 @@ def _gan_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--min-label", action="append", default=None, metavar="NAME=VALUE",
                    help="train only on chunks whose label is at least VALUE (e.g. kick_fraction=1: no breakdowns); "
                         "condition ranges still come from the whole cache; repeatable")
-    p.add_argument("--balance", default="", metavar="CURVE",
-                   help="draw training windows so every range of this curve condition (e.g. density) is seen "
-                        "equally often, not just the common ones")
+    p.add_argument("--balance", default="", metavar="CONDITION",
+                   help="draw training windows so every range of this condition (a curve such as density, or a "
+                        "chunk label such as tempo) is seen equally often, not just the common ones")
     p.add_argument(f"--{prefix}steps", dest="gan_steps", type=int, default=default(GanTrainConfig, "steps"))
     p.add_argument(f"--{prefix}batch", dest="gan_batch", type=int, default=default(GanTrainConfig, "batch"))
     p.add_argument(f"--{prefix}lr", dest="gan_lr", type=float, default=default(GanTrainConfig, "lr"))

@@ -31,7 +31,7 @@ UNITS = {"tempo": "BPM", "density": "notes/s"}
 HELP = {"tempo": "tempo of the generated music", "density": "note onsets per second, per latent step"}
 logger = logging.getLogger(__name__)
 
-BALANCE_BINS = 8  # --balance: equal log-width bins of a window's mean curve value
+BALANCE_BINS = 8  # --balance: bins of a window's mean curve value (log width) or a chunk's scalar label
 CURVE_RANGE = (5.0, 95.0)  # percentiles of a curve condition's values that become its range
 BEAT = "beat"  # the phase condition: position in the bar, from the labels below
 BEAT_LABELS = ("tempo", "first_downbeat_s", "beats_per_bar")
@@ -141,9 +141,12 @@ def select_entries(entries: Sequence[CacheEntry], min_labels: Sequence[str]) -> 
 class LatentCrops:
     """Random training windows from a latent cache (entries shorter than a window are skipped).
 
-    balance: a curve condition whose rarer values are drawn more often: each window's mean of that curve falls
+    balance: a condition whose rarer values are drawn more often. A curve: each window's mean of that curve falls
     in one of ``BALANCE_BINS`` equal log-width bins over the condition's range, and every occupied bin is drawn
-    equally often (e.g. the densest piano passages as often as the most common middle)."""
+    equally often (e.g. the densest piano passages as often as the most common middle). A scalar (tempo): each
+    chunk's label falls in one of ``BALANCE_BINS`` equal bins of the range, and the labelled chunks' share of the
+    draws is split equally over the occupied bins (a tempo one track has as often as one ten tracks have);
+    unlabelled chunks keep their share."""
 
     def __init__(self, entries: Sequence[CacheEntry], window: int, conditions: Sequence[Condition],
                  model: ModelConfig | None = None, balance: str | None = None):
@@ -178,10 +181,13 @@ class LatentCrops:
             self._balance(next((c for c in conditions if c.name == balance), None), balance)
 
     def _balance(self, cond: Condition | None, name: str) -> None:
-        if cond is None or cond.kind != "curve":
-            curves = [c.name for c in self.curves if c.kind == "curve"]
-            raise TrainingError(f"--balance {name}: not a curve condition of this run (curves: "
-                                f"{', '.join(curves) or 'none'})")
+        if cond is None or cond.kind not in ("curve", "scalar"):
+            names = [c.name for c in (*self.scalars, *self.curves) if c.kind in ("curve", "scalar")]
+            raise TrainingError(f"--balance {name}: not a tempo-like or curve condition of this run (those: "
+                                f"{', '.join(names) or 'none'})")
+        if cond.kind == "scalar":
+            self._balance_scalar(cond)
+            return
         lo, hi = math.log1p(max(cond.min, 0.0)), math.log1p(max(cond.max, 0.0))
         means = []
         for e in self.entries:  # each window's mean of the curve, by a running sum
@@ -196,6 +202,23 @@ class LatentCrops:
         self.window_cdf = [np.cumsum(w) / w.sum() for w in weights]
         logger.info("balancing %s: windows per bin %s -> each occupied bin drawn equally often",
                     name, hist.astype(int).tolist())
+
+    def _balance_scalar(self, cond: Condition) -> None:
+        """Entries by their label's bin (BALANCE_BINS equal bins of the normalised range): the labelled entries'
+        share of the draws split equally over the occupied bins; unlabelled entries keep their share."""
+        values = self.scalar_values[:, self.scalars.index(cond)]
+        labelled = np.isfinite(values)
+        bins = np.clip(((np.nan_to_num(values) + 1.0) / 2.0 * BALANCE_BINS).astype(int), 0, BALANCE_BINS - 1)
+        windows = np.array([e.latents.shape[0] - self.window + 1 for e in self.entries], np.float64)
+        per_bin = np.bincount(bins[labelled], weights=windows[labelled], minlength=BALANCE_BINS)
+        occupied = np.flatnonzero(per_bin)
+        if occupied.size == 0:
+            return
+        p = np.where(labelled, 0.0, windows)
+        p[labelled] = windows[labelled] / per_bin[bins[labelled]] * (windows[labelled].sum() / occupied.size)
+        self.p = p / p.sum()
+        logger.info("balancing %s: labelled windows per bin %s -> each occupied bin drawn equally often",
+                    cond.name, per_bin.astype(int).tolist())
 
     def sample(
         self, rng: np.random.Generator, batch: int, swap_prob: float, dropout: float

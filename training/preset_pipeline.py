@@ -60,6 +60,7 @@ class PresetPlan:
     min_minutes: float = 10.0
     decoder_steps: int = 0  # decoder2 fine-tuned on the folder; the preset then ships its own autoencoder
     beat_steps: int = 0  # GAN steps more with the beat-onset term (a tempo preset whose recordings have a beat grid)
+    balance: bool = False  # draw every range of the condition equally often (LatentCrops)
     evaluate: bool = True
 
     def __post_init__(self) -> None:
@@ -70,6 +71,9 @@ class PresetPlan:
         if self.decoder_steps < 0 or self.beat_steps < 0:
             raise TrainingError(f"--decoder-steps and --beat-steps must be 0 (off) or more, got "
                                 f"{self.decoder_steps} and {self.beat_steps}")
+        if self.balance and self.condition == "none":
+            raise TrainingError("--balance draws every range of the condition equally often; --condition none has "
+                                "none (leave --balance out)")
         if self.beat_steps and self.condition != "tempo":
             raise TrainingError(f"--beat-steps strengthens the beats of a tempo preset; --condition "
                                 f"{self.condition} has no beat to strengthen (leave --beat-steps 0)")
@@ -112,6 +116,8 @@ HELP = {
     "decoder_steps": "fine-tune the shared decoder2 on your audio for this many steps (0: off). Its encoders stay "
                      "as they are, so the GAN's latents stay valid; the preset then ships its own autoencoder "
                      "(~30 MB) instead of pointing at the shared one",
+    "balance": "draw the GAN's training windows so every range of the condition (tempo or density) is seen equally "
+               "often, not just the tempo most of your tracks have",
     "evaluate": "skip measuring the preset at the end (musika eval)",
 }
 
@@ -126,7 +132,9 @@ def add_arguments(parser: Any) -> None:
             parser.add_argument("folder", metavar="FOLDER", help=HELP[f.name])
             continue
         flag = "--" + f.name.replace("_", "-")
-        if f.name == "evaluate":
+        if f.name == "balance":
+            parser.add_argument(flag, action="store_true", help=HELP[f.name])
+        elif f.name == "evaluate":
             parser.add_argument("--no-eval", dest="evaluate", action="store_false", help=HELP[f.name])
         elif f.name == "name":
             parser.add_argument(flag, required=True, help=HELP[f.name])
@@ -187,7 +195,8 @@ def train_preset(plan: PresetPlan, on_stage: Callable[[str, int], None] | None =
     gan = model.scaled(gan=plan.gan_scale, half_len=plan.half_len).gan
     cfg = GanTrainConfig(latents=str(latents), run_dir=str(run), autoencoder=str(plan.checkpoint), gan=gan,
                          conditions=gan_conditions(plan.condition, labels), steps=plan.gan_steps, batch=plan.batch,
-                         lr=plan.lr, device=plan.device, threads=plan.threads, seed=plan.seed, tensorboard=False)
+                         lr=plan.lr, device=plan.device, threads=plan.threads, seed=plan.seed, tensorboard=False,
+                         balance=plan.condition if plan.balance else "")
     ckpt = cfg.stage_dir / "checkpoint.pt"
     if not _finished(ckpt, plan.gan_steps):
         run_gan(cfg, resume=ckpt.exists())

@@ -151,8 +151,30 @@ def test_balance_draws_rare_densities_as_often_as_common_ones():
 
     assert dense_share(plain) == pytest.approx(0.1, abs=0.03)
     assert dense_share(balanced) == pytest.approx(0.5, abs=0.05)
-    with pytest.raises(TrainingError, match="--balance tempo: not a curve condition.*curves: density"):
+    with pytest.raises(TrainingError, match="--balance tempo: not a tempo-like or curve condition.*those: density"):
         LatentCrops(entries, 32, (density,), balance="tempo")
+
+
+def test_balance_draws_a_tempo_one_track_has_as_often_as_one_most_tracks_have():
+    from generator.runtime.preset import Condition
+    from training.encode import CacheEntry
+
+    rng = np.random.default_rng(0)
+    # per 10 chunks: 7 at 100 BPM, 1 at 160 BPM, 2 without a confident tempo (trained with the condition dropped)
+    labels = [{"tempo": 160.0} if i % 10 == 0 else {} if i % 10 in (1, 2) else {"tempo": 100.0} for i in range(60)]
+    entries = [CacheEntry(f"e{i}", rng.standard_normal((64, 8)).astype(np.float32), lab, {})
+               for i, lab in enumerate(labels)]
+    tempo = Condition("tempo", "scalar", "BPM", 100.0, 160.0, 130.0)
+
+    def shares(crops: LatentCrops) -> tuple[float, float]:  # (160 BPM among labelled, unlabelled)
+        _, scalars, _ = crops.sample(np.random.default_rng(1), 4000, swap_prob=0.0, dropout=0.0)
+        v = scalars[:, 0]
+        return float((v[np.isfinite(v)] > 0).mean()), float(np.isnan(v).mean())
+
+    fast, unlabelled = shares(LatentCrops(entries, 32, (tempo,)))
+    assert fast == pytest.approx(1 / 8, abs=0.03) and unlabelled == pytest.approx(0.2, abs=0.03)
+    fast, unlabelled = shares(LatentCrops(entries, 32, (tempo,), balance="tempo"))
+    assert fast == pytest.approx(0.5, abs=0.04) and unlabelled == pytest.approx(0.2, abs=0.03)
 
 
 def test_min_label_trains_on_the_chosen_chunks_only(cache):

@@ -4,6 +4,7 @@ running it again after a kill continues; what cannot work is refused before any 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,8 @@ def test_a_folder_becomes_a_preset_on_the_shared_autoencoder_and_a_rerun_continu
     assert [c.name for c in engine.preset.conditioning] == ["tempo", "beat"]  # its recordings have beat grids
     audio_cfg = engine.preset.config.audio
     assert audio_cfg.phase == "vocoder" and audio_cfg.loudness_lufs is not None  # no buzz; as loud as the others
+    gan_cfg = engine.preset.config.gan
+    assert (gan_cfg.default_guidance, gan_cfg.default_truncation) == (2.0, 1.0)  # a tempo preset plays as techno
     audio = engine.generate(2.0, seed=0, conditioning={"tempo": engine.preset.condition("tempo").default})
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0
     # the same command with more steps continues the GAN from its checkpoint and re-exports
@@ -68,8 +71,10 @@ def test_a_folder_becomes_a_preset_on_the_shared_autoencoder_and_a_rerun_continu
     assert np.isfinite(engine.generate(1.0, seed=0)).all()
 
 
-def test_a_prepared_dataset_is_trained_as_it_is_and_checked_like_a_folder(setup, tmp_path) -> None:
-    train_preset(plan(setup, tmp_path, gan_steps=1))  # prepares run/data from the folder
+def test_a_prepared_dataset_is_trained_as_it_is_and_checked_like_a_folder(setup, tmp_path, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="training.latent_data"):
+        train_preset(plan(setup, tmp_path, gan_steps=1, balance=True))  # prepares run/data from the folder
+    assert "balancing tempo" in caplog.text  # every tempo range of the folder drawn equally often
     dataset = str(tmp_path / "run" / "data")
     again = train_preset(plan(setup, tmp_path, folder=dataset, run=str(tmp_path / "again"), name="again", gan_steps=1))
     assert not (tmp_path / "again" / "data").exists()  # not prepared a second time
@@ -96,6 +101,8 @@ def test_what_cannot_work_is_refused_before_training(setup, tmp_path) -> None:
         plan(setup, tmp_path, decoder_steps=-1)
     with pytest.raises(TrainingError, match="--condition density has no beat to strengthen"):
         plan(setup, tmp_path, condition="density", beat_steps=100)
+    with pytest.raises(TrainingError, match="--condition none has none"):
+        plan(setup, tmp_path, condition="none", balance=True)
     with pytest.raises(TrainingError, match="--half-len must be a power of two"):
         plan(setup, tmp_path, half_len=48)
     with pytest.raises(Exception, match="minutes"):

@@ -93,12 +93,6 @@ class PresetPlan:
         return Path(self.autoencoder_dir) / "checkpoint.pt"
 
 
-# How a tempo preset plays by default: guidance 2 and truncation 1, as the shipped techno. On an hour of real
-# recordings (docs/BENCHMARKS.md, 36 clips) against guidance 1 and truncation 2: within +-2 % of the requested tempo
-# 78 -> 81 %, realism ratio 4.79 -> 4.58, seams 1.18 -> 0.96, 43 Hz comb 24 -> 14x its recordings'. A density
-# preset keeps 1 and 2 (guidance pushed the piano's latents off the autoencoder's manifold: its card).
-PLAY_DEFAULTS = {"tempo": {"guidance": 2.0, "truncation": 1.0}}
-
 HELP = {
     "folder": "folder of your audio files (wav, flac, mp3, ogg, aiff; searched recursively), or a dataset made "
               "by musika prepare (used as it is)",
@@ -215,8 +209,7 @@ def train_preset(plan: PresetPlan, on_stage: Callable[[str, int], None] | None =
     own = bool(plan.decoder_steps)  # a preset with fine-tuned decoders ships its own autoencoder
     if not _exported(preset, ckpt, autoencoder, own):
         export_run(autoencoder, ckpt, plan.out, plan.name, f"Trained with musika train preset from {plan.folder}",
-                   autoencoder_dir=None if own else plan.autoencoder_dir, phase="vocoder",  # no 43 Hz buzz
-                   **PLAY_DEFAULTS.get(plan.condition, {}))
+                   autoencoder_dir=None if own else plan.autoencoder_dir, phase="vocoder")  # no 43 Hz buzz
         from generator.runtime.loudness import calibrate_preset
         from generator.timeline.beat_calibration import calibrate_beat_offset
 

@@ -53,8 +53,6 @@ def test_a_folder_becomes_a_preset_on_the_shared_autoencoder_and_a_rerun_continu
     assert [c.name for c in engine.preset.conditioning] == ["tempo", "beat"]  # its recordings have beat grids
     audio_cfg = engine.preset.config.audio
     assert audio_cfg.phase == "vocoder" and audio_cfg.loudness_lufs is not None  # no buzz; as loud as the others
-    gan_cfg = engine.preset.config.gan
-    assert (gan_cfg.default_guidance, gan_cfg.default_truncation) == (2.0, 1.0)  # a tempo preset plays as techno
     audio = engine.generate(2.0, seed=0, conditioning={"tempo": engine.preset.condition("tempo").default})
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0
     # the same command with more steps continues the GAN from its checkpoint and re-exports

@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                   "and the `ip` command (apt install iproute2); Link is never enabled outside one", file=sys.stderr)
             return 3
         sys.path.insert(0, str(ROOT))
-        from tests.bridge.netns import loopback_namespace
+        from scripts.netns import loopback_namespace
 
         with loopback_namespace() as ns:
             env = {**os.environ, "MUSIKA_LINK_NAMESPACE": ns}

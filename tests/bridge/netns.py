@@ -1,6 +1,5 @@
-"""A loopback-only network namespace for tests that must not reach the real network (Ableton Link multicast,
-non-loopback OSC senders). Created and deleted by the test; skipped with a reason where namespaces are not
-available (no root, no `ip`, a container without CAP_SYS_ADMIN)."""
+"""The loopback-only network namespace of scripts/netns.py for tests (skipped with the reason where none can be
+made), and a Python peer process inside one."""
 
 from __future__ import annotations
 
@@ -9,40 +8,24 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from scripts import netns
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _ip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
 
 
 @contextlib.contextmanager
 def loopback_namespace(addresses: Sequence[str] = ()) -> Iterator[str]:
-    """Yield the name of a fresh namespace whose only interface is `lo` (up, with the multicast route and the
-    extra `addresses`, e.g. "10.77.0.1/32"); it is deleted afterwards."""
-    name = f"musika-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    """scripts.netns.loopback_namespace, the test skipped with the reason where no namespace can be made."""
     try:
-        made = _ip("netns", "add", name)
-    except FileNotFoundError:
-        pytest.skip("the `ip` command (iproute2) is not installed, so no loopback-only network namespace")
-    if made.returncode != 0:
-        pytest.skip(f"cannot create a network namespace here ({made.stderr.strip()}); this test needs root "
-                    f"and CAP_SYS_ADMIN to keep its traffic off the real network")
-    try:
-        steps = [("link", "set", "lo", "up"), ("route", "add", "224.0.0.0/4", "dev", "lo")]
-        steps += [("addr", "add", a, "dev", "lo") for a in addresses]
-        for step in steps:
-            done = _ip("netns", "exec", name, "ip", *step)
-            assert done.returncode == 0, f"ip {' '.join(step)} failed in {name}: {done.stderr}"
-        yield name
-    finally:
-        _ip("netns", "delete", name)
+        with netns.loopback_namespace(addresses) as name:
+            yield name
+    except netns.NamespaceUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 class Peer:

@@ -23,7 +23,7 @@ import numpy as np
 
 from generator.runtime import spectral
 from generator.runtime.engine import Engine
-from generator.runtime.preset import Preset, update_preset_json
+from generator.runtime.preset import Condition, Preset, update_preset_json
 from generator.timeline.beat_grid import heard_grid_offsets
 from training import metrics as M
 from training.analysis import measure_tempo, onset_times
@@ -76,6 +76,13 @@ def data_tempi(ds: Dataset, levels: int = len(TEMPO_BPMS)) -> list[float]:
     return sorted({round(2 * float(q)) / 2 for q in np.quantile(tempi, np.linspace(0.05, 0.95, levels))})
 
 
+def density_levels(c: Condition, levels: int = DENSITY_LEVELS) -> list[float]:
+    """The densities a sweep asks for: `levels` geometrically spaced over the condition's range (a range that
+    starts at silence: from max/16)."""
+    lo = c.min if c.min > 0 else c.max / 16
+    return [float(v) for v in np.geomspace(lo, c.max, levels)]
+
+
 def plan_jobs(preset: Preset, seeds: int, quick: bool, tempi: list[float] | None = None) -> list[Job]:
     """The clips to generate: BPM x seed for tempo (`tempi`, else 120-160 BPM), level x seed for density, else
     max(2, seeds) plain clips."""
@@ -92,9 +99,7 @@ def plan_jobs(preset: Preset, seeds: int, quick: bool, tempi: list[float] | None
                            preset.name, c.min, c.max, c.default)
         jobs += [Job("tempo", s, {"tempo": float(b)}, float(b)) for b in bpms for s in range(seeds)]
     if preset.has_condition("density"):
-        c = preset.condition("density")
-        lo = c.min if c.min > 0 else c.max / 16  # a density range that starts at silence: sweep from max/16
-        levels = np.geomspace(lo, c.max, QUICK_DENSITY_LEVELS if quick else DENSITY_LEVELS)
+        levels = density_levels(preset.condition("density"), QUICK_DENSITY_LEVELS if quick else DENSITY_LEVELS)
         jobs += [Job("density", s, {"density": float(v)}, float(v)) for v in levels for s in range(seeds)]
     if not jobs:  # at least two clips, so that realism has two rows even in quick mode
         jobs = [Job("plain", s) for s in range(max(2, seeds))]

@@ -8,12 +8,14 @@ again after a kill continues where it stopped):
 2. encode: the dataset -> latents with the shared autoencoder's encoders (training.encode);
 3. gan: the conditional latent GAN (training.loop_gan), resumed from its last checkpoint; a tempo preset also
    learns the position in the beat where its chunks have a beat grid;
-   ``beat_steps`` more fine-tune it with the beat-onset term (training.beat_onsets: attacks on the conditioned
-   beats as strong as the recordings'), which keeps the requested tempo on more clips;
-4. decoders (only with ``decoder_steps``): decoder2 fine-tuned on the folder, the encoders frozen;
-5. export: a preset that ships only its generator and points at the shared autoencoder (training.finalize), or
+4. select: the GAN is kept every ``select_every`` steps, and the snapshot that follows the condition best plays
+   (training.gan_snapshots: a small GAN does not settle, and no fixed step count fits every folder);
+   ``beat_steps`` more then fine-tune it with the beat-onset term (training.beat_onsets: attacks on the
+   conditioned beats as strong as the recordings'), which keeps the requested tempo on more clips;
+5. decoders (only with ``decoder_steps``): decoder2 fine-tuned on the folder, the encoders frozen;
+6. export: a preset that ships only its generator and points at the shared autoencoder (training.finalize), or
    ships its own with fine-tuned decoders; on the phase vocoder, its loudness calibrated (generator.runtime.loudness);
-6. eval: its figures and card against the held-out audio (training.eval_cli).
+7. eval: its figures and card against the held-out audio (training.eval_cli).
 
 The defaults fit a laptop CPU (a narrow GAN of short windows, one thread); ``device`` "cuda" or "mps" trains the
 GAN on a GPU.
@@ -35,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 CONDITIONS = ("tempo", "density", "none")
 DEFAULT_AUTOENCODER = REPO_PRESETS / "_autoencoders" / "universal"
-STAGES = ("prepare", "encode", "gan", "decoders", "export", "eval")
+STAGES = ("prepare", "encode", "gan", "select", "decoders", "export", "eval")
 BEAT_ONSETS_WEIGHT = 8.0  # the techno preset's fine-tune: 89 -> 98 % of clips within +-2 % in 3,500 steps
 
 
@@ -49,7 +51,8 @@ class PresetPlan:
     autoencoder_dir: str = str(DEFAULT_AUTOENCODER)
     run: str = ""  # default: runs/preset-NAME
     out: str = str(REPO_PRESETS)
-    gan_steps: int = 18000  # ~30 min on one thread; on an hour of music 6,000 steps kept 17 % of tempi, 18,000 67 %
+    gan_steps: int = 18000  # ~30 min on one thread
+    select_every: int = 3000  # a GAN snapshot kept this often; the one that follows the condition best plays
     gan_scale: float = 0.25
     half_len: int = 64
     batch: int = 16
@@ -66,6 +69,8 @@ class PresetPlan:
     def __post_init__(self) -> None:
         if self.condition not in CONDITIONS:
             raise TrainingError(f"--condition {self.condition!r}: use one of {', '.join(CONDITIONS)}")
+        if self.select_every < 0:
+            raise TrainingError(f"--select-every must be 0 (the last step plays) or more, got {self.select_every}")
         if self.gan_steps < 1 or self.batch < 1:
             raise TrainingError(f"--gan-steps and --batch must be at least 1, got {self.gan_steps} and {self.batch}")
         if self.decoder_steps < 0 or self.beat_steps < 0:
@@ -106,6 +111,8 @@ HELP = {
     "run": "run folder for the dataset, latents and checkpoints ('': runs/preset-NAME)",
     "out": "where the preset is written",
     "gan_steps": "GAN training steps (about 10 a second on one CPU thread)",
+    "select_every": "keep the GAN every this many steps and play the snapshot that follows the condition best "
+                    "(0: the last step plays)",
     "gan_scale": "GAN width factor (1.0 = the reference widths)",
     "half_len": "latents per generator half (a power of two)",
     "batch": "GAN batch size",
@@ -167,11 +174,13 @@ def train_preset(plan: PresetPlan, on_stage: Callable[[str, int], None] | None =
     """Run every stage that is not done yet; returns the preset directory. Raises MusikaError subclasses with what
     to do (a missing shared autoencoder, a folder with too little usable audio, labels that cannot carry the
     condition) before any training starts."""
+    from generator.runtime.preset import update_preset_json
     from training.data.dataset import Dataset
     from training.data.folder import prepare_folder
     from training.encode import LatentCache, encode_dataset
+    from training.eval import TEMPO_BPMS, data_tempi
     from training.finalize import export_run
-    from training.loop_gan import run_gan
+    from training.gan_snapshots import choice_note, choose_snapshot, snapshot_steps, train_with_snapshots
     from training.run_configs import GanTrainConfig
     from training.shared_autoencoder import read_autoencoder
 
@@ -201,9 +210,17 @@ def train_preset(plan: PresetPlan, on_stage: Callable[[str, int], None] | None =
                          conditions=gan_conditions(plan.condition, labels), steps=plan.gan_steps, batch=plan.batch,
                          lr=plan.lr, device=plan.device, threads=plan.threads, seed=plan.seed, tensorboard=False,
                          balance=plan.condition if plan.balance else "")
-    ckpt = cfg.stage_dir / "checkpoint.pt"
-    if not _finished(ckpt, plan.gan_steps):
-        run_gan(cfg, resume=ckpt.exists())
+    snapshots = train_with_snapshots(cfg, snapshot_steps(plan.gan_steps, plan.select_every))
+    stage("select")
+
+    def export_snapshot(checkpoint: Path, out: Path, name: str) -> Path:
+        return export_run(plan.checkpoint, checkpoint, out, name, autoencoder_dir=plan.autoencoder_dir,
+                          phase="vocoder", int8=None)
+
+    values = data_tempi(Dataset(data), len(TEMPO_BPMS)) if plan.condition == "tempo" else ()
+    chosen, scores = choose_snapshot(snapshots, plan.condition, values, run / "select", export_snapshot,
+                                     threads=plan.threads)
+    ckpt = snapshots[chosen]
     if plan.beat_steps:
         ckpt = _beat_fine_tune(plan, cfg, ckpt)
     stage("decoders")
@@ -217,6 +234,7 @@ def train_preset(plan: PresetPlan, on_stage: Callable[[str, int], None] | None =
         from generator.runtime.loudness import calibrate_preset
         from generator.timeline.beat_calibration import calibrate_beat_offset
 
+        update_preset_json(preset, training={"gan_snapshot": choice_note(chosen, scores)})
         calibrate_preset(preset, threads=plan.threads)  # it plays as loud as every other preset
         calibrate_beat_offset(preset, threads=plan.threads)  # its beats are heard on the host's
     stage("eval")

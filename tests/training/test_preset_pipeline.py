@@ -18,6 +18,7 @@ from tests.training.tiny_dataset import clicks_and_sine
 from training.autoencoder_export import export_autoencoder
 from training.checkpoint import load_checkpoint
 from training.errors import TrainingError
+from training.gan_snapshots import snapshot_steps
 from training.preset_pipeline import PresetPlan, gan_conditions, train_preset
 from training.shared_autoencoder import SharedAutoencoderError
 
@@ -47,7 +48,7 @@ def plan(setup, tmp_path, **kw) -> PresetPlan:
 def test_a_folder_becomes_a_preset_on_the_shared_autoencoder_and_a_rerun_continues(setup, tmp_path) -> None:
     stages: list[str] = []
     preset = train_preset(plan(setup, tmp_path), on_stage=lambda name, i: stages.append(name))
-    assert stages == ["prepare", "encode", "gan", "decoders", "export", "eval"]
+    assert stages == ["prepare", "encode", "gan", "select", "decoders", "export", "eval"]
     assert sorted(p.name for p in preset.iterdir() if p.suffix == ".onnx") == ["generator.onnx"]
     engine = Engine.load(preset, threads=1)
     assert [c.name for c in engine.preset.conditioning] == ["tempo", "beat"]  # its recordings have beat grids
@@ -88,6 +89,28 @@ def test_a_prepared_dataset_is_trained_as_it_is_and_checked_like_a_folder(setup,
     assert not (tmp_path / "short" / "gan").exists()
 
 
+def test_the_gan_snapshot_that_follows_the_tempo_best_plays_and_a_rerun_measures_nothing_again(setup, tmp_path):
+    preset = train_preset(plan(setup, tmp_path, gan_steps=4, select_every=2))
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "gan" / "snapshots").iterdir()) == ["step_2.pt", "step_4.pt"]
+    store = run / "select" / "scores.json"
+    scores = json.loads(store.read_text())
+    assert set(scores) == {"2", "4"} and all(0.0 <= s["within_tolerance"] <= 1.0 for s in scores.values())
+    best = max(scores, key=lambda k: (scores[k]["score"], int(k)))
+    training = json.loads((preset / "preset.json").read_text())["training"]
+    assert training["gan_steps"] == int(best)  # the preset plays the chosen snapshot
+    assert training["gan_snapshot"].startswith(f"step {int(best):,}, chosen on seeds 100-101 among 2: ")
+    measured = store.stat().st_mtime_ns
+    train_preset(plan(setup, tmp_path, gan_steps=4, select_every=2))
+    assert store.stat().st_mtime_ns == measured
+
+
+def test_snapshot_steps() -> None:
+    assert snapshot_steps(18000, 3000) == [3000, 6000, 9000, 12000, 15000, 18000]
+    assert snapshot_steps(10000, 3000) == [3000, 6000, 9000, 10000]
+    assert snapshot_steps(18000, 0) == [18000]
+
+
 def test_what_cannot_work_is_refused_before_training(setup, tmp_path) -> None:
     with pytest.raises(SharedAutoencoderError, match="no shared autoencoder at .*nowhere: the folder does not exist"):
         train_preset(plan(setup, tmp_path, autoencoder_dir=str(tmp_path / "nowhere")))
@@ -101,6 +124,8 @@ def test_what_cannot_work_is_refused_before_training(setup, tmp_path) -> None:
         plan(setup, tmp_path, condition="density", beat_steps=100)
     with pytest.raises(TrainingError, match="--condition none has none"):
         plan(setup, tmp_path, condition="none", balance=True)
+    with pytest.raises(TrainingError, match="--select-every must be 0 .the last step plays. or more, got -1"):
+        plan(setup, tmp_path, select_every=-1)
     with pytest.raises(TrainingError, match="--half-len must be a power of two"):
         plan(setup, tmp_path, half_len=48)
     with pytest.raises(Exception, match="minutes"):

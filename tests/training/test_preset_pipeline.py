@@ -18,7 +18,6 @@ from tests.training.tiny_dataset import clicks_and_sine
 from training.autoencoder_export import export_autoencoder
 from training.checkpoint import load_checkpoint
 from training.errors import TrainingError
-from training.gan_snapshots import snapshot_steps
 from training.preset_pipeline import PresetPlan, gan_conditions, train_preset
 from training.shared_autoencoder import SharedAutoencoderError
 
@@ -103,12 +102,6 @@ def test_the_gan_snapshot_that_follows_the_tempo_best_plays_and_a_rerun_measures
     measured = store.stat().st_mtime_ns
     train_preset(plan(setup, tmp_path, gan_steps=4, select_every=2))
     assert store.stat().st_mtime_ns == measured
-
-
-def test_snapshot_steps() -> None:
-    assert snapshot_steps(18000, 3000) == [3000, 6000, 9000, 12000, 15000, 18000]
-    assert snapshot_steps(10000, 3000) == [3000, 6000, 9000, 10000]
-    assert snapshot_steps(18000, 0) == [18000]
 
 
 def test_what_cannot_work_is_refused_before_training(setup, tmp_path) -> None:

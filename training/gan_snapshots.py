@@ -140,6 +140,9 @@ def choice_note(chosen: int, scores: dict[int, dict]) -> str:
     """One line for the preset's training record: which snapshot plays and how each scored."""
     if not scores:
         return f"step {chosen:,} (the last)"
-    each = ", ".join(f"{s:,}: {_describe(f)}".replace(" of the requested tempo", "") for s, f in scores.items())
-    seeds = "-".join(str(s) for s in (SELECT_SEEDS[0], SELECT_SEEDS[-1]))
-    return f"step {chosen:,}, chosen on seeds {seeds} among {each}"
+    tempo = "within_tolerance" in next(iter(scores.values()))
+    what = "clips within ±2 % of the requested tempo" if tempo else "density Spearman"
+    each = ", ".join(f"{s:,}: " + (f"{f['within_tolerance']:.0%}" if tempo else f"{f['spearman']:.2f}")
+                     for s, f in scores.items())
+    seeds = f"{SELECT_SEEDS[0]}-{SELECT_SEEDS[-1]}"
+    return f"step {chosen:,} of {len(scores)} snapshots, chosen on seeds {seeds} by {what}: {each}"

@@ -114,9 +114,11 @@ def _training_lines(preset: Preset) -> list[str]:
             ("wall time", f"{wall / 3600:.2f} h" if isinstance(wall, int | float) else None),
             ("hardware", t.get("hardware")), ("date", t.get("date")),
             ("conditions", ", ".join(t.get("conditions", [])) or "none")]
+    if t.get("gan_snapshot"):  # musika train preset: which of the GAN's snapshots plays, and why
+        rows.append(("GAN snapshot played", t["gan_snapshot"]))
     lines = ["| | |", "|---|---|", *[f"| {k} | {_fmt(v, '{}')} |" for k, v in rows]]
     extra = sorted(set(t) - {"data", "data_hours", "autoencoder_steps", "gan_steps", "wall_time_s", "hardware",
-                             "date", "conditions"})
+                             "date", "conditions", "gan_snapshot"})
     lines += [f"| {k} | {_fmt(t[k], '{}')} |" for k in extra]
     losses = preset.metrics.get("training_losses") or {}
     if losses:

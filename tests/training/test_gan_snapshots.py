@@ -29,7 +29,8 @@ def test_the_best_snapshot_plays_ties_go_to_the_later_step_and_scores_are_kept(t
     assert exported == ["step_3000", "step_6000"] and set(scores) == {3000, 6000}
     assert chosen == 6000 and scores[3000] == scores[6000]
     assert set(json.loads((tmp_path / "scores.json").read_text())) == {"3000", "6000"}
-    assert choice_note(chosen, scores).startswith("step 6,000, chosen on seeds 100-101 among 3,000: ")
+    assert choice_note(chosen, scores).startswith("step 6,000 of 2 snapshots, chosen on seeds 100-101 by clips "
+                                                  "within ±2 % of the requested tempo: 3,000: ")
 
     def no_export(checkpoint: Path, out: Path, name: str) -> Path:
         raise AssertionError("a kept score was measured again")

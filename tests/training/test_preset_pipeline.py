@@ -98,7 +98,7 @@ def test_the_gan_snapshot_that_follows_the_tempo_best_plays_and_a_rerun_measures
     best = max(scores, key=lambda k: (scores[k]["score"], int(k)))
     training = json.loads((preset / "preset.json").read_text())["training"]
     assert training["gan_steps"] == int(best)  # the preset plays the chosen snapshot
-    assert training["gan_snapshot"].startswith(f"step {int(best):,}, chosen on seeds 100-101 among 2: ")
+    assert training["gan_snapshot"].startswith(f"step {int(best):,} of 2 snapshots, chosen on seeds 100-101 by clips")
     measured = store.stat().st_mtime_ns
     train_preset(plan(setup, tmp_path, gan_steps=4, select_every=2))
     assert store.stat().st_mtime_ns == measured

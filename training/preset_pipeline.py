@@ -278,7 +278,9 @@ def _beat_fine_tune(plan: PresetPlan, cfg: Any, gan_ckpt: Path) -> Path:
     """The GAN continued from ``gan_ckpt`` with the beat-onset term into run/beat -> its checkpoint. Refused
     before it trains when the recordings have no beat grid (no beat phase to fold the attacks by)."""
     import dataclasses
+    import shutil
 
+    from training.checkpoint import load_checkpoint
     from training.latent_data import BEAT
     from training.loop_gan import run_gan
 
@@ -288,6 +290,9 @@ def _beat_fine_tune(plan: PresetPlan, cfg: Any, gan_ckpt: Path) -> Path:
     beat = dataclasses.replace(cfg, run_dir=str(plan.run_dir / "beat"), init_from=str(gan_ckpt),
                                steps=plan.beat_steps, weights={"gan/beat_onsets": BEAT_ONSETS_WEIGHT})
     ckpt = beat.stage_dir / "checkpoint.pt"
+    if ckpt.is_file() and load_checkpoint(ckpt)["config"].get("init_from") != str(gan_ckpt):
+        logger.info("another GAN snapshot plays now (%s): the beat-onset fine-tune starts again from it", gan_ckpt)
+        shutil.rmtree(beat.stage_dir)
     if not _finished(ckpt, plan.beat_steps):
         run_gan(beat, resume=ckpt.exists())
     return ckpt

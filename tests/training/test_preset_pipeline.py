@@ -83,6 +83,11 @@ def test_a_prepared_dataset_is_trained_as_it_is_and_checked_like_a_folder(setup,
     stored = load_checkpoint(tmp_path / "again" / "beat" / "gan" / "checkpoint.pt")
     assert stored["step"] == 2 and "gan/beat_onsets" in stored["metrics"]
     assert json.loads((beat / "preset.json").read_text())["training"]["gan_steps"] == 2
+    # snapshots asked for later: the beat-onset fine-tune starts again from the snapshot that now plays
+    train_preset(plan(setup, tmp_path, folder=dataset, run=str(tmp_path / "again"), name="again", gan_steps=2,
+                      select_every=1, beat_steps=2))
+    stored = load_checkpoint(tmp_path / "again" / "beat" / "gan" / "checkpoint.pt")
+    assert Path(stored["config"]["init_from"]).parent.name == "snapshots" and stored["step"] == 2
     with pytest.raises(TrainingError, match=r"holds 1\.3 minutes of usable audio .* at least 30 minutes"):
         train_preset(plan(setup, tmp_path, folder=dataset, run=str(tmp_path / "short"), min_minutes=30.0))
     assert not (tmp_path / "short" / "gan").exists()

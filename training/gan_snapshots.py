@@ -64,8 +64,8 @@ def train_with_snapshots(cfg: Any, steps: Sequence[int]) -> dict[int, Path]:
     for step in steps:
         snap = folder / f"step_{step}.pt"
         if not snap.is_file():
-            if _step(ckpt) < step:
-                run_gan(dataclasses.replace(cfg, steps=step), resume=ckpt.exists())
+            if _step(ckpt) < step:  # the bar and its ETA count to the last snapshot
+                run_gan(dataclasses.replace(cfg, steps=step, progress_total=max(steps)), resume=ckpt.exists())
             if _step(ckpt) != step:
                 continue
             with replacing(snap) as tmp:

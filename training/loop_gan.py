@@ -37,7 +37,7 @@ from training.run_configs import GanTrainConfig
 logger = logging.getLogger(__name__)
 
 RESUMABLE = ("steps", "device", "checkpoint_every", "preview_every", "log_every", "tensorboard", "progress",
-             "threads", "autoencoder")
+             "progress_total", "threads", "autoencoder")
 
 
 @dataclass
@@ -255,7 +255,7 @@ def run_gan(cfg: GanTrainConfig, resume: bool = False,
             return tr.step(real, scal, curve, D.my_rows(info, sample_coords(run.np_rng, batch, model.gan)))
 
         plan = Schedule(cfg.steps, cfg.checkpoint_every, cfg.preview_every, cfg.log_every, cfg.tensorboard,
-                        cfg.progress)
+                        cfg.progress, cfg.progress_total)
         nets = {"generator": tr.gen, "critic": tr.critic, "generator_ema": tr.ema}
         final, metrics = run.run(plan, step, nets, tr.state, preview=tr.preview, on_step=on_step)
     finally:

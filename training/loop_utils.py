@@ -196,6 +196,7 @@ class Schedule:
     log_every: int
     tensorboard: bool = True
     progress: bool | None = None
+    bar_total: int = 0  # the progress bar's total when it is not `total` (a run trained in stretches)
 
 
 class StageRun:
@@ -273,7 +274,8 @@ class StageRun:
                 f"the processes start the {self.stage} at different steps ({first} to {last}; this one at "
                 f"{self.step}): each reads {self.ckpt_path} itself, so every machine must see the same run folder "
                 "(shared storage), or none may have a checkpoint there")
-        log = RunLog(self.stage_dir, self.stage, plan.total, self.step, info.is_main, plan.tensorboard, plan.progress)
+        log = RunLog(self.stage_dir, self.stage, plan.bar_total or plan.total, self.step, info.is_main,
+                     plan.tensorboard, plan.progress)
         try:
             with StopRequest() as stop:
                 while self.step < plan.total:

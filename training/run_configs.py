@@ -96,6 +96,7 @@ class GanTrainConfig:
     log_every: int = 10
     tensorboard: bool = True
     progress: bool | None = None
+    progress_total: int = 0  # the progress bar's total (0: steps); a run trained in stretches shows the whole ETA
     threads: int | None = None
 
     @property

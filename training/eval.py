@@ -26,7 +26,7 @@ from generator.runtime.engine import Engine
 from generator.runtime.preset import Condition, Preset, update_preset_json
 from generator.timeline.beat_grid import heard_grid_offsets
 from training import metrics as M
-from training.analysis import measure_tempo, onset_times
+from training.analysis import TempoEstimate, measure_tempo, onset_times
 from training.data.dataset import Dataset, DatasetError
 from training.errors import TrainingError
 from training.listening import classifier_auc, frame_comb_ratio, output_levels
@@ -74,6 +74,12 @@ def data_tempi(ds: Dataset, levels: int = len(TEMPO_BPMS)) -> list[float]:
     if not tempi:
         raise TrainingError(f"{ds.root}: no training chunk has a tempo label to take the eval's tempi from")
     return sorted({round(2 * float(q)) / 2 for q in np.quantile(tempi, np.linspace(0.05, 0.95, levels))})
+
+
+def requested_tempo(audio: np.ndarray, sr: int, requested: float) -> TempoEstimate:
+    """The tempo of a clip asked for `requested` BPM, tracked within half an octave of the request (so a reading at
+    twice or half the tempo counts at the asked level, and one at 3:2 or 4:3 counts as a miss)."""
+    return measure_tempo(audio, sr, bpm_range=(requested / math.sqrt(2), requested * math.sqrt(2)))
 
 
 def density_levels(c: Condition, levels: int = DENSITY_LEVELS) -> list[float]:
@@ -209,7 +215,7 @@ def evaluate(
         combs.append(frame_comb_ratio(audio, sr, engine.config.audio.n_fft))
         if job.kind == "tempo":
             req = job.requested
-            est = measure_tempo(audio, sr, bpm_range=(req / math.sqrt(2), req * math.sqrt(2)))
+            est = requested_tempo(audio, sr, req)
             rows["tempo"].append((req, est.bpm, est.ibi_cv))
             if preset.phases:  # its beats, as heard, against the conditioned grid (a bar line at the first sample)
                 heard.append(heard_grid_offsets(audio, sr, req))

@@ -80,8 +80,8 @@ def score_clips(engine: Any, condition: str, values: Sequence[float] = (), seeds
     levels musika eval asks for), measured as musika eval measures it: {"score", and the figures behind it}.
     Higher scores are better."""
     from training import metrics as M
-    from training.analysis import measure_tempo, onset_times
-    from training.eval import density_levels
+    from training.analysis import onset_times
+    from training.eval import density_levels, requested_tempo
 
     sr = engine.config.audio.sample_rate
     if condition == "density" and not values:
@@ -91,7 +91,7 @@ def score_clips(engine: Any, condition: str, values: Sequence[float] = (), seeds
         for seed in seeds:
             audio = engine.generate(seconds, {condition: float(value)}, seed=seed)
             if condition == "tempo":
-                est = measure_tempo(audio, sr, bpm_range=(value / math.sqrt(2), value * math.sqrt(2)))
+                est = requested_tempo(audio, sr, value)
                 got.append(est.bpm)
                 cv.append(est.ibi_cv)
             else:

@@ -20,6 +20,7 @@ from bridge.sync import SYNC_MODES
 from generator.runtime.model_config import PHASES
 from generator.runtime.output_stage import CEILING_DBTP, CEILING_RANGE, GAIN_RANGE, TARGET_LUFS, TARGET_RANGE
 from generator.timeline.planner import QUANTISE_MODES
+from generator.timeline.stretch import SNAP_MAX_MS, SNAP_MS
 
 OUTPUTS = ("auto", "jack", "portaudio", "reastream", "wav")
 
@@ -49,6 +50,7 @@ class SyncConfig:
     bpm: float = 128.0  # tempo of the internal clock (and the start tempo before a host is heard)
     meter: tuple[int, int] = (4, 4)
     offset_ms: float = 0.0  # positive: Musika plays that much earlier, to cover the route's latency
+    snap_ms: float = SNAP_MS  # each generated beat moved onto the host's beat from at most this far; 0: off
     quantise: str = "bar"  # when control changes take effect: bar, now or phrase
     phrase_bars: int = 8
     timeout_s: float = 2.0  # a source silent this long is considered gone (auto falls back)
@@ -108,6 +110,7 @@ class Config:
         _check_range("output.gain_db", self.output.gain_db, *GAIN_RANGE)
         _check_range("sync.bpm", self.sync.bpm, 20, 300)
         _check_range("sync.offset_ms", self.sync.offset_ms, -1000, 1000)
+        _check_range("sync.snap_ms", self.sync.snap_ms, 0, SNAP_MAX_MS)
         _check_range("sync.phrase_bars", self.sync.phrase_bars, 1, 64)
         _check_range("sync.timeout_s", self.sync.timeout_s, 0.1, 60)
         num, den = self.sync.meter

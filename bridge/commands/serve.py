@@ -49,6 +49,7 @@ from generator.runtime.preset import load_preset
 from generator.timeline.control_log import ControlLogWriter, SessionHeader
 from generator.timeline.live import LiveStream
 from generator.timeline.planner import QUANTISE_MODES
+from generator.timeline.stretch import SNAP_MAX_MS
 from generator.timeline.telemetry import format_status
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ logger = logging.getLogger(__name__)
 FLAG_KEYS = {
     "preset": "preset", "threads": "threads", "seed": "seed", "output": "output.kind", "device": "output.device",
     "sync": "sync.source", "bpm": "sync.bpm", "meter": "sync.meter", "quantise": "sync.quantise",
-    "sync_offset_ms": "sync.offset_ms", "osc_host": "osc.host", "osc_port": "osc.port", "allow": "osc.allow",
+    "sync_offset_ms": "sync.offset_ms", "snap_ms": "sync.snap_ms", "osc_host": "osc.host", "osc_port": "osc.port",
+    "allow": "osc.allow",
     "control_log": "paths.control_log",
 }
 
@@ -125,7 +127,7 @@ class Server:
         midi_part = self._start_midi(loop, specs, names) if cfg.midi.enabled else ""
         ring = AudioRing(sr * 10)
         self.sink = device(lambda: open_output(cfg, ring, sr))
-        header = SessionHeader(name, cfg.seed, cfg.sync.bpm, cfg.sync.meter, sr, {})
+        header = SessionHeader(name, cfg.seed, cfg.sync.bpm, cfg.sync.meter, sr, {}, snap_ms=cfg.sync.snap_ms)
         log_path = control_log_path(cfg.paths.control_log)
         if log_path is not None:
             self.log = ControlLogWriter(log_path, header)
@@ -358,6 +360,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"when control changes land (sync.quantise; default {d.sync.quantise})")
     p.add_argument("--sync-offset-ms", type=float, default=None,
                    help="play this much earlier to cover the audio route's latency (sync.offset_ms; default 0)")
+    p.add_argument("--snap-ms", type=float, default=None,
+                   help=f"move each generated beat onto the host's beat from at most this far, 0: off "
+                        f"(sync.snap_ms; default {d.sync.snap_ms:g}, at most {SNAP_MAX_MS:g})")
     p.add_argument("--osc-host", default=None, help=f"OSC address to bind (osc.host; default {d.osc.host})")
     p.add_argument("--osc-port", type=int, default=None,
                    help=f"OSC UDP port, 0 picks a free one (osc.port; default {d.osc.port})")

@@ -322,7 +322,12 @@ def onset_offsets(audio: np.ndarray, sr: int, beat_samples: np.ndarray, window_s
     EDGE_FRAMES are not searched (their flux is the audio's edge); NaN where there is no clear onset. `peak` = 1:
     the strongest onset in the window (a wide window's first peak reaching 80 % may be a 16th before the kick).
     `envelope`: the onset envelope searched (default :func:`onset_envelope`, which weights kicks above hats)."""
-    env = (envelope or onset_envelope)(audio, sr)
+    return envelope_offsets((envelope or onset_envelope)(audio, sr), sr, beat_samples, window_s, peak)
+
+
+def envelope_offsets(env: np.ndarray, sr: int, beat_samples: np.ndarray, window_s: float,
+                     peak: float = HEARD_PEAK) -> np.ndarray:
+    """:func:`onset_offsets` on an onset envelope already computed (frames at ONSET_HOP from the audio's start)."""
     fps = sr / ONSET_HOP
     out = np.full(len(beat_samples), np.nan)
     w = max(1, int(window_s * fps))

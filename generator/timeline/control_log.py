@@ -3,7 +3,9 @@
 Line 1 is the session header::
 
     {"type": "session", "version": 1, "preset": "techno", "seed": 7, "bpm": 128.0, "meter": [4, 4],
-     "sample_rate": 44100, "controls": {"density": 0.5}}
+     "sample_rate": 44100, "controls": {"density": 0.5}, "snap_ms": 25.0}
+
+(``snap_ms``, the tempo lock's beat snap, is 0 when absent: logs written before it existed replay as played.)
 
 then one line per change, in the order they took effect::
 
@@ -29,6 +31,7 @@ from typing import IO, Any, Literal
 
 from generator.errors import MusikaError
 from generator.runtime.model_config import SAMPLE_RATE
+from generator.timeline.stretch import SNAP_MAX_MS, SNAP_MS
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ class SessionHeader:
     sample_rate: int = SAMPLE_RATE
     controls: dict[str, float] = field(default_factory=dict)
     version: int = VERSION
+    snap_ms: float = SNAP_MS  # beat snap of the tempo lock (generator.timeline.stretch); 0: off
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -137,9 +141,17 @@ def _parse_header(obj: dict[str, Any], where: str) -> SessionHeader:
             preset=str(obj["preset"]), seed=int(obj["seed"]), bpm=float(obj["bpm"]),
             meter=(meter[0], meter[1]), sample_rate=int(obj.get("sample_rate", SAMPLE_RATE)),
             controls={str(k): float(v) for k, v in (obj.get("controls") or {}).items()},
+            snap_ms=_snap_ms(obj.get("snap_ms", 0.0), where),  # a log from before the snap was played without it
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ControlLogError(f"{where}: malformed session header ({exc}); it needs preset, seed, bpm") from exc
+
+
+def _snap_ms(value: Any, where: str) -> float:
+    snap = float(value)
+    if not 0.0 <= snap <= SNAP_MAX_MS:
+        raise ControlLogError(f"{where}: snap_ms {snap:g} is outside 0..{SNAP_MAX_MS:g} ms")
+    return snap
 
 
 def parse_lines(lines: Iterable[str], where: str = "control log") -> tuple[SessionHeader, list[ControlRecord]]:

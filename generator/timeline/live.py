@@ -27,6 +27,7 @@ import queue
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ class LiveStream(LiveControl, RenderWorker):
         self.min_lookahead_s, self.max_lookahead_s = min_lookahead_s, max_lookahead_s
         self.sr = header.sample_rate
         self.perf = Performance(header)
+        settings = replace(settings or LockSettings(), snap_ms=header.snap_ms)  # the header's snap (replays too)
         self.renderer = Renderer(resolve_loader(engine_or_preset, threads), self.perf.bar, self.sr, xfade_ms,
                                  settings)
         engine = self.renderer.engine(header.preset)  # load now: a bad preset fails at construction

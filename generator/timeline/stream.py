@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from generator.runtime.engine_loader import EngineLoader, EngineOptions
 from generator.timeline.control_log import ControlRecord, SessionHeader
 from generator.timeline.crossfade import DEFAULT_CROSSFADE_MS, Joiner, fade_out, fade_samples
 from generator.timeline.planner import EpochDef, Performance, Piece, Run, pieces
-from generator.timeline.stretch import STRETCH_CONTEXT, TRUST_BEATS, BarTracker, heard_offsets, lock_piece
+from generator.timeline.stretch import SNAP_MS, STRETCH_CONTEXT, TRUST_BEATS, BarTracker, heard_offsets, lock_piece
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class LockSettings:
     measure_phase: bool = True
     min_confidence: float = 0.3  # below this a measured beat grid is not trusted (the conditioned tempo is)
     piece_beats: float = 1.0  # longest piece: a change with quantise "now" waits at most this long to render
+    snap_ms: float = SNAP_MS  # beat snap (BarTracker): a beat moved onto its host beat from at most this far; 0: off
 
 
 class EpochSource:
@@ -95,6 +96,7 @@ class EpochSource:
             nominal_start=float((epoch.coord_step - self.n_start) * self.spl),
             lock=self.lock, min_confidence=settings.min_confidence, origin=epoch.bar_origin,
             trust_beats=TRUST_BEATS if self.phases else 0.0,  # a phase-conditioned preset: its beats are placed
+            snap_s=settings.snap_ms / 1000.0,
         )
 
     # -- generation ----------------------------------------------------------------------------------------
@@ -311,6 +313,7 @@ def render_offline(
     list, receives the measured onset offsets (seconds) of generated beats from the host grid."""
     records = list(records)
     perf = Performance(header)
+    settings = replace(settings or LockSettings(), snap_ms=header.snap_ms)  # the performance's own snap
     renderer = Renderer(resolve_loader(engine_or_preset, threads), perf.bar, header.sample_rate, xfade_ms, settings)
     renderer.engine(header.preset)  # first: its output settings hold for the whole performance
     if not records or records[0].type != "transport":

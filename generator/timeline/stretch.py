@@ -21,15 +21,19 @@ from collections.abc import Callable
 import numpy as np
 
 from generator.timeline.beat_grid import (  # noqa: F401  (re-exported: the lock's public names)
+    HEARD_REACH_BEATS,
     LOW_HZ,
     ONSET_HOP,
     BeatGrid,
     _lowpass,
+    envelope_offsets,
     estimate_grid,
+    heard_envelope,
     heard_offsets,
     onset_envelope,
     onset_offsets,
 )
+from generator.timeline.crossfade import crossfade
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,13 @@ TRUST_BEATS = 0.2
 # is smeared ahead of them)
 TRUST_EARLY_EXTRA = 0.04
 HEARD_WINDOW_BEATS = 0.3  # each beat's heard onset is searched within this many beats of the conditioned beat
+SNAP_MS = 25.0  # default: a generated beat's heard onset is moved onto its host beat from at most this far
+SNAP_MAX_MS = 50.0  # the most a setting may ask for
+SPLICE_RANGE = (0.3, 0.7)  # where between two beats the snap's splice is placed (the quietest 5 ms there)
+SPLICE_MS = 10.0  # crossfade at a snap splice
+# a snapped beat's onset must be the strongest within the heard reach plus its own move plus this margin (s): a
+# kick, not a break whose nearest strong onset is a hat that the move would pull into a beat tracker's reach
+SNAP_MARGIN_S = 0.002
 
 
 def stretch_span(
@@ -106,11 +117,17 @@ class BarTracker:
     this: it reads generated kicks 40-80 ms early, bar to bar +-40 ms (generator.timeline.beat_grid); at 143 BPM
     that passed the threshold on 2 of 3 techno seeds, and following its chained readings walked the map a beat
     off within 16 bars (stretching by up to 9 %).
+
+    `snap_s` > 0 (beat snap): every beat of the map (each bar's whole beats from its bar line) is then moved to
+    where that beat is heard in the generated audio (:func:`heard_offsets`, the strongest onset within
+    HEARD_REACH_BEATS), by at most `snap_s` seconds; a beat without a clear onset keeps the map's place. The map
+    stays continuous (each beat's span is stretched onto its host beat), so a kick generated early or late by
+    its seed lands on the host's beat, as an audio quantise in a DAW would put it.
     """
 
     def __init__(self, segment: Callable[[int, int], np.ndarray], sr: int, bar: float, cond_bpm: float,
                  start_beat: float, nominal_start: float, lock: bool = True, min_confidence: float = 0.3,
-                 origin: float = 0.0, trust_beats: float = 0.0):
+                 origin: float = 0.0, trust_beats: float = 0.0, snap_s: float = 0.0):
         self.segment, self.sr, self.bar, self.start_beat = segment, sr, bar, start_beat
         self.cond_bpm, self.nominal_start = cond_bpm, nominal_start
         self.lock, self.min_confidence = lock, min_confidence
@@ -121,6 +138,8 @@ class BarTracker:
         self.ref = origin + math.floor((start_beat - origin) / bar + 1e-9) * bar  # host beat of bar 0
         self.deviations: list[float] = []  # measured minus conditioned bar start, beats (trusting trackers)
         self._following = False  # a trusting tracker that found the conditioning not followed
+        self.snap = float(snap_s) * sr if lock else 0.0  # samples
+        self._snapped: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # bar -> (offsets, splice beats)
 
     def _nominal(self, j: int) -> float:
         """G_j on the conditioned grid."""
@@ -220,8 +239,8 @@ class BarTracker:
             self.bars.append(self._next(self.bars[-1]))
         return self.bars[j]
 
-    def position(self, beat: float) -> float:
-        """Generated sample of host `beat` (>= start_beat), linear in beats between bar starts."""
+    def _grid_position(self, beat: float) -> float:
+        """Generated sample of host `beat` on the bar map, linear in beats between bar starts."""
         x = (beat - self.ref) / self.bar
         j = int(math.floor(x + 1e-9))
         g0 = self.bar_start(j)
@@ -229,16 +248,119 @@ class BarTracker:
             return g0
         return g0 + (x - j) * (self.bar_start(j + 1) - g0)
 
+    def _beats_in_bar(self) -> int:
+        return math.ceil(self.bar - 1e-9)
+
+    def _point(self, beat: float) -> tuple[int, int]:
+        """The snapped beat at or before host `beat`: (bar, whole beat within it)."""
+        j = int(math.floor((beat - self.ref) / self.bar + 1e-9))
+        i = int(math.floor(beat - self.ref - j * self.bar + 1e-9))
+        return j, min(i, self._beats_in_bar() - 1)
+
+    def _next_point(self, j: int, i: int) -> tuple[int, int]:
+        return (j, i + 1) if i + 1 < self._beats_in_bar() else (j + 1, 0)
+
+    def _point_beat(self, j: int, i: int) -> float:
+        return self.ref + j * self.bar + i
+
+    def _bar_snap(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bar j's snap (cached): each whole beat's heard offset from the bar map (samples, positive: late, within
+        +-snap, 0 where no clear onset) and the host beat of the splice after it, where the offset changes to
+        the next beat's: the quietest 5 ms between SPLICE_RANGE of the way to the next beat. One measurement per
+        bar (the envelope's floor needs a bar's context), from the bar's audio and HEARD_REACH_BEATS after it."""
+        if j not in self._snapped:
+            n = self._beats_in_bar()
+            spb = (self.bar_start(j + 1) - self.bar_start(j)) / self.bar
+            points = np.array([self._grid_position(self._point_beat(j, i)) for i in range(n)])
+            reach = HEARD_REACH_BEATS * spb
+            around = int(reach + self.snap + SNAP_MARGIN_S * self.sr) + 2048
+            a = max(0, int(points[0]) - around)
+            b = int(points[-1]) + around
+            env = heard_envelope(self.segment(a, b), self.sr)
+            heard = envelope_offsets(env, self.sr, points - a, reach / self.sr, peak=1.0) * self.sr
+            d = np.where(np.isfinite(heard), np.clip(heard, -self.snap, self.snap), 0.0)
+            for i, p in enumerate(points):  # a kick, not a hat that the move would pull into a tracker's reach
+                wide = envelope_offsets(env, self.sr, np.array([p - a]), (reach + abs(d[i])) / self.sr + SNAP_MARGIN_S,
+                                        peak=1.0)[0] * self.sr
+                if not abs(wide - heard[i]) < 1.0:
+                    d[i] = 0.0
+            splices = np.empty(n)
+            hop = max(1, int(0.005 * self.sr))
+            for i in range(n):
+                b0 = self._point_beat(j, i)
+                b1 = self._point_beat(*self._next_point(j, i))
+                lo, hi = b0 + SPLICE_RANGE[0] * (b1 - b0), b0 + SPLICE_RANGE[1] * (b1 - b0)
+                g_lo, g_hi = (int(self._grid_position(x) + d[i]) for x in (lo, hi))
+                y = np.square(self.segment(g_lo, g_hi)).mean(axis=0)
+                k = y.size // hop
+                quiet = int(np.argmin(y[: k * hop].reshape(k, hop).mean(axis=1))) if k else 0
+                splices[i] = lo + (quiet + 0.5) * hop / max(g_hi - g_lo, 1) * (hi - lo)
+            self._snapped[j] = (d, splices)
+        return self._snapped[j]
+
+    def _offset(self, beat: float, left: bool = False) -> float:
+        """Snap offset (samples) in force at host `beat`; `left`: just before it (a span's end)."""
+        j, i = self._point(beat)
+        d, splices = self._bar_snap(j)
+        past = beat > splices[i] if left else beat >= splices[i]
+        if not past:
+            return float(d[i])
+        j1, i1 = self._next_point(j, i)
+        return float(self._bar_snap(j1)[0][i1])
+
+    def splices(self, beat0: float, beat1: float) -> list[float]:
+        """Host beats strictly inside (beat0, beat1) where the snapped map jumps (none without snap)."""
+        if self.snap <= 0 or beat1 <= beat0:
+            return []
+        out: list[float] = []
+        j, i = self._point(beat0)
+        while self._point_beat(j, i) < beat1:
+            s = float(self._bar_snap(j)[1][i])
+            if beat0 < s < beat1:
+                out.append(s)
+            j, i = self._next_point(j, i)
+        return out
+
+    def position(self, beat: float, left: bool = False) -> float:
+        """Generated sample of host `beat` (>= start_beat): the bar map, linear in beats between bar starts, with
+        snap moved by the offset in force there (`left`: the offset just before `beat`, for a span's end)."""
+        g = self._grid_position(beat)
+        return g + self._offset(beat, left) if self.snap > 0 else g
+
 
 def lock_piece(tracker: BarTracker, beat0: float, beat1: float, out_len: int, lead: int, sr: int,
                high_quality: bool = True, tolerance: float = 1e-6) -> tuple[np.ndarray, float]:
     """Host beats [beat0, beat1) -> (audio (channels, lead + out_len) float32, stretch factor): the generated
-    span the tracker maps them to, stretched to exactly `out_len` samples (unlocked trackers: 1:1 copy)."""
-    g0 = tracker.position(beat0)
-    g1 = tracker.position(beat1) if tracker.lock else g0 + out_len
+    span the tracker maps them to, stretched to exactly `out_len` samples (unlocked trackers: 1:1 copy). Where a
+    snapped map jumps inside the span (:meth:`BarTracker.splices`), each side is rendered on its own and the two
+    are crossfaded over SPLICE_MS ending at the splice."""
+    edges = [beat0, *tracker.splices(beat0, beat1), beat1]
+    xs = int(round(SPLICE_MS * sr / 1000.0))
+    cuts = [0] + [int(round(out_len * (e - beat0) / (beat1 - beat0))) for e in edges[1:-1]] + [out_len]
+    out: np.ndarray | None = None
+    for k in range(len(edges) - 1):
+        n = cuts[k + 1] - cuts[k]
+        if n <= 0:
+            continue
+        g0 = tracker.position(edges[k])
+        g1 = tracker.position(edges[k + 1], left=True) if tracker.lock else g0 + n
+        part = _render_span(tracker, g0, g1, n, lead if out is None else xs, sr, high_quality, tolerance)
+        if out is None:
+            out = part
+            continue
+        f = min(xs, out.shape[1])
+        out = np.concatenate([out[:, : out.shape[1] - f], crossfade(out[:, out.shape[1] - f :], part[:, xs - f : xs]),
+                              part[:, xs:]], axis=1)
+    g_a = tracker.position(beat0)
+    g_b = tracker.position(beat1, left=True) if tracker.lock else g_a + out_len
+    assert out is not None
+    return out, (int(round(g_b)) - int(round(g_a))) / out_len
+
+
+def _render_span(tracker: BarTracker, g0: float, g1: float, out_len: int, lead: int, sr: int, high_quality: bool,
+                 tolerance: float) -> np.ndarray:
     i0, i1 = int(round(g0)), int(round(g1))
     lead_src = int(math.ceil(lead * max(1.0, (i1 - i0) / out_len)))
     a = i0 - lead_src - STRETCH_CONTEXT
     seg = tracker.segment(a, i1 + STRETCH_CONTEXT + 1)
-    out = stretch_span(seg, i0 - a, i1 - a, out_len, lead, sr, STRETCH_CONTEXT, high_quality, tolerance)
-    return out, (i1 - i0) / out_len
+    return stretch_span(seg, i0 - a, i1 - a, out_len, lead, sr, STRETCH_CONTEXT, high_quality, tolerance)

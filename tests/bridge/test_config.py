@@ -32,6 +32,7 @@ def test_defaults_without_a_file():
         ("[osc]\nprot = 9000\n", r"osc\.prot: unknown key; valid keys in \[osc\]"),
         ("[sync]\nbpm = 'fast'\n", r"sync\.bpm: 'fast' must be a number"),
         ("[sync]\nbpm = 900.0\n", r"sync\.bpm: 900.0 is out of range 20-300"),
+        ("[sync]\nsnap_ms = -5\n", r"sync\.snap_ms: -5.0 is out of range 0-50"),
         ("[output]\nkind = 'alsa'\n", r"output\.kind: 'alsa' is not one of auto, jack"),
         ("preset = \n", r"invalid TOML: .*line 1"),
         ("[sync]\nmeter = [4, 5]\n", r"sync\.meter\[1\]: 5 is not a note value"),

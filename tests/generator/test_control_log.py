@@ -31,6 +31,12 @@ def test_round_trip(tmp_path):
     assert first["sample_rate"] == 44100 and first["preset"] == "techno"
     h2, r2 = read_control_log(path)
     assert h2 == header and r2 == recs
+    assert first["snap_ms"] == 25.0  # the beat snap the performance was played with, replayed the same
+
+
+def test_a_log_from_before_the_beat_snap_replays_without_it():
+    header, _ = parse_lines(io.StringIO('{"type":"session","version":1,"preset":"a","seed":1,"bpm":120}\n'))
+    assert header.snap_ms == 0.0
 
 
 @pytest.mark.parametrize(("text", "match"), [
@@ -38,6 +44,7 @@ def test_round_trip(tmp_path):
     ('{"type":"control"}\n', "session header"),
     ('{"type":"session","version":2,"preset":"a","seed":1,"bpm":120}\n', "version 2"),
     ('{"type":"session","version":1,"preset":"a","seed":1,"bpm":120}\nnot json\n', "line 2: not JSON"),
+    ('{"type":"session","version":1,"preset":"a","seed":1,"bpm":120,"snap_ms":90}\n', "snap_ms 90 is outside 0..50"),
     ('{"type":"session","version":1,"preset":"a","seed":1,"bpm":120}\n{"beat":1,"type":"x","name":"y"}\n',
      "record type 'x'"),
     ('{"type":"session","version":1,"preset":"a","seed":1,"bpm":120}\n{"beat":1,"type":"control"}\n',

@@ -182,3 +182,93 @@ def test_kicks_whose_rise_is_smeared_ahead_do_not_move_a_conditioned_grid():
     for j in range(12):
         assert tracker.bar_start(j) == pytest.approx(0.5 * SR + 4 * j * spb * SR, abs=1e-6)
     assert abs(float(np.median(tracker.deviations))) < 0.05
+
+
+def _snapped(src_audio: np.ndarray, bars: int, snap_ms: float, bpm: float = 128.0) -> np.ndarray:
+    """`bars` bars of a phase-conditioned stream (trusting tracker) with beat snap, in 1-beat pieces as the
+    renderer plays them, host tempo = conditioned tempo."""
+    tracker = BarTracker(_segments(src_audio), SR, 4.0, bpm, 0.0, nominal_start=0.5 * SR, trust_beats=TRUST_BEATS,
+                         snap_s=snap_ms / 1000.0)
+    xf = int(0.03 * SR)
+    joiner = Joiner(xf)
+    spb = 60.0 / bpm * SR
+    parts = []
+    for b in range(4 * bars):
+        n = int(round((b + 1) * spb)) - int(round(b * spb))
+        audio, _ = lock_piece(tracker, float(b), b + 1.0, n, xf, SR)
+        parts.append(joiner.push(audio))
+    parts.append(joiner.finish())
+    return np.concatenate(parts, axis=1)
+
+
+def _scattered(offsets_s: np.ndarray, bpm: float = 128.0, hat: float = 0.15) -> np.ndarray:
+    beats = 0.5 + np.arange(offsets_s.size) * 60.0 / bpm + offsets_s
+    return kick_track(beats, 0.5 + (offsets_s.size + 2) * 60.0 / bpm, seed=8, hat=hat)
+
+
+def _librosa_errors(out: np.ndarray, beats: np.ndarray, bpm: float = 128.0) -> np.ndarray:
+    """Each host beat's kick as librosa's onset strength places it (s), less its median (the tracker's lag)."""
+    librosa = pytest.importorskip("librosa")
+    env = librosa.onset.onset_strength(y=out.mean(axis=0), sr=SR, hop_length=64, n_fft=512, n_mels=40)
+    spb = 60.0 / bpm * SR
+    err = []
+    for b in beats:
+        c, w = int(b * spb / 64), int(0.2 * spb / 64)
+        err.append((c - w + int(np.argmax(env[c - w : c + w + 1]))) * 64 / SR - b * spb / SR)
+    err = np.asarray(err)
+    return err - np.median(err)
+
+
+def test_beat_snap_puts_each_scattered_kick_on_its_host_beat():
+    """Kicks generated up to 15 ms early or late of their conditioned beats, each beat by its own amount (what the
+    techno preset does seed by seed): with the snap every kick lands on its host beat, as an outside tracker
+    (librosa's onset strength) hears it; without it they stay scattered."""
+    offsets = np.random.default_rng(3).uniform(-0.015, 0.015, 28)
+    src = _scattered(offsets)
+    beats = np.arange(1, 24)
+    host = beats * 60.0 / 128.0 * SR
+    plain = onset_offsets(_snapped(src, 6, 0.0), SR, host)
+    snapped = onset_offsets(_snapped(src, 6, 25.0), SR, host)
+    assert np.percentile(np.abs(plain), 95) > 0.010
+    assert np.percentile(np.abs(snapped), 95) < 0.002
+    outside = _librosa_errors(_snapped(src, 6, 25.0), beats)
+    assert np.percentile(np.abs(outside), 95) < 0.003
+    assert np.percentile(np.abs(_librosa_errors(_snapped(src, 6, 0.0), beats)), 95) > 0.008
+
+
+def test_beat_snap_moves_a_beat_at_most_its_limit():
+    offsets = np.full(20, 0.040)  # every kick 40 ms late: moved by the 25 ms limit, 15 ms late still
+    out = _snapped(_scattered(offsets), 4, 25.0)
+    late = onset_offsets(out, SR, np.arange(2, 14) * 60.0 / 128.0 * SR)
+    assert np.median(late) == pytest.approx(0.015, abs=0.002)
+
+
+def test_beat_snap_leaves_a_beat_without_a_kick_where_it_is():
+    """A break: beats 8-11 have no kick, only the off-beat hats. Nothing there is moved (a hat pulled towards the
+    beat would read as an early kick), while the kicks around it are snapped."""
+    bpm, spb = 128.0, 60.0 / 128.0
+    beats = 0.5 + np.arange(24) * spb + 0.012
+    src = kick_track(np.delete(beats, range(8, 12)), 0.5 + 26 * spb, seed=9, hat=0.0)
+    rng = np.random.default_rng(9)
+    for b in beats:  # loud hats on the off-beats, kicks or not
+        h = int((b + 0.5 * spb) * SR)
+        src[:, h : h + 2000] += (rng.normal(0, 0.4, 2000) * np.exp(-np.arange(2000) / 300.0)).astype(np.float32)
+    tracker = BarTracker(_segments(src), SR, 4.0, bpm, 0.0, nominal_start=0.5 * SR, trust_beats=TRUST_BEATS,
+                         snap_s=0.025)
+    moved = np.array([tracker.position(float(b)) - (0.5 * SR + b * spb * SR) for b in range(20)]) / SR
+    assert moved[8:12] == pytest.approx([0.0] * 4, abs=1e-9)
+    assert moved[[4, 5, 6, 7, 12, 13, 14]] == pytest.approx([0.012] * 7, abs=0.002)
+
+
+def test_beat_snap_splices_a_held_tone_without_a_click():
+    """A held 220 Hz tone under the kicks: the snap's splices (crossfaded where the beat is quietest) leave no
+    click: the output's energy above 4 kHz stays what the unsnapped output has (none but the noise floor)."""
+    offsets = np.random.default_rng(4).uniform(-0.02, 0.02, 20)
+    src = _scattered(offsets, hat=0.0)
+    t = np.arange(src.shape[1]) / SR
+    src += (0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)
+    from scipy.signal import butter, sosfilt
+
+    sos = butter(8, 4000, "highpass", fs=SR, output="sos")
+    high = [float(np.sqrt(np.mean(sosfilt(sos, _snapped(src, 4, ms)[0, SR:]) ** 2))) for ms in (0.0, 25.0)]
+    assert high[1] < 2.0 * high[0]

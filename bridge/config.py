@@ -50,7 +50,7 @@ class SyncConfig:
     bpm: float = 128.0  # tempo of the internal clock (and the start tempo before a host is heard)
     meter: tuple[int, int] = (4, 4)
     offset_ms: float = 0.0  # positive: Musika plays that much earlier, to cover the route's latency
-    snap_ms: float = SNAP_MS  # each generated beat moved onto the host's beat from at most this far; 0: off
+    snap_ms: float = SNAP_MS  # each generated beat and off-beat moved onto the host grid from at most this far; 0: off
     quantise: str = "bar"  # when control changes take effect: bar, now or phrase
     phrase_bars: int = 8
     timeout_s: float = 2.0  # a source silent this long is considered gone (auto falls back)

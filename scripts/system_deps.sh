@@ -6,7 +6,7 @@ set -u
 mode=${1:-test}
 run_pkgs="libportaudio2 libjack-jackd2-0 jackd2 libsndfile1"
 test_pkgs="$run_pkgs fluidsynth fluid-soundfont-gm timgm6mb-soundfont hydrogen-drumkits zam-plugins iproute2 ffmpeg
-  jack-midi-clock liblo-tools"
+  jack-midi-clock liblo-tools aubio-tools"
 pkgs=$run_pkgs
 [ "$mode" = test ] && pkgs=$test_pkgs
 

@@ -361,7 +361,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sync-offset-ms", type=float, default=None,
                    help="play this much earlier to cover the audio route's latency (sync.offset_ms; default 0)")
     p.add_argument("--snap-ms", type=float, default=None,
-                   help=f"move each generated beat onto the host's beat from at most this far, 0: off "
+                   help=f"move each generated beat and off-beat onto the host grid from at most this far, 0: off "
                         f"(sync.snap_ms; default {d.sync.snap_ms:g}, at most {SNAP_MAX_MS:g})")
     p.add_argument("--osc-host", default=None, help=f"OSC address to bind (osc.host; default {d.osc.host})")
     p.add_argument("--osc-port", type=int, default=None,

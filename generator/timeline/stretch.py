@@ -47,11 +47,12 @@ TRUST_BEATS = 0.2
 # is smeared ahead of them)
 TRUST_EARLY_EXTRA = 0.04
 HEARD_WINDOW_BEATS = 0.3  # each beat's heard onset is searched within this many beats of the conditioned beat
-SNAP_MS = 25.0  # default: a generated beat's heard onset is moved onto its host beat from at most this far
+SNAP_MS = 25.0  # default: a generated beat's (or off-beat's) onset is moved onto the host grid from at most this far
 SNAP_MAX_MS = 50.0  # the most a setting may ask for
-SPLICE_RANGE = (0.3, 0.7)  # where between two beats the snap's splice is placed (the quietest 5 ms there)
+SNAP_POINTS = 2  # snap points per beat: each beat's onset and each off-beat's on its own (they scatter apart)
+SPLICE_RANGE = (0.3, 0.7)  # where between two snap points the splice is placed (the quietest 5 ms there)
 SPLICE_MS = 10.0  # crossfade at a snap splice
-# a snapped beat's onset must be the strongest within the heard reach plus its own move plus this margin (s): a
+# a snapped point's onset must be the strongest within the heard reach plus its own move plus this margin (s): a
 # kick, not a break whose nearest strong onset is a hat that the move would pull into a beat tracker's reach
 SNAP_MARGIN_S = 0.002
 
@@ -118,11 +119,13 @@ class BarTracker:
     that passed the threshold on 2 of 3 techno seeds, and following its chained readings walked the map a beat
     off within 16 bars (stretching by up to 9 %).
 
-    `snap_s` > 0 (beat snap): every beat of the map (each bar's whole beats from its bar line) is then moved to
-    where that beat is heard in the generated audio (:func:`heard_offsets`, the strongest onset within
-    HEARD_REACH_BEATS), by at most `snap_s` seconds; a beat without a clear onset keeps the map's place. The map
-    stays continuous (each beat's span is stretched onto its host beat), so a kick generated early or late by
-    its seed lands on the host's beat, as an audio quantise in a DAW would put it.
+    `snap_s` > 0 (beat snap): every snap point of the map (each bar's beats and off-beats from its bar line,
+    SNAP_POINTS per beat) is then moved to where its onset is heard in the generated audio (:func:`heard_offsets`,
+    the strongest onset within HEARD_REACH_BEATS), by at most `snap_s` seconds; a point without a clear onset that
+    rules its neighbourhood keeps the map's place. Between two points the map jumps once, at a splice where the
+    audio is quietest, crossfaded (:func:`lock_piece`). So a kick or an off-beat generated early or late lands on
+    the host's grid, as a DAW's audio quantise would put it; the generator's kicks and off-beats scatter apart
+    (moving a beat by its kick's offset alone put its off-beat further off), so each is placed on its own.
     """
 
     def __init__(self, segment: Callable[[int, int], np.ndarray], sr: int, bar: float, cond_bpm: float,
@@ -248,28 +251,28 @@ class BarTracker:
             return g0
         return g0 + (x - j) * (self.bar_start(j + 1) - g0)
 
-    def _beats_in_bar(self) -> int:
-        return math.ceil(self.bar - 1e-9)
+    def _points_in_bar(self) -> int:
+        return math.ceil(self.bar * SNAP_POINTS - 1e-9)
 
     def _point(self, beat: float) -> tuple[int, int]:
-        """The snapped beat at or before host `beat`: (bar, whole beat within it)."""
+        """The snap point at or before host `beat`: (bar, index of the point within it)."""
         j = int(math.floor((beat - self.ref) / self.bar + 1e-9))
-        i = int(math.floor(beat - self.ref - j * self.bar + 1e-9))
-        return j, min(i, self._beats_in_bar() - 1)
+        i = int(math.floor((beat - self.ref - j * self.bar) * SNAP_POINTS + 1e-9))
+        return j, min(i, self._points_in_bar() - 1)
 
     def _next_point(self, j: int, i: int) -> tuple[int, int]:
-        return (j, i + 1) if i + 1 < self._beats_in_bar() else (j + 1, 0)
+        return (j, i + 1) if i + 1 < self._points_in_bar() else (j + 1, 0)
 
     def _point_beat(self, j: int, i: int) -> float:
-        return self.ref + j * self.bar + i
+        return self.ref + j * self.bar + i / SNAP_POINTS
 
     def _bar_snap(self, j: int) -> tuple[np.ndarray, np.ndarray]:
-        """Bar j's snap (cached): each whole beat's heard offset from the bar map (samples, positive: late, within
+        """Bar j's snap (cached): each snap point's heard offset from the bar map (samples, positive: late, within
         +-snap, 0 where no clear onset) and the host beat of the splice after it, where the offset changes to
-        the next beat's: the quietest 5 ms between SPLICE_RANGE of the way to the next beat. One measurement per
-        bar (the envelope's floor needs a bar's context), from the bar's audio and HEARD_REACH_BEATS after it."""
+        the next point's: the quietest 5 ms between SPLICE_RANGE of the way to the next point. One measurement per
+        bar (the envelope's floor needs a bar's context), from the bar's audio and a reach after it."""
         if j not in self._snapped:
-            n = self._beats_in_bar()
+            n = self._points_in_bar()
             spb = (self.bar_start(j + 1) - self.bar_start(j)) / self.bar
             points = np.array([self._grid_position(self._point_beat(j, i)) for i in range(n)])
             reach = HEARD_REACH_BEATS * spb

@@ -10,8 +10,9 @@ checkpoint to ``RUN/gan/snapshots/step_N.pt``. :func:`choose_snapshot` exports e
 generator only, on the shared autoencoder), asks it for the condition's values at ``SELECT_SEEDS`` (not the seeds
 the closing eval reports on) and measures the clips as ``musika eval`` does: a tempo preset by the share within
 ±2 % of the request (ties: the smaller median error, then the later step), a density preset by the rank
-correlation of onset rate with the request. The scores are kept in ``RUN/select/scores.json``, so running the
-command again measures nothing twice. A preset without a condition plays the last snapshot.
+correlation of onset rate with the request. The scores are kept in ``RUN/select/scores.json`` with each snapshot
+file's size and time, so running the command again measures nothing twice, and a GAN trained again into the same
+run is measured again. A preset without a condition plays the last snapshot.
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def score_clips(engine: Any, condition: str, values: Sequence[float] = (), seeds
 def choose_snapshot(snapshots: dict[int, Path], condition: str, values: Sequence[float], work: Path,
                     export: Callable[[Path, Path, str], Path], threads: int | None = 1) -> tuple[int, dict]:
     """The step of the snapshot to play and every snapshot's scores ({step: figures}). `export(checkpoint, out_dir,
-    name)` makes a playable preset of one snapshot. Scores already in ``work/scores.json`` are reused."""
+    name)` makes a playable preset of one snapshot. Scores already in ``work/scores.json`` are reused while their
+    snapshot file is the one they were measured on (its size and modification time)."""
     import json
 
     from generator.runtime.engine import Engine
@@ -118,16 +120,27 @@ def choose_snapshot(snapshots: dict[int, Path], condition: str, values: Sequence
     if condition == "none" or len(snapshots) == 1:
         return last, {}
     store = work / "scores.json"
-    scores = {int(k): v for k, v in json.loads(store.read_text()).items()} if store.is_file() else {}
+    kept = json.loads(store.read_text()) if store.is_file() else {}
+    scores = {int(k): v for k, v in kept.get("scores", {}).items()}
+    measured = {int(k): v for k, v in kept.get("snapshots", {}).items()}  # each score's snapshot file, as it was
     for step, ckpt in sorted(snapshots.items()):
-        if step in scores:
+        if step in scores and measured.get(step) == _fingerprint(ckpt):
             continue
         preset = export(ckpt, work, f"step_{step}")
         scores[step] = score_clips(Engine.load(preset, threads=threads), condition, values)
-        write_json(store, {str(k): v for k, v in sorted(scores.items())})
+        measured[step] = _fingerprint(ckpt)
+        write_json(store, {"scores": {str(k): v for k, v in sorted(scores.items())},
+                           "snapshots": {str(k): v for k, v in sorted(measured.items())}})
         logger.info("GAN snapshot at step %d: %s", step, _describe(scores[step]))
     best = max((s for s in snapshots if s in scores), key=lambda s: (scores[s]["score"], s))
     return best, {s: scores[s] for s in sorted(snapshots) if s in scores}
+
+
+def _fingerprint(checkpoint: Path) -> str:
+    """Size and modification time of a snapshot file: a GAN trained again into the same run writes new ones, whose
+    kept scores then no longer count."""
+    st = checkpoint.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _describe(figures: dict[str, float]) -> str:

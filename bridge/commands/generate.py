@@ -1,4 +1,4 @@
-"""`musika generate`: N seconds of music from a preset to an audio file."""
+"""`musika generate`: N seconds of music from a preset to an audio file (a tempo preset on the grid of its tempo)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
+
 from generator.errors import ConditioningError
 from generator.offline.audio_file import check_writable, write_audio
 from generator.runtime.engine import Engine, default_threads
 from generator.runtime.model_config import PHASES
 from generator.runtime.output_stage import CEILING_DBTP, TARGET_LUFS, OutputSettings
+from generator.timeline.control_log import SessionHeader
+from generator.timeline.stream import render_offline
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +55,30 @@ def generate(
         engine.preset.condition(name).check(value)
         conditioning[name] = value
     start = time.perf_counter()
-    audio = engine.generate(seconds, conditioning, seed=seed, truncation=truncation)
+    if engine.preset.has_condition("tempo"):  # the live path: each beat and off-beat snapped onto the grid
+        audio = on_the_grid(engine, seconds, conditioning, seed, truncation)
+    else:
+        audio = engine.generate(seconds, conditioning, seed=seed, truncation=truncation)
     elapsed = time.perf_counter() - start
     write_audio(out, audio, engine.config.audio.sample_rate, bits=bits)
     logger.info("wrote %s: %.1f s of audio in %.2f s (%.1fx real time)", out, seconds, elapsed, seconds / elapsed)
     return out
+
+
+def on_the_grid(engine: Engine, seconds: float, conditioning: dict[str, float], seed: int,
+                truncation: float | None) -> np.ndarray:
+    """`seconds` of a tempo preset as `musika serve` and `musika render` play it from a bar line: through the tempo
+    lock and its beat snap (generator.timeline.stream.render_offline), so the clip's beats sit on the grid of its
+    tempo from its first sample, as a DAW places it."""
+    bpm = conditioning.get("tempo", engine.preset.condition("tempo").default)
+    controls = {k: v for k, v in conditioning.items() if k != "tempo"}
+    if truncation is not None:
+        controls["variation"] = truncation
+    header = SessionHeader(preset=engine.preset.name, seed=seed, bpm=bpm,
+                           sample_rate=engine.config.audio.sample_rate, controls=controls)
+    samples = int(round(seconds * header.sample_rate))
+    audio = render_offline(engine, header, end_beat=seconds * bpm / 60.0 + 1.0)
+    return audio[:, :samples]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +104,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "generate",
         help="generate N seconds of music to an audio file",
-        description="Generate stereo 44.1 kHz music from a preset and write it to a wav/flac/ogg file.",
+        description="Generate stereo 44.1 kHz music from a preset and write it to a wav/flac/ogg file. A tempo "
+                    "preset plays as musika serve plays it from a bar line: each beat and off-beat snapped onto the "
+                    "grid of its tempo (sync.snap_ms, 25 ms), so the file drops onto a DAW's grid.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--preset", default="techno", help="preset name (see `musika presets`) or directory")

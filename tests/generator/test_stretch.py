@@ -298,3 +298,21 @@ def test_beat_snap_as_aubio_hears_it(tmp_path):
         assert np.all(np.abs(err) < 0.1), err  # one onset per kick
         spread.append(float(np.percentile(np.abs(err - np.median(err)), 95)))
     assert spread[0] > 0.008 and spread[1] < 0.003, spread
+
+
+def test_beat_snap_places_off_beats_on_their_own():
+    """Kicks and off-beat hats each early or late by their own amounts (the generator's do not move together):
+    both land on the host grid, the hats not dragged along by their beat's kick."""
+    spb = 60.0 / 128.0
+    rng = np.random.default_rng(11)
+    kick_off, hat_off = rng.uniform(-0.015, 0.015, 28), rng.uniform(-0.015, 0.015, 28)
+    src = kick_track(0.5 + np.arange(28) * spb + kick_off, 0.5 + 30 * spb, seed=11, hat=0.0)
+    hat = (rng.normal(0, 0.5, 2000) * np.exp(-np.arange(2000) / 300.0)).astype(np.float32)
+    for k in range(28):
+        h = int((0.5 + (k + 0.5) * spb + hat_off[k]) * SR)
+        src[:, h : h + 2000] += hat
+    beats = np.arange(1, 23) * spb * SR
+    plain, snapped = (_snapped(src, 6, ms) for ms in (0.0, 25.0))
+    assert np.percentile(np.abs(onset_offsets(plain, SR, beats + 0.5 * spb * SR)), 95) > 0.010
+    assert np.percentile(np.abs(onset_offsets(snapped, SR, beats)), 95) < 0.002
+    assert np.percentile(np.abs(onset_offsets(snapped, SR, beats + 0.5 * spb * SR)), 95) < 0.005

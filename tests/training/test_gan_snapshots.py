@@ -1,5 +1,5 @@
 """Choosing the GAN snapshot a preset plays: measured as musika eval measures, ties to the later step, and scores
-kept so a rerun measures nothing again."""
+kept so a rerun measures nothing again (unless the snapshot file changed)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ def test_density_is_scored_by_rank_correlation_over_the_eval_levels(tiny_preset)
 
 
 def test_the_best_snapshot_plays_ties_go_to_the_later_step_and_scores_are_kept(tiny_preset, tmp_path) -> None:
-    snapshots = {3000: Path("step_3000.pt"), 6000: Path("step_6000.pt")}
+    snapshots = {3000: tmp_path / "step_3000.pt", 6000: tmp_path / "step_6000.pt"}
+    for path in snapshots.values():
+        path.write_bytes(b"weights")
     exported: list[str] = []
 
     def export(checkpoint: Path, out: Path, name: str) -> Path:
@@ -28,7 +30,7 @@ def test_the_best_snapshot_plays_ties_go_to_the_later_step_and_scores_are_kept(t
     chosen, scores = choose_snapshot(snapshots, "tempo", [128.0], tmp_path, export)
     assert exported == ["step_3000", "step_6000"] and set(scores) == {3000, 6000}
     assert chosen == 6000 and scores[3000] == scores[6000]
-    assert set(json.loads((tmp_path / "scores.json").read_text())) == {"3000", "6000"}
+    assert set(json.loads((tmp_path / "scores.json").read_text())["scores"]) == {"3000", "6000"}
     assert choice_note(chosen, scores).startswith("step 6,000 of 2 snapshots, chosen on seeds 100-101 by clips "
                                                   "within ±2 % of the requested tempo: 3,000: ")
 
@@ -37,6 +39,12 @@ def test_the_best_snapshot_plays_ties_go_to_the_later_step_and_scores_are_kept(t
 
     assert choose_snapshot(snapshots, "tempo", [128.0], tmp_path, no_export)[0] == 6000
     assert choose_snapshot({9000: Path("x.pt")}, "none", [], tmp_path, no_export) == (9000, {})
+
+    # the GAN trained again into the same run: its new snapshot is measured, not given the old one's score
+    exported.clear()
+    snapshots[3000].write_bytes(b"new weights")
+    assert choose_snapshot(snapshots, "tempo", [128.0], tmp_path, export)[0] == 6000
+    assert exported == ["step_3000"]
 
 
 def test_snapshot_steps() -> None:

@@ -98,7 +98,7 @@ def test_the_gan_snapshot_that_follows_the_tempo_best_plays_and_a_rerun_measures
     run = tmp_path / "run"
     assert sorted(p.name for p in (run / "gan" / "snapshots").iterdir()) == ["step_2.pt", "step_4.pt"]
     store = run / "select" / "scores.json"
-    scores = json.loads(store.read_text())
+    scores = json.loads(store.read_text())["scores"]
     assert set(scores) == {"2", "4"} and all(0.0 <= s["within_tolerance"] <= 1.0 for s in scores.values())
     best = max(scores, key=lambda k: (scores[k]["score"], int(k)))
     training = json.loads((preset / "preset.json").read_text())["training"]

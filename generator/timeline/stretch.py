@@ -242,8 +242,8 @@ class BarTracker:
             self.bars.append(self._next(self.bars[-1]))
         return self.bars[j]
 
-    def _grid_position(self, beat: float) -> float:
-        """Generated sample of host `beat` on the bar map, linear in beats between bar starts."""
+    def grid_position(self, beat: float) -> float:
+        """Generated sample of host `beat` on the bar map, linear in beats between bar starts (no snap)."""
         x = (beat - self.ref) / self.bar
         j = int(math.floor(x + 1e-9))
         g0 = self.bar_start(j)
@@ -274,7 +274,7 @@ class BarTracker:
         if j not in self._snapped:
             n = self._points_in_bar()
             spb = (self.bar_start(j + 1) - self.bar_start(j)) / self.bar
-            points = np.array([self._grid_position(self._point_beat(j, i)) for i in range(n)])
+            points = np.array([self.grid_position(self._point_beat(j, i)) for i in range(n)])
             reach = HEARD_REACH_BEATS * spb
             around = int(reach + self.snap + SNAP_MARGIN_S * self.sr) + 2048
             a = max(0, int(points[0]) - around)
@@ -293,7 +293,7 @@ class BarTracker:
                 b0 = self._point_beat(j, i)
                 b1 = self._point_beat(*self._next_point(j, i))
                 lo, hi = b0 + SPLICE_RANGE[0] * (b1 - b0), b0 + SPLICE_RANGE[1] * (b1 - b0)
-                g_lo, g_hi = (int(self._grid_position(x) + d[i]) for x in (lo, hi))
+                g_lo, g_hi = (int(self.grid_position(x) + d[i]) for x in (lo, hi))
                 y = np.square(self.segment(g_lo, g_hi)).mean(axis=0)
                 k = y.size // hop
                 quiet = int(np.argmin(y[: k * hop].reshape(k, hop).mean(axis=1))) if k else 0
@@ -327,7 +327,7 @@ class BarTracker:
     def position(self, beat: float, left: bool = False) -> float:
         """Generated sample of host `beat` (>= start_beat): the bar map, linear in beats between bar starts, with
         snap moved by the offset in force there (`left`: the offset just before `beat`, for a span's end)."""
-        g = self._grid_position(beat)
+        g = self.grid_position(beat)
         return g + self._offset(beat, left) if self.snap > 0 else g
 
 
@@ -354,10 +354,11 @@ def lock_piece(tracker: BarTracker, beat0: float, beat1: float, out_len: int, le
         f = min(xs, out.shape[1])
         out = np.concatenate([out[:, : out.shape[1] - f], crossfade(out[:, out.shape[1] - f :], part[:, xs - f : xs]),
                               part[:, xs:]], axis=1)
-    g_a = tracker.position(beat0)
-    g_b = tracker.position(beat1, left=True) if tracker.lock else g_a + out_len
     assert out is not None
-    return out, (int(round(g_b)) - int(round(g_a))) / out_len
+    if not tracker.lock:
+        return out, 1.0
+    # the time-stretch is the bar map's: the snap's jumps are splices, not a stretch
+    return out, (tracker.grid_position(beat1) - tracker.grid_position(beat0)) / out_len
 
 
 def _render_span(tracker: BarTracker, g0: float, g1: float, out_len: int, lead: int, sr: int, high_quality: bool,

@@ -316,3 +316,14 @@ def test_beat_snap_places_off_beats_on_their_own():
     assert np.percentile(np.abs(onset_offsets(plain, SR, beats + 0.5 * spb * SR)), 95) > 0.010
     assert np.percentile(np.abs(onset_offsets(snapped, SR, beats)), 95) < 0.002
     assert np.percentile(np.abs(onset_offsets(snapped, SR, beats + 0.5 * spb * SR)), 95) < 0.005
+
+
+def test_the_reported_stretch_is_the_bar_maps_not_the_snaps_jumps():
+    offsets = np.random.default_rng(5).uniform(-0.015, 0.015, 12)
+    tracker = BarTracker(_segments(_scattered(offsets)), SR, 4.0, 128.0, 0.0, nominal_start=0.5 * SR,
+                         trust_beats=TRUST_BEATS, snap_s=0.025)
+    spb = 60.0 / 128.0 * SR
+    for b in range(8):
+        n = int(round((b + 1) * spb)) - int(round(b * spb))
+        _, factor = lock_piece(tracker, float(b), b + 1.0, n, int(0.03 * SR), SR)
+        assert factor == pytest.approx(1.0, abs=1e-3)

@@ -1,7 +1,7 @@
 """Live beats against the host's own grid, measured from outside the daemon.
 
 `python scripts/live_phase.py [--sync midi|internal|osc|link] [--jitter PERCENT] [--seconds 150] [--bpm 126]
-[--tempo-changes]`
+[--tempo-changes] [--scatter-ms 4]`
 
 Starts a JACK dummy server of its own (unique name, stopped by its PID), ``jack_transport`` as the host's
 transport and timecode master (play, tempo), ``jack_midi_clock`` following that transport (optionally with its
@@ -174,7 +174,7 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
             preset: str = "techno", settle_s: float = 8.0, wav: str | None = None, extra: list[str] | None = None,
             verbose: bool = False, disturb: tuple[tuple[float, str, float], ...] = (),
             keep_audio: bool = False, track_bpm: bool = True, clock_args: tuple[str, ...] = (), flood: int = 0,
-            per_beat: bool = False) -> dict:
+            per_beat: bool = False, scatter_ms: float = 0.0) -> dict:
     """Run the rig once and return the figures (dict, JSON-ready).
 
     disturb: (seconds after the start, action, value) with action "stall" (the clock sender is frozen for value
@@ -188,7 +188,8 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
     glide there, link_peer.RAMP_S long), made by the Link peer. flood: that many malformed OSC datagrams sent to
     the daemon evenly over the run (garbage bytes, truncated messages, wrong type tags, unknown addresses,
     out-of-range values).
-    per_beat: the result also holds every measured beat's error ("beat_errors_ms", host beat -> ms)."""
+    per_beat: the result also holds every measured beat's error ("beat_errors_ms", host beat -> ms). scatter_ms:
+    the clock reaches the daemon through scripts/midi_jitter.py, each tick delayed by 0..scatter_ms (no walk)."""
     rig = Rig()
     rec = None
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -216,12 +217,19 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
         for src, dst in zip(outputs, rec.ins, strict=True):
             rec.client.connect(src, dst)
         if sync == "midi":
-            clock = ["jack_midi_clock", *(["-J", f"{jitter:g}"] if jitter else []), *clock_args, "musika-midi:Musika"]
+            to = "musika-midi:Musika"
+            if scatter_ms:  # an interface's jitter between the sender and the daemon
+                relay = rig.spawn([sys.executable, str(Path(__file__).with_name("midi_jitter.py")), "--scatter-ms",
+                                   f"{scatter_ms:g}", "--to", to], "jitter.log")
+                if relay.stdout.readline().strip() != "ready":
+                    raise RuntimeError(f"midi_jitter did not start: {(rig.tmp / 'jitter.log').read_text()[-2000:]}")
+                to = "midi-jitter:in"
+            clock = ["jack_midi_clock", *(["-J", f"{jitter:g}"] if jitter else []), *clock_args, to]
             rig.spawn(clock, "clock.log")
             deadline = time.monotonic() + 20
-            while not rec.client.get_all_connections("musika-midi:Musika"):
+            while not rec.client.get_all_connections(to):
                 if time.monotonic() > deadline:
-                    raise RuntimeError("jack_midi_clock did not connect to the daemon's MIDI port")
+                    raise RuntimeError(f"jack_midi_clock did not connect to {to}")
                 time.sleep(0.05)
             rec.client.connect("jack_midi_clock:mclk_out", "phase-recorder:clock_in")
         if sync == "link":  # a Link peer in this namespace is the host: it plays once the daemon has joined
@@ -323,7 +331,8 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
     rep = {k: [float(r[k]) for r in reports if isinstance(r.get(k), float) and math.isfinite(r[k])]
            for k in ("phase_error_ms", "sync_error_ms")}
     return {
-        "sync": sync, "jitter_percent": jitter, "bpm": bpm, "preset": preset, "seconds": seconds,
+        "sync": sync, "jitter_percent": jitter, "scatter_ms": scatter_ms, "bpm": bpm, "preset": preset,
+        "seconds": seconds,
         **asdict(figs),
         "clock_ticks": len(ticks),
         "clock_tick_error_ms_median_abs": float(np.median(np.abs(tick_err))) if len(tick_err) else None,
@@ -344,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sync", choices=("midi", "internal", "osc", "link"), default="midi")
     p.add_argument("--jitter", type=float, default=0.0, help="jack_midi_clock -J percent (default 0: off)")
+    p.add_argument("--scatter-ms", type=float, default=0.0, help="ticks delayed 0..this ms (midi_jitter.py)")
     p.add_argument("--seconds", type=float, default=150.0, help="measured time after settling (default 150)")
     p.add_argument("--settle", type=float, default=8.0, help="seconds after the start not measured (default 8)")
     p.add_argument("--bpm", type=float, default=126.0)
@@ -380,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
 
         plan += tuple(d for d in soak_plan(a.seconds / 60.0) if d[1] in ("seed", "variation"))
     out = measure(a.sync, a.jitter, a.seconds, a.bpm, a.preset, a.settle, a.keep, verbose=a.verbose, disturb=plan,
-                  flood=a.flood, per_beat=a.per_beat)
+                  flood=a.flood, per_beat=a.per_beat, scatter_ms=a.scatter_ms)
     print(json.dumps(out))
     return 0
 

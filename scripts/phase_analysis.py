@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import median_filter
 
 SR = 44100
 
@@ -194,24 +195,50 @@ def unwrap_locates(grid: np.ndarray) -> np.ndarray:
 
 def clock_grid(tick_samples: np.ndarray, host: np.ndarray, ppqn: int = 24) -> np.ndarray:
     """The beat grid a MIDI clock states: the beat position of every recorded sample, by linear interpolation
-    between its ticks (recorded sample indices, none lost). Each run of ticks (a new one after a pause or where the
-    host's position jumps: stop/continue, locate) starts on the host's nearest tick position (`host`: host beats
-    per sample, NaN where stopped); NaN outside the ticks. A jittered sender's grid strays from the host's own:
-    this is the grid a clock follower can know."""
+    between its ticks (recorded sample indices). Each run of ticks (a new one after a pause or where the host's
+    position jumps: stop/continue, locate) starts on the host's nearest tick position (`host`: host beats per
+    sample, NaN where stopped); NaN outside the ticks. Within a run each tick counts the clocks the sender moved
+    on since the last, read from the host's advance between them rounded to whole clocks (a jittered tick strays
+    a few percent of a clock from its place): a tick the sender skipped (jack_midi_clock skips one that falls
+    before its cycle, after an xrun) counts two, the same tick recorded twice (an xrun in the recorder) none. The
+    recorded intervals are not used: an xrun drops a period from the recording. A jittered sender's grid strays
+    from the host's own: this is the grid a clock follower can know."""
     out = np.full(host.shape[0], np.nan)
     tk = np.asarray(tick_samples, dtype=np.int64)
     tk = tk[(tk >= 0) & (tk < host.shape[0])]
     tk = tk[np.isfinite(host[tk])]
     if tk.size < 2:
         return out
-    gap = np.diff(tk)
-    jump = np.abs(np.diff(host[tk]) * ppqn - 1.0) > 0.5  # the host moved by other than one tick
-    starts = np.r_[0, np.flatnonzero((gap > 3 * np.median(gap)) | jump) + 1, tk.size]
+    gap = np.diff(tk).astype(float)
+    period = median_filter(gap, size=49, mode="nearest")  # the clock's interval here (tempo changes move it)
+    advance = np.diff(host[tk]) * ppqn  # the host's advance between two ticks, in clocks
+    jump = np.abs(advance - gap / period) > 1.5  # the host moved by far other than the interval: a locate
+    starts = np.r_[0, np.flatnonzero((gap > 3 * period) | jump) + 1, tk.size]
     for a, b in zip(starts[:-1], starts[1:], strict=True):
         if b - a < 2:
             continue
-        seg = tk[a:b]
-        beats = np.round(host[seg[0]] * ppqn) / ppqn + np.arange(seg.size) / ppqn
+        steps = np.rint(advance[a : b - 1])
+        keep = np.r_[True, steps > 0]
+        seg = tk[a:b][keep]
+        beats = np.round(host[tk[a]] * ppqn) / ppqn + np.r_[0, np.cumsum(steps[steps > 0])] / ppqn
+        idx = np.arange(seg[0], seg[-1] + 1)
+        out[idx] = np.interp(idx, seg, beats)
+    return out
+    gap = np.diff(tk).astype(float)
+    period = median_filter(gap, size=49, mode="nearest")  # the clock's interval here (tempo changes move it)
+    jump = np.abs(np.diff(host[tk]) * ppqn - gap / period) > 0.5  # the host moved by other than the interval
+    starts = np.r_[0, np.flatnonzero((gap > 3 * period) | jump) + 1, tk.size]
+    for a, b in zip(starts[:-1], starts[1:], strict=True):
+        if b - a < 2:
+            continue
+        kept, count = [tk[a]], [0]
+        for i in range(a + 1, b):  # counted by intervals; a stray extra tick does not count
+            steps = (tk[i] - kept[-1]) / period[i - 1]
+            if steps >= 0.5:
+                kept.append(tk[i])
+                count.append(count[-1] + max(1, round(steps)))
+        seg = np.asarray(kept)
+        beats = np.round(host[seg[0]] * ppqn) / ppqn + np.asarray(count) / ppqn
         idx = np.arange(seg[0], seg[-1] + 1)
         out[idx] = np.interp(idx, seg, beats)
     return out

@@ -37,6 +37,40 @@ def test_the_clock_grid_follows_a_wobbling_clock_and_restarts_after_a_locate():
     assert 8.0 < stray < 12.0  # the wobble, in ms: the clock's grid is not the transport's
 
 
+
+def test_the_clock_grid_counts_what_the_sender_counted_across_xruns():
+    """jack_midi_clock's -J jitter walks (each tick placed after the last jittered one); an xrun makes it skip a
+    tick (its count moves on) and drops a period from the recording (a tick recorded early, or twice). The clock's
+    grid follows the walk and counts the skipped tick, and neither recording fault moves it."""
+    rng = np.random.default_rng(1)
+    n = 60 * SR
+    # host frames of the sender's ticks: jittered by 3 %, and walking away from the host (0.4 % slow on average)
+    sender = np.cumsum(TICK * (1.004 + 0.03 * rng.uniform(-1, 1, int(n / TICK))))
+    sender = sender[sender < n - 4 * 512]
+    sent = np.ones(sender.size, bool)
+    sent[1500] = False  # skipped by the sender after an xrun: its count still moved on
+    host_frames = np.arange(n, dtype=float)
+    recorded = np.arange(n, dtype=float)
+    drop = 40 * SR  # the recorder misses the period before this frame: later samples are recorded 512 early
+    recorded[drop:] -= 512
+    keep = recorded >= 0
+    host = np.full(n, np.nan)
+    host[recorded[keep].astype(int)] = host_frames[keep] / SR * BPM / 60  # host beat of each recorded sample
+    host = host[: n - 512]
+    lost = (sender >= drop - 512) & (sender < drop)  # sent in the period the recorder missed: never recorded
+    sent &= ~lost
+    ticks = np.round(sender[sent] - np.where(sender[sent] >= drop, 512, 0)).astype(int)
+    twice = np.flatnonzero(sender[sent] > 50 * SR)[0]
+    ticks = np.sort(np.r_[ticks, ticks[twice]])  # one tick recorded twice
+    grid = pa.clock_grid(ticks, host)
+    k = np.flatnonzero(sent) + 1  # the sender's own count of each tick recorded (its first is one clock in)
+    ok = ticks[np.r_[True, np.diff(ticks) > 0]] < host.size
+    counted = grid[ticks[np.r_[True, np.diff(ticks) > 0]][ok]] * 24
+    assert np.allclose(counted, k[ok], atol=1e-6)  # on every tick: the sender's count, not the recorder's
+    walk = np.nanmax(np.abs(grid - host)) * 24
+    assert walk > 5.0  # clocks: the walk strays from the transport; the grid follows the clock, not the host
+
+
 def test_a_locate_back_keeps_the_host_grid_in_time_order_with_its_beat_phase():
     """A host stopped at beat 20.4, located back to beat 8 and played on: the measured beats run on in time order
     (interpolation needs a monotonic grid) and fall on the host's beats after the locate."""

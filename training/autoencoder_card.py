@@ -20,6 +20,8 @@ ROWS = (("mr_log_spectral_distance_db", "log-spectral distance (dB)", "{:.2f}"),
         ("clips", "held-out clips", "{}"))
 
 
+LINEAR_NOTE = " (and a linear path beside each level-1 network, started as principal components)"
+
 def passes(key: str, value: float) -> bool | None:
     """Whether a figure meets its target (None: no target or no value)."""
     if key not in TARGETS or value is None or (isinstance(value, float) and math.isnan(value)):
@@ -79,7 +81,8 @@ def write_card(directory: str | Path, manifest: Mapping[str, Any]) -> Path:
              f"`musika export --autoencoder-dir {shipped}`.", "",
              "## Networks", "",
              f"STFT {audio['n_fft']}/{audio['hop']} at {audio['sample_rate']} Hz; level 1: one frame -> "
-             f"{arch['frame_dim']} floats; level 2: {arch['level2_frames']} level-1 vectors -> {arch['latent_dim']} "
+             f"{arch['frame_dim']} floats{LINEAR_NOTE if arch.get('level1_linear') else ''}; "
+             f"level 2: {arch['level2_frames']} level-1 vectors -> {arch['latent_dim']} "
              f"floats per channel ({arch['level2_frames'] * arch['frame_dim'] // arch['latent_dim']}x).", "",
              "| network | parameters | ONNX parity (max abs) |", "|---|---|---|"]
     lines += [f"| {k} | {v:,} | {manifest.get('onnx_parity_max_abs', {}).get(k, float('nan')):.1e} |"

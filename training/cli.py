@@ -67,6 +67,9 @@ def _ae_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument(f"--{prefix}init-from", dest="ae_init_from", default="", metavar="CHECKPOINT",
                    help="start a new run from another run's autoencoder weights (fresh optimizers, this run's lr "
                         "and --weight); with --steps-level1 0 only level 2 trains")
+    p.add_argument("--level1-init", choices=("pca",), default=None,
+                   help="start level 1 as the principal components of the training frames (harmonics kept from "
+                        "the first step; training.pca_init) instead of at random")
     p.add_argument("--freeze-encoder2", action="store_true",
                    help="level 2 trains decoder2 only: latents already encoded, and a GAN trained on them, stay valid")
     p.add_argument(f"--{prefix}batch", dest="ae_batch", type=int, default=default(AeTrainConfig, "batch"))
@@ -195,11 +198,12 @@ def _ae_config(a: argparse.Namespace) -> Any:
     kw = _intervals(a, AeTrainConfig)
     data = _datasets(a.data)
     model = ModelConfig().scaled(ae=a.ae_scale)
-    model = dataclasses.replace(model, autoencoder=dataclasses.replace(model.autoencoder, latent_dim=a.latent_dim))
+    model = dataclasses.replace(model, autoencoder=dataclasses.replace(model.autoencoder, latent_dim=a.latent_dim,
+                                                                       level1_linear=bool(a.level1_init)))
     return AeTrainConfig(dataset=data, run_dir=a.run, model=model,
                          steps_level1=a.steps_level1, steps_level2=a.steps_level2,
                          adversarial_from=a.adversarial_from, freeze_encoder2=a.freeze_encoder2,
-                         init_from=a.ae_init_from,
+                         init_from=a.ae_init_from, level1_init=a.level1_init or "",
                          batch=a.ae_batch, lr=a.ae_lr,
                          weights={k: v for k, v in _weights(a.weight).items() if k.startswith("ae")}, **kw)
 

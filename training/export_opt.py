@@ -143,6 +143,7 @@ class FastDecoder1(nn.Module):
             setattr(self, name, _NoisyLayer(getattr(d, name)))
         self.mag = _Dense(d.mag)
         self.phs = _Dense(d.phs)
+        self.linear = _Dense(d.linear) if d.linear is not None else None
         self.noise_len = d.noise_len
 
     def forward(self, frames: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
@@ -154,7 +155,10 @@ class FastDecoder1(nn.Module):
         u2, o = self.u2(e3, noise, o)
         m1, o = self.m1(u2 + e2, noise, o)
         m0, o = self.m0(m1 + e1, noise, o)
-        mag = torch.clamp(self.mag(m0 + e0), -1.0, 1.0)
+        mag = self.mag(m0 + e0)
+        if self.linear is not None:
+            mag = mag + self.linear(frames)
+        mag = torch.clamp(mag, -1.0, 1.0)
         p1, o = self.p1(u2, noise, o)
         p0, o = self.p0(p1 + m1, noise, o)
         phs = torch.clamp(self.phs(p0 + m0), -1.0, 1.0)

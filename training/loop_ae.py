@@ -223,6 +223,11 @@ def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
     Raises TrainingError if a checkpoint exists and `resume` is False, NonFiniteLossError on NaN/inf (the last
     checkpoint untouched), TrainingInterrupted after SIGINT/SIGTERM (a checkpoint written first).
     """
+    if cfg.level1_init not in ("", "pca"):
+        raise TrainingError(f"--level1-init {cfg.level1_init!r}: unknown; the one choice is 'pca'")
+    if cfg.level1_init and (cfg.init_from or cfg.steps_level1 == 0):
+        raise TrainingError("--level1-init pca starts level 1 afresh: it needs level-1 steps (--steps-level1 > 0) "
+                            "and no --init-from, which would start level 1 from that checkpoint instead")
     ckpt_path = cfg.stage_dir / CHECKPOINT_NAME
     stored = None
     if ckpt_path.exists():
@@ -241,13 +246,19 @@ def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
         else:
             if cfg.init_from:
                 _init_from(trainer, cfg)
-            D.broadcast_modules(info, trainer.nets.values())
         crops = AudioCrops(cfg.dataset, "train", trainer.crop)
+        if stored is None:
+            if cfg.level1_init == "pca":
+                _start_principal(trainer, crops, cfg)
+            D.broadcast_modules(info, trainer.nets.values())
         batch = D.global_batch(info, cfg.batch)
 
         def step(n: int) -> dict[str, Tensor]:
             level = 1 if n < cfg.steps_level1 else 2
             trainer.set_level(level)
+            if cfg.level1_init and level == 1:  # from the given start, Adam's first full-size steps would lose it
+                for group in trainer.opts["level1"].param_groups:
+                    group["lr"] = cfg.lr * min(1.0, (n + 1) / PCA_WARMUP)
             audio = torch.from_numpy(crops.sample(run.np_rng, batch, D.row_slice(info, batch))).to(device)
             return trainer.step_level1(audio, n >= cfg.adversarial_from) if level == 1 else trainer.step_level2(audio)
 
@@ -258,6 +269,29 @@ def run_autoencoder(cfg: AeTrainConfig, resume: bool = False,
     finally:
         D.cleanup(info)
     return AeResult(final, ckpt_path, metrics)
+
+
+PCA_FRAMES = 40_000  # training frames the principal components are fitted on
+PCA_WARMUP = 1000  # level-1 steps over which the learning rate rises from zero after a principal-component start
+
+
+def _start_principal(trainer: _AeTrainer, crops: AudioCrops, cfg: AeTrainConfig) -> None:
+    """Level 1 starts as the principal components of PCA_FRAMES training frames (training.pca_init)."""
+    from training.pca_init import principal_frames, start_level1
+
+    rng = np.random.default_rng(cfg.seed)
+    m = cfg.model
+    per_crop = m.autoencoder.dec1_window
+    audio = torch.from_numpy(crops.sample(rng, max(1, PCA_FRAMES // per_crop)))
+    frames = S.spectrogram(audio, m.audio).clamp(-1.0, 1.0).reshape(-1, m.audio.bins).numpy()
+    try:
+        pca = principal_frames(frames, m.autoencoder.frame_dim)
+        start_level1(trainer.nets["encoder1"], trainer.nets["decoder1"], pca)
+    except ValueError as exc:
+        raise TrainingError(f"--level1-init pca: {exc}") from exc
+    kept = float(np.sum(pca.spread**2) / np.sum(np.var(frames, axis=0)))
+    logger.info("level 1 starts as %d principal components of %d training frames (%.1f %% of their variance)",
+                pca.components.shape[0], frames.shape[0], 100 * kept)
 
 
 LEVEL1_FIELDS = ("frame_dim", "enc1_widths", "dec1_widths", "dec1_window", "enc1_window")

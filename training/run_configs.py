@@ -35,6 +35,7 @@ class AeTrainConfig:
     steps_level2: int = 3000
     freeze_encoder2: bool = False  # level 2 trains decoder2 only (the latents, and a GAN on them, stay valid)
     init_from: str = ""  # an autoencoder checkpoint whose weights a new run starts from (fresh optimizers)
+    level1_init: str = ""  # "pca": level 1 starts as the training frames' principal components (training.pca_init)
     adversarial_from: int = 3000  # level-1 step where ae1/adversarial + ae1/feature start (>= steps_level1: never)
     batch: int = 8
     lr: float = 3e-4

@@ -62,6 +62,9 @@ class AutoencoderConfig:
     dec1_window: int = 64  # level-1 vectors (STFT frames) per decoder1 call
     dec2_window: int = 4  # latents per decoder2 call (dec2_window * level2_frames == dec1_window)
     enc1_window: int = 128  # frames per encoder1 call during encoding
+    # a linear path beside level 1's networks (spectrum -> frame and back), started as principal components
+    # (training.pca_init); written into configurations only when on
+    level1_linear: bool = False
 
     def __post_init__(self) -> None:
         if self.dec2_window * self.level2_frames != self.dec1_window:
@@ -131,7 +134,10 @@ class ModelConfig:
         return self.audio.sample_rate / self.samples_per_latent
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not out["autoencoder"]["level1_linear"]:  # configurations from before the option read the same
+            del out["autoencoder"]["level1_linear"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

@@ -27,12 +27,16 @@ class Encoder1(nn.Module):
         widths = (audio.bins, *ae.enc1_widths)
         self.hidden = nn.ModuleList(ConvSame(a, b, 1) for a, b in zip(widths[:-1], widths[1:], strict=True))
         self.out = ConvSame(widths[-1], ae.frame_dim, 1)
+        self.linear = ConvSame(audio.bins, ae.frame_dim, 1) if ae.level1_linear else None
 
     def forward(self, spec: Tensor) -> Tensor:
         x = spec.transpose(1, 2)
         for conv in self.hidden:
             x = swish(conv(x))
-        return torch.tanh(self.out(x)).transpose(1, 2)
+        x = self.out(x)
+        if self.linear is not None:
+            x = x + self.linear(spec.transpose(1, 2))
+        return torch.tanh(x).transpose(1, 2)
 
 
 class _NoisyConv(nn.Module):
@@ -67,6 +71,7 @@ class Decoder1(nn.Module):
         self.p1 = _NoisyConv(ConvUp(w2, w1))
         self.p0 = _NoisyConv(ConvUp(w1, w0))
         self.phs = ConvSame(w0, audio.bins, 1)
+        self.linear = ConvSame(ae.frame_dim, audio.bins, 1) if ae.level1_linear else None
         t = self.window
         self.noise_len = t + t // 2 + t // 4 + t // 8 + t // 4 + t // 2 + t + t // 2 + t
 
@@ -80,7 +85,10 @@ class Decoder1(nn.Module):
         u2 = self.u2(e3, cur)
         m1 = self.m1(u2 + e2, cur)
         m0 = self.m0(m1 + e1, cur)
-        mag = torch.clamp(self.mag(m0 + e0), -1.0, 1.0)
+        mag = self.mag(m0 + e0)
+        if self.linear is not None:
+            mag = mag + self.linear(x)
+        mag = torch.clamp(mag, -1.0, 1.0)
         p1 = self.p1(u2, cur)
         p0 = self.p0(p1 + m1, cur)
         phs = torch.clamp(self.phs(p0 + m0), -1.0, 1.0)

@@ -194,12 +194,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_export)
 
 
+def _level1_linear(checkpoint: str) -> bool:
+    """Whether an autoencoder checkpoint's level 1 has the linear paths (False for none or an unreadable one: the
+    run then refuses it with the reason)."""
+    if not checkpoint:
+        return False
+    from training.checkpoint import load_checkpoint
+    from training.errors import CheckpointError
+
+    try:
+        return bool(load_checkpoint(checkpoint).get("model", {}).get("autoencoder", {}).get("level1_linear", False))
+    except (CheckpointError, OSError):
+        return False
+
+
 def _ae_config(a: argparse.Namespace) -> Any:
     kw = _intervals(a, AeTrainConfig)
     data = _datasets(a.data)
     model = ModelConfig().scaled(ae=a.ae_scale)
+    linear = bool(a.level1_init) or _level1_linear(a.ae_init_from)  # a run from a checkpoint keeps its paths
     model = dataclasses.replace(model, autoencoder=dataclasses.replace(model.autoencoder, latent_dim=a.latent_dim,
-                                                                       level1_linear=bool(a.level1_init)))
+                                                                       level1_linear=linear))
     return AeTrainConfig(dataset=data, run_dir=a.run, model=model,
                          steps_level1=a.steps_level1, steps_level2=a.steps_level2,
                          adversarial_from=a.adversarial_from, freeze_encoder2=a.freeze_encoder2,

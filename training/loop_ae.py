@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from generator.runtime.model_config import ModelConfig
 from training import distributed as D
 from training import losses as L
 from training import spectral_torch as S
@@ -294,7 +295,7 @@ def _start_principal(trainer: _AeTrainer, crops: AudioCrops, cfg: AeTrainConfig)
                 pca.components.shape[0], frames.shape[0], 100 * kept)
 
 
-LEVEL1_FIELDS = ("frame_dim", "enc1_widths", "dec1_widths", "dec1_window", "enc1_window")
+LEVEL1_FIELDS = ("frame_dim", "enc1_widths", "dec1_widths", "dec1_window", "enc1_window", "level1_linear")
 
 
 def _init_from(trainer: _AeTrainer, cfg: AeTrainConfig) -> None:
@@ -309,9 +310,10 @@ def _init_from(trainer: _AeTrainer, cfg: AeTrainConfig) -> None:
     if other.get("kind") != "autoencoder":
         raise TrainingError(f"--init-from {cfg.init_from} is a {other.get('kind')!r} checkpoint, not an autoencoder")
     mine, theirs = cfg.model.to_dict(), other["model"]
+    ours, their_ae = cfg.model.autoencoder, ModelConfig.from_dict(theirs).autoencoder
     same_level1 = theirs.get("audio") == mine["audio"] and all(
-        theirs["autoencoder"].get(k) == mine["autoencoder"][k] for k in LEVEL1_FIELDS)
-    if theirs.get("autoencoder") == mine["autoencoder"] and same_level1:
+        getattr(their_ae, k) == getattr(ours, k) for k in LEVEL1_FIELDS)
+    if their_ae == ours and same_level1:
         names = list(trainer.nets)
     elif same_level1 and cfg.steps_level1 == 0:
         names = ["encoder1", "decoder1", "critic"]

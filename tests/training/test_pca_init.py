@@ -117,3 +117,24 @@ def test_the_linear_path_is_written_only_when_on_and_survives_the_export_rewrite
         noise = torch.randn(3, dec.noise_len)
         (mag, phs), (fmag, fphs) = dec(x, noise), fast_network("decoder1", dec)(x, noise)
     assert float((mag - fmag).abs().max()) < 1e-5 and float((phs - fphs).abs().max()) < 1e-5
+
+
+def test_a_level_2_run_from_a_linear_level_1_keeps_its_paths(tmp_path):
+    """`musika train ae --init-from CKPT --steps-level1 0` on a principal-component level 1: the linear paths come
+    over (the configuration is read from the checkpoint), and level 2 trains on them."""
+    from musika.cli import build_parser
+    from training.checkpoint import load_checkpoint
+    from training.cli import _ae_config
+
+    data = make_tiny_dataset(tmp_path / "data")
+    run_autoencoder(config(data, tmp_path / "l1", model=LINEAR, level1_init="pca", steps_level1=2, lr=1e-4))
+    first = load_checkpoint(tmp_path / "l1" / "ae" / "checkpoint.pt")
+    a = build_parser().parse_args(["train", "ae", "--run", str(tmp_path / "l2"), "--data", str(data), "--ae-scale",
+                                   "0.125", "--init-from", str(tmp_path / "l1" / "ae" / "checkpoint.pt"),
+                                   "--steps-level1", "0", "--steps-level2", "2", "--batch", "2", "--device", "cpu"])
+    run_autoencoder(dataclasses.replace(_ae_config(a), tensorboard=False, progress=False))
+    second = load_checkpoint(tmp_path / "l2" / "ae" / "checkpoint.pt")
+    assert second["model"]["autoencoder"]["level1_linear"] is True
+    for name in ("encoder1", "decoder1"):
+        a, b = first["networks"][name], second["networks"][name]
+        assert all(torch.equal(a[k], b[k]) for k in a)  # level 1 frozen, carried over whole

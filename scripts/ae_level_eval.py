@@ -1,13 +1,15 @@
-"""Level 1 of an autoencoder checkpoint alone (encoder1 -> decoder1) on held-out clips, beside a linear baseline.
+"""An autoencoder checkpoint through level 1 alone or both levels on held-out clips, beside a linear baseline.
 
-`python scripts/level1_eval.py CHECKPOINT --data runs/data/techno runs/data/piano ... [--pca]`
+`python scripts/ae_level_eval.py CHECKPOINT --data runs/data/techno runs/data/piano ... [--level 2] [--pca]`
 
 Per dataset, the clips `musika autoencoder eval` takes (up to 8 held-out clips of 12 s, spread over the split):
 the multi-resolution log-spectral distance of the audio decoded with decoder1's own phase and with the phase
-vocoder (generator.runtime.phase_vocoder, as the engine plays it), the frames' magnitude error (mean |dB|) and the
-onset F-measure, all with the decoders' noise at zero. `--pca` adds the same for a linear projection of the
-frames onto the 64 leading principal components of 20,000 training frames of that dataset (phase vocoder), and
-for the original magnitudes through the vocoder (what the phase alone costs). Prints one JSON line per dataset.
+vocoder (generator.runtime.phase_vocoder, as the engine plays it), the frames' magnitude error (mean |dB|), the
+onset F-measure and the 43 Hz frame comb over the original's (median; both with the vocoder), all with the
+decoders' noise at zero; `--level 2` goes through encoder2 and decoder2 as well. `--pca` adds the same for a linear
+projection of the frames onto the 64 leading principal components of 20,000 training frames of that dataset (phase
+vocoder), and for the original magnitudes through the vocoder (what the phase alone costs). Prints one JSON line per
+dataset.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from training import spectral_torch as S  # noqa: E402
 from training.ae_eval import clip_figures  # noqa: E402
 from training.data.dataset import Dataset  # noqa: E402
 from training.encode import load_autoencoder  # noqa: E402
+from training.listening import frame_comb_ratio  # noqa: E402
 from training.metrics import mr_log_spectral_distance  # noqa: E402
 from training.pca_init import principal_frames  # noqa: E402
 
@@ -40,11 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", nargs="+", required=True)
     p.add_argument("--clips", type=int, default=8)
     p.add_argument("--seconds", type=float, default=12.0)
+    p.add_argument("--level", type=int, choices=(1, 2), default=1, help="1: level 1 alone; 2: both levels")
     p.add_argument("--pca", action="store_true", help="also a 64-component linear projection and the original")
+    p.add_argument("--floor-db", type=float, default=-100.0, help="the distance's floor (dB; quieter bins read it)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     cfg, nets = load_autoencoder(a.checkpoint)
-    ac, win = cfg.audio, cfg.autoencoder.dec1_window
+    ac, win, lat_dim = cfg.audio, cfg.autoencoder.dec1_window, cfg.autoencoder.latent_dim
 
     def vocode(norm: np.ndarray) -> np.ndarray:
         phase = VocoderPhase(norm.shape[0], ac.bins, ac.n_fft, ac.hop, win)(norm.astype(np.float32))
@@ -68,22 +73,33 @@ def main(argv: list[str] | None = None) -> int:
             t = (spec.shape[1] // win) * win
             with torch.no_grad():
                 z = nets["encoder1"](spec[:, :t]).reshape(-1, win, cfg.autoencoder.frame_dim)
+                if a.level == 2:  # each window of level-1 vectors squeezed to latents and back
+                    n = cfg.autoencoder.level2_frames
+                    lat = nets["encoder2"](z.reshape(-1, n, cfg.autoencoder.frame_dim)).reshape(z.shape[0], -1,
+                                                                                                  lat_dim)
+                    z = nets["decoder2"](lat, torch.zeros(z.shape[0], nets["decoder2"].noise_len))
                 mag, phs = nets["decoder1"](z, torch.zeros(z.shape[0], nets["decoder1"].noise_len))
             mag, phs = mag.reshape(2, t, -1), phs.reshape(2, t, -1)
             own = S.istft(mag, phs, ac).clamp(-1, 1).numpy()
             orig = spec[:, :t].clamp(-1, 1).numpy()
-            out = {"lsd_db": mr_log_spectral_distance(audio, own, SR),
-                   "lsd_vocoder_db": mr_log_spectral_distance(audio, vocode(mag.numpy()), SR),
+            voc = vocode(mag.numpy())
+            out = {"lsd_db": mr_log_spectral_distance(audio, own, SR, floor_db=a.floor_db),
+                   "lsd_vocoder_db": mr_log_spectral_distance(audio, voc, SR, floor_db=a.floor_db),
+                   "onset_f_vocoder": clip_figures(audio, voc, SR)["onset_f"],
+                   "comb_vocoder": frame_comb_ratio(voc) / frame_comb_ratio(audio),
                    "frame_error_db": float(np.mean(np.abs(mag.numpy() - orig)) * ac.db_sigma),
                    "onset_f": clip_figures(audio, own, SR)["onset_f"]}
             if pca is not None:
                 lin = (orig - pca.mean) @ pca.components.T @ pca.components + pca.mean
-                out["pca_lsd_vocoder_db"] = mr_log_spectral_distance(audio, vocode(np.clip(lin, -1, 1)), SR)
+                out["pca_lsd_vocoder_db"] = mr_log_spectral_distance(audio, vocode(np.clip(lin, -1, 1)), SR,
+                                                                   floor_db=a.floor_db)
                 out["pca_frame_error_db"] = float(np.mean(np.abs(lin - orig)) * ac.db_sigma)
-                out["original_lsd_vocoder_db"] = mr_log_spectral_distance(audio, vocode(orig), SR)
+                out["original_lsd_vocoder_db"] = mr_log_spectral_distance(audio, vocode(orig), SR,
+                                                                          floor_db=a.floor_db)
             for k, v in out.items():
                 figs.setdefault(k, []).append(float(v))
-        print(json.dumps({"dataset": root, **{k: round(float(np.nanmean(v)), 3) for k, v in figs.items()}}),
+        summary = {k: float(np.nanmedian(v) if k.startswith("comb") else np.nanmean(v)) for k, v in figs.items()}
+        print(json.dumps({"dataset": root, "level": a.level, **{k: round(v, 3) for k, v in summary.items()}}),
               flush=True)
     return 0
 

@@ -28,8 +28,9 @@ from generator.runtime import spectral  # noqa: E402
 from generator.runtime.phase_vocoder import VocoderPhase  # noqa: E402
 from training import spectral_torch as S  # noqa: E402
 from training.ae_eval import clip_figures  # noqa: E402
-from training.data.dataset import Dataset  # noqa: E402
+from training.data.dataset import Dataset, DatasetError  # noqa: E402
 from training.encode import load_autoencoder  # noqa: E402
+from training.errors import CheckpointError  # noqa: E402
 from training.listening import frame_comb_ratio  # noqa: E402
 from training.metrics import mr_log_spectral_distance  # noqa: E402
 from training.pca_init import principal_frames  # noqa: E402
@@ -48,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--floor-db", type=float, default=-100.0, help="the distance's floor (dB; quieter bins read it)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    cfg, nets = load_autoencoder(a.checkpoint)
+    try:
+        cfg, nets = load_autoencoder(a.checkpoint)
+    except CheckpointError as exc:
+        print(f"ae_level_eval: {exc}", file=sys.stderr)
+        return 2
     ac, win, lat_dim = cfg.audio, cfg.autoencoder.dec1_window, cfg.autoencoder.latent_dim
 
     def vocode(norm: np.ndarray) -> np.ndarray:
@@ -57,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = np.random.default_rng(0)
     for root in a.data:
-        ds = Dataset(root)
+        try:
+            ds = Dataset(root)
+        except DatasetError as exc:
+            print(f"ae_level_eval: {exc}", file=sys.stderr)
+            return 2
         held = sorted(ds.split("heldout"), key=lambda c: c.id)
         pick = [held[int(i)] for i in np.linspace(0, len(held) - 1, min(a.clips, len(held)))]
         pca = None

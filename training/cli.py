@@ -128,10 +128,11 @@ def _export_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--truncation", type=float, default=None,
                    help="default truncation bound of the latent coordinates (the `variation` control; default 2): "
                         "smaller plays closer to the typical output, less varied")
-    p.add_argument("--phase", choices=PHASES, default="decoder",
+    p.add_argument("--phase", choices=PHASES, default=None,
                    help="how the engine makes the phase of decoded spectra by default: decoder1's, or from the "
                         "magnitudes (vocoder: no 43 Hz buzz; vocoder-joins: restarting at attacks on decoder-window "
-                        "joins too; generator.runtime.phase_vocoder)")
+                        "joins too; generator.runtime.phase_vocoder). Unset: vocoder on a shared autoencoder "
+                        "(--autoencoder-dir, as musika train preset), decoder otherwise")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -327,7 +328,8 @@ def _cmd_all(a: argparse.Namespace) -> int:
     if not (a.resume and _finished(run / "gan" / "checkpoint.pt", gan_cfg.steps)):
         run_gan(gan_cfg, resume=a.resume)
     path = export_run(ae_ckpt, run / "gan" / "checkpoint.pt", a.out, a.name, a.description, a.license,
-                      encoders=not a.no_encoders, guidance=a.guidance, truncation=a.truncation, phase=a.phase)
+                      encoders=not a.no_encoders, guidance=a.guidance, truncation=a.truncation,
+                      phase=a.phase or "decoder")
     print(f"preset written to {path}")
     return 0
 
@@ -349,6 +351,11 @@ def _finished(path: Path, steps: int) -> bool:
     return int(load_checkpoint(path)["step"]) >= steps
 
 
+def _default_phase(a: argparse.Namespace) -> str:
+    """The phase vocoder on a shared autoencoder: `universal`'s decoder1 phase carries a 43 Hz comb (its card)."""
+    return "vocoder" if getattr(a, "autoencoder_dir", None) else "decoder"
+
+
 def _cmd_export(a: argparse.Namespace) -> int:
     from training.errors import TrainingError
     from training.finalize import export_run
@@ -359,6 +366,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
     if ae is None or gan is None:
         raise TrainingError("musika export needs --run RUN, or both --autoencoder and --gan checkpoints")
     path = export_run(ae, gan, a.out, a.name, a.description, a.license, encoders=not a.no_encoders,
-                      guidance=a.guidance, truncation=a.truncation, phase=a.phase, autoencoder_dir=a.autoencoder_dir)
+                      guidance=a.guidance, truncation=a.truncation, phase=a.phase or _default_phase(a),
+                      autoencoder_dir=a.autoencoder_dir)
     print(f"preset written to {path}")
     return 0

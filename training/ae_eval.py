@@ -95,9 +95,8 @@ def summarise(rows: Sequence[Mapping[str, float]], originals: Sequence[np.ndarra
 Reconstruct = Callable[[np.ndarray, int], np.ndarray]
 
 
-def torch_codec(checkpoint: str | Path, phase: str = "decoder") -> tuple[Reconstruct, int]:
-    """A reconstruction function of an autoencoder training checkpoint (levels 1 and 2) and its sample rate; level 2
-    with decoder1's phase or the phase vocoder's (training.encode.decode_latents)."""
+def torch_codec(checkpoint: str | Path) -> tuple[Reconstruct, int]:
+    """A reconstruction function of an autoencoder training checkpoint (levels 1 and 2) and its sample rate."""
     from training.encode import decode_latents, encode_audio, load_autoencoder, reconstruct_level1
 
     cfg, nets = load_autoencoder(checkpoint)
@@ -106,7 +105,7 @@ def torch_codec(checkpoint: str | Path, phase: str = "decoder") -> tuple[Reconst
         if level == 1:
             return reconstruct_level1(nets["encoder1"], nets["decoder1"], audio, cfg)
         lat = encode_audio(nets["encoder1"], nets["encoder2"], audio, cfg)
-        return decode_latents(nets["decoder2"], nets["decoder1"], lat, cfg, seed=0, phase=phase)
+        return decode_latents(nets["decoder2"], nets["decoder1"], lat, cfg, seed=0)
 
     return reconstruct, cfg.audio.sample_rate
 

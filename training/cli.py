@@ -329,7 +329,7 @@ def _cmd_all(a: argparse.Namespace) -> int:
         run_gan(gan_cfg, resume=a.resume)
     path = export_run(ae_ckpt, run / "gan" / "checkpoint.pt", a.out, a.name, a.description, a.license,
                       encoders=not a.no_encoders, guidance=a.guidance, truncation=a.truncation,
-                      phase=a.phase or "decoder")
+                      phase=a.phase or _default_phase(a))
     print(f"preset written to {path}")
     return 0
 

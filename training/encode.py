@@ -95,13 +95,11 @@ def encode_audio(enc1: nn.Module, enc2: nn.Module, audio: np.ndarray, cfg: Model
 
 @torch.no_grad()
 def decode_latents(
-    dec2: nn.Module, dec1: nn.Module, latents: np.ndarray, cfg: ModelConfig, seed: int = 0, phase: str = "decoder"
+    dec2: nn.Module, dec1: nn.Module, latents: np.ndarray, cfg: ModelConfig, seed: int = 0
 ) -> np.ndarray:
     """Latents (steps, 2 latent_dim) -> audio (2, steps 4096 + n_fft - hop), clipped to [-1, 1].
 
-    Noise comes from a private generator seeded with `seed` (the global torch RNG is not touched). phase "vocoder"
-    makes the phase from the decoded magnitudes, as the engine's phase vocoder plays them
-    (generator.runtime.phase_vocoder), instead of decoder1's.
+    Noise comes from a private generator seeded with `seed` (the global torch RNG is not touched).
     """
     ae = cfg.autoencoder
     lat = np.asarray(latents, dtype=np.float32)
@@ -113,8 +111,7 @@ def decode_latents(
     padded[:steps] = lat
     device = next(dec1.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    mags, phases = [], []
-    t = windows * ae.dec1_window
+    chans = []
     for c in range(2):
         part = padded[:, c * ae.latent_dim : (c + 1) * ae.latent_dim]
         x = torch.from_numpy(part).reshape(windows, ae.dec2_window, -1)
@@ -122,16 +119,9 @@ def decode_latents(
         frames = dec2(x.to(device), n2.to(device))  # (windows, dec1_window, frame_dim)
         n1 = torch.randn(windows, dec1.noise_len, generator=gen)
         mag, phs = dec1(frames, n1.to(device))
-        mags.append(mag.reshape(t, -1).cpu())
-        phases.append(phs.reshape(t, -1).cpu())
-    mag = torch.stack(mags)
-    if phase == "vocoder":
-        from generator.runtime.phase_vocoder import VocoderPhase
-
-        a = cfg.audio
-        made = VocoderPhase(2, a.bins, a.n_fft, a.hop, ae.dec1_window)(mag.numpy().astype(np.float32))
-        phases = list(torch.from_numpy(np.asarray(made, np.float32)))
-    audio = spectral_torch.istft(mag, torch.stack(phases), cfg.audio).clamp(-1.0, 1.0).numpy()
+        t = windows * ae.dec1_window
+        chans.append(spectral_torch.istft(mag.reshape(1, t, -1), phs.reshape(1, t, -1), cfg.audio)[0])
+    audio = torch.stack(chans).clamp(-1.0, 1.0).cpu().numpy()
     return audio[:, : steps * cfg.samples_per_latent + cfg.audio.n_fft - cfg.audio.hop]
 
 

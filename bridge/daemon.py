@@ -2,7 +2,7 @@
 
 :class:`DaemonCore` runs on the daemon's asyncio loop (MIDI callbacks are handed over with
 ``loop.call_soon_threadsafe``; OSC, Link and AbletonOSC already deliver there). It keeps one
-:class:`~bridge.transport.Transport` model per sync source (midi, link, osc = Reaper/AbletonOSC feedback,
+:class:`~bridge.transport.Transport` model per sync source (midi, link, jack, osc = Reaper/AbletonOSC feedback,
 internal = the free-running clock that manual commands drive), asks the :class:`~bridge.sync.SyncArbiter` which
 source drives the transport, and forwards only that source's transport and tempo to the
 :class:`~generator.timeline.live.LiveStream`. With no sync source heard yet the internal clock plays from the start
@@ -49,7 +49,7 @@ from generator.timeline.live_control import LiveStreamPort
 
 logger = logging.getLogger(__name__)
 
-SYNC_FAMILY = {"midi": "midi", "link": "link", "osc/reaper": "osc", "osc/ableton": "osc"}
+SYNC_FAMILY = {"midi": "midi", "link": "link", "jack": "jack", "osc/reaper": "osc", "osc/ableton": "osc"}
 MANUAL_SOURCES = ("osc", "cli", "internal")  # /musika/tempo, /musika/transport/*: drive the internal clock
 NOT_PARAMS = ("seed", "preset", "tempo")  # set through their own addresses (or the sync source)
 
@@ -200,7 +200,7 @@ class DaemonCore:
         elif isinstance(event, TempoEvent):
             tr.set_tempo(event.bpm, t)
             self.tempo_known.add(family)
-        elif tr.playing or family == "link":
+        elif tr.playing or family in ("link", "jack"):  # exact sources state where a stopped host stands
             tr.locate(event.beat, t)
         if family != "internal":
             self.arbiter.seen(family, t)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Quantise = Literal["bar", "now", "phrase"]
-SyncSourceName = Literal["auto", "midi", "osc", "link", "internal"]
+SyncSourceName = Literal["auto", "midi", "osc", "link", "jack", "internal"]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Sync source arbitration (pure logic: times are arguments).
 
-Sources: ``midi`` (MIDI clock), ``link`` (Ableton Link peers), ``osc`` (the DAW's tempo/transport over OSC) and
-``internal`` (free-running at a set tempo; always alive). In ``auto`` mode the arbiter follows the
+Sources: ``midi`` (MIDI clock), ``link`` (Ableton Link peers), ``osc`` (the DAW's tempo/transport over OSC),
+``jack`` (the JACK transport, read only when it is the chosen source) and ``internal`` (free-running at a set
+tempo; always alive). In ``auto`` mode the arbiter follows the
 highest-priority source that is alive (heard within ``timeout_s``), falls back to the next one when the current
 source goes silent, and to ``internal`` when none is left; a forced mode keeps its source and says when it is
 silent. :attr:`reason` is a one-line explanation for telemetry (/musika/status) and the log.
@@ -17,7 +18,7 @@ from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("midi", "link", "osc", "internal")
+SOURCES = ("midi", "link", "osc", "jack", "internal")
 SYNC_MODES = ("auto", *SOURCES)  # what sync.source / --sync / /musika/sync accept: a source, or auto
 MODES = ("auto",) + SOURCES
 
@@ -50,7 +51,8 @@ class SyncArbiter:
             raise ConfigError(f"sync timeout: {timeout_s!r} s must be > 0")
         bad = [p for p in priority if p not in SOURCES[:-1]]
         if bad or len(set(priority)) != len(priority):
-            raise ConfigError(f"sync priority: {list(priority)!r} must list distinct names from midi, link, osc")
+            raise ConfigError(f"sync priority: {list(priority)!r} must list distinct names from "
+                              f"{', '.join(SOURCES[:-1])}")
         self.timeout_s = float(timeout_s)
         self.priority = tuple(priority) + tuple(s for s in SOURCES[:-1] if s not in priority)
         self._last: dict[str, float] = {}

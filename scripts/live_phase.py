@@ -1,7 +1,7 @@
 """Live beats against the host's own grid, measured from outside the daemon.
 
-`python scripts/live_phase.py [--sync midi|internal|osc|link] [--jitter PERCENT] [--seconds 150] [--bpm 126]
-[--tempo-changes] [--scatter-ms 4]`
+`python scripts/live_phase.py [--sync midi|jack|internal|osc|link] [--jitter PERCENT] [--seconds 150] [--bpm 126]
+[--tempo-changes] [--locates] [--scatter-ms 4]`
 
 Starts a JACK dummy server of its own (unique name, stopped by its PID), ``jack_transport`` as the host's
 transport and timecode master (play, tempo), ``jack_midi_clock`` following that transport (optionally with its
@@ -20,8 +20,12 @@ first). The daemon's own view (/musika/status over OSC: phase_error_ms, sync_err
 own kicks: phase stability and drift, not an offset. With ``--sync link`` the host is an Ableton Link peer
 (scripts/link_peer.py) that starts the session once the daemon has joined, optionally steps and ramps its tempo
 (``--tempo-changes``), and notes its beat every 10 ms; the grid is the session's beat at each recorded sample's
-host time. Link multicasts, so the script then runs itself again inside a loopback-only network namespace of its
-own (root), deleted afterwards.
+host time. With ``--sync jack`` no clock is sent either: the daemon reads the JACK transport that jack_transport
+rolls (``musika serve --sync jack``), against the same grid as MIDI clock; ``--tempo-changes`` then steps
+jack_transport's tempo (its ``tempo`` command re-derives the position from frame 0 at the new tempo, so a step is
+also a jump in beats; it has no ramps), as it does for MIDI clock, which jack_midi_clock follows. Link multicasts,
+so the script then runs itself again inside a loopback-only network namespace of its own (root), deleted
+afterwards.
 
 Prints one JSON line (figures per run); --keep keeps the recording, the host grid and the clock's ticks (.npz) and
 the daemon's log (.log beside it).
@@ -270,6 +274,10 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
                     osc_send(sock, osc_port, "/musika/seed", int(value))
                 elif action == "variation":
                     osc_send(sock, osc_port, "/musika/param/variation", float(value))
+                elif action == "tempo":  # (Link's tempo changes are the peer's, taken out of `disturb` above)
+                    rig.command(f"tempo {value:g}")
+                elif action == "preset":
+                    osc_send(sock, osc_port, "/musika/preset", str(value))
             if pending:
                 continue
             st = osc_status(sock, osc_port)
@@ -349,9 +357,31 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
     }
 
 
+def transport_tempo_plan(bpm: float, seconds: float) -> list[tuple[float, str, float]]:
+    """jack_transport's tempo, every 30 s from 20 s: +5 %, back, -5 %, back, again (steps: it has no ramps)."""
+    steps = (1.05, 1.0, 0.95, 1.0)
+    return [(t, "tempo", round(bpm * steps[k % 4], 2)) for k, t in enumerate(np.arange(20.0, seconds - 5.0, 30.0))]
+
+
+def locate_plan(bpm: float, seconds: float) -> list[tuple[float, str, float]]:
+    """Every 100 s from 50 s in turn: a 2 s stop (play on from there), a locate 4 bars back from where it is."""
+    out: list[tuple[float, str, float]] = []
+    for k, t in enumerate(np.arange(50.0, seconds - 10.0, 100.0)):
+        out.append((t, "stop", 2.0) if k % 2 == 0 else (t, "locate", max(0.0, round(t * bpm / 60.0 / 4) * 4 - 16)))
+    return out
+
+
+def preset_plan(other: str, measured: str, seconds: float) -> list[tuple[float, str, str]]:
+    """Every 150 s from 75 s: ``other`` plays for 30 s, then ``measured`` again (its beats are measured)."""
+    out: list[tuple[float, str, str]] = []
+    for t in np.arange(75.0, seconds - 35.0, 150.0):
+        out += [(t, "preset", other), (t + 30.0, "preset", measured)]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sync", choices=("midi", "internal", "osc", "link"), default="midi")
+    p.add_argument("--sync", choices=("midi", "jack", "internal", "osc", "link"), default="midi")
     p.add_argument("--jitter", type=float, default=0.0, help="jack_midi_clock -J percent (default 0: off)")
     p.add_argument("--scatter-ms", type=float, default=0.0, help="ticks delayed 0..this ms (midi_jitter.py)")
     p.add_argument("--seconds", type=float, default=150.0, help="measured time after settling (default 150)")
@@ -360,7 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="techno")
     p.add_argument("--keep", default=None, help="keep the recording and its host grid here (.npz)")
     p.add_argument("--tempo-changes", action="store_true",
-                   help="--sync link: the session's tempo steps and ramps every 30 s (link_peer.tempo_plan)")
+                   help="--sync link: the session's tempo steps and ramps every 30 s (link_peer.tempo_plan); midi "
+                        "and jack: jack_transport's tempo steps every 30 s (transport_tempo_plan)")
+    p.add_argument("--locates", action="store_true",
+                   help="every 100 s from 50 s: a 2 s stop, then a locate (stop, jump 4 bars back, play), in turn")
+    p.add_argument("--presets", default="",
+                   help="PRESET: every 150 s from 75 s, PRESET plays for 30 s, then the measured preset again")
     p.add_argument("--soak-changes", action="store_true",
                    help="a new seed every 90 s and variation every 45 s, as `musika bench --soak` sends them")
     p.add_argument("--flood", type=int, default=0, help="malformed OSC datagrams sent over the run (default 0)")
@@ -383,7 +418,14 @@ def main(argv: list[str] | None = None) -> int:
             env = {**os.environ, "MUSIKA_LINK_NAMESPACE": ns}
             return subprocess.run(["ip", "netns", "exec", ns, sys.executable, __file__, *(argv or sys.argv[1:])],
                                   env=env).returncode
-    plan = tuple(tempo_plan(a.bpm, a.seconds + a.settle)) if a.tempo_changes and a.sync == "link" else ()
+    plan: tuple = ()
+    if a.tempo_changes:
+        plan = tuple(tempo_plan(a.bpm, a.seconds + a.settle) if a.sync == "link"
+                     else transport_tempo_plan(a.bpm, a.seconds + a.settle))
+    if a.locates:
+        plan += tuple(locate_plan(a.bpm, a.seconds + a.settle))
+    if a.presets:
+        plan += tuple(preset_plan(a.presets, a.preset, a.seconds + a.settle))
     if a.soak_changes:
         sys.path.insert(0, str(ROOT))
         from bench.cli import soak_plan

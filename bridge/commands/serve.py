@@ -101,6 +101,7 @@ class Server:
         self.midi: Any = None
         self.osc: Any = None
         self.link: Any = None
+        self.jack_transport: Any = None
         self.ableton: Any = None
         self.renders: RenderJobs | None = None
         self.ready_line = ""
@@ -155,6 +156,13 @@ class Server:
 
             self.link = LinkSync(quantum=self.live.perf.bar, on_event=core.handle, bpm=cfg.sync.bpm, enabled=True)
             await adevice(self.link.start(), LinkUnavailableError)
+        if cfg.sync.source == "jack":
+            from bridge.jack_transport import JackTransportError, JackTransportSync
+
+            self.jack_transport = JackTransportSync(
+                lambda event: loop.call_soon_threadsafe(self._core_call, "handle", event),
+                client_name=f"{cfg.output.jack_client}-transport", bpm=cfg.sync.bpm)
+            device(self.jack_transport.start, JackTransportError)
         if cfg.osc.ableton:
             from bridge.abletonosc import AbletonOscClient
 
@@ -284,6 +292,8 @@ class Server:
                 await closer.stop()
         if self.midi is not None:
             self.midi.close()
+        if self.jack_transport is not None:
+            self.jack_transport.close()
         if self.renders is not None and not self.force_exit:
             await self.renders.stop()
         if live is not None:
@@ -293,6 +303,7 @@ class Server:
         if self.log is not None:
             self.log.close()
         self.osc = self.link = self.ableton = self.midi = self.live = self.sink = self.log = None
+        self.jack_transport = None
         logger.info("musika serve stopped")
 
 
@@ -353,7 +364,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "sound device, else a WAV file)")
     p.add_argument("--device", default=None, help="PortAudio device name (output.device; default: the default)")
     p.add_argument("--sync", choices=SYNC_MODES, default=None, help=f"sync source (sync.source; default "
-                   f"{d.sync.source}: the alive one of midi, link, osc, falling back to internal)")
+                   f"{d.sync.source}: the alive one of midi, link, osc, falling back to internal; jack: the JACK "
+                   "transport of a DAW such as Ardour, read every period)")
     p.add_argument("--bpm", type=float, default=None, help=f"internal clock tempo (sync.bpm; default {d.sync.bpm})")
     p.add_argument("--meter", type=parse_meter, default=None, help="time signature N/D (sync.meter; default 4/4)")
     p.add_argument("--quantise", choices=QUANTISE_MODES, default=None,

@@ -98,11 +98,12 @@ def control_log_path(template: str) -> Path | None:
     return path
 
 
-def device(open_: Any) -> Any:
-    """Call ``open_``; a device/port that cannot be opened becomes DeviceUnavailable (exit code 3)."""
+def device(open_: Any, *extra: type[BaseException]) -> Any:
+    """Call ``open_``; a device/port that cannot be opened (or one of ``extra``) becomes DeviceUnavailable (exit
+    code 3)."""
     try:
         return open_()
-    except (AudioOutputError, MidiPortError) as exc:
+    except (AudioOutputError, MidiPortError, *extra) as exc:
         if isinstance(exc, DeviceUnavailable):
             raise
         raise DeviceUnavailable(str(exc)) from exc

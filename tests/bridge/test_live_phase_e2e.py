@@ -109,3 +109,18 @@ def test_beats_sit_on_an_ableton_link_sessions_grid_through_a_tempo_step(rig) ->
     assert out["median_abs_ms"] <= 20.0 and abs(out["signed_median_ms"]) <= 15.0, msg
     assert out["p95_abs_ms"] <= 90.0, msg  # (see the MIDI test: single beats where another attack is taken)
     assert abs(out["daemon_phase_error_ms"] - out["signed_median_ms"]) <= 10.0, msg  # the daemon knows where it is
+
+
+def test_beats_sit_on_the_jack_transports_grid_and_land_on_it_after_a_locate(rig) -> None:
+    """`musika serve --sync jack` reads the transport jack_transport rolls; the host stops, jumps 4 bars back and
+    plays on at 10 s. MIDI clock from the same transport (jack_midi_clock) plays ~60 ms late after such a locate
+    (its Continue comes 3 clocks past its Song Position Pointer); the transport itself says where it lands."""
+    out = rig.measure("jack", seconds=20.0, settle_s=4.0, bpm=126.0, track_bpm=False, per_beat=True,
+                      disturb=((10.0, "locate", 8.0),))
+    msg = {k: v for k, v in out.items() if k != "daemon_log_tail"}
+    assert out["beats"] >= 30, msg
+    assert out["median_abs_ms"] <= 10.0 and abs(out["signed_median_ms"]) <= 10.0, msg
+    errors = [out["beat_errors_ms"][k] for k in sorted(out["beat_errors_ms"], key=float)]
+    after = np.asarray(errors[-12:])  # the last 12 beats: from about 4 s after the locate
+    assert np.median(np.abs(after)) <= 10.0, msg
+    assert abs(out["daemon_phase_error_ms"] - out["signed_median_ms"]) <= 10.0, msg

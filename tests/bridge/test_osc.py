@@ -223,7 +223,7 @@ def test_decode_is_pure_and_validates_types() -> None:
     assert decode("/musika/seed", [7.0], ("127.0.0.1", 1), 5.0, ctx).events == [SeedEvent(7, "osc")]
     assert decode("/musika/transport/play", [True], ("127.0.0.1", 1), 5.0, ctx).events[0].time == 5.0
     for address, args in [("/musika/seed", ["7"]), ("/musika/tempo", [True]), ("/musika/tempo", [120.0, 1]),
-                          ("/musika/sync", ["jack"]), ("/musika/meter", [7, 3]), ("/musika/tempo", [math.inf]),
+                          ("/musika/sync", ["mtc"]), ("/musika/meter", [7, 3]), ("/musika/tempo", [math.inf]),
                           ("/musika/param/density", [1.5]), ("/musika/*", [])]:
         with pytest.raises(OscInputError):
             decode(address, args, ("127.0.0.1", 1), 0.0, ctx)

@@ -43,7 +43,7 @@ def surely_bad(rng: random.Random) -> list[bytes]:
                                ("/musika/tempo",), ("/musika/tempo", 120.0, 121.0), ("/musika/seed", 1.5),
                                ("/musika/seed", -1), ("/musika/param/density", math.nan),
                                ("/musika/param/density", 2.0), ("/musika/param/unknown", 0.5),
-                               ("/musika/param/density", 0.5, "never"), ("/musika/sync", "jack"),
+                               ("/musika/param/density", 0.5, "never"), ("/musika/sync", "mtc"),
                                ("/musika/preset", "../../etc/passwd"), ("/musika/preset", "a\x01b"),
                                ("/musika/render", "../x.toml"), ("/musika/meter", 4, 3), ("/tempo/raw", math.nan),
                                ("/beat/str", "one.two"), ("/beat/str", "1.9.00"), ("/play", "yes"),

@@ -33,12 +33,13 @@ def test_auto_starts_internal_then_follows_midi_and_falls_back(caplog: pytest.Lo
     assert d.reason == "internal (auto: link silent for 2.5 s; no other source alive)"
     status = arb.status(6.0)
     assert status["source"] == "internal" and status["mode"] == "auto"
-    assert status["last_heard_s"] == {"midi": pytest.approx(4.82), "link": pytest.approx(2.5), "osc": None}
+    assert status["last_heard_s"] == {"midi": pytest.approx(4.82), "link": pytest.approx(2.5), "osc": None,
+                                      "jack": None}
 
 
 def test_priority_order_and_return_of_a_preferred_source() -> None:
     arb = SyncArbiter(priority=("osc", "midi"))
-    assert arb.priority == ("osc", "midi", "link")
+    assert arb.priority == ("osc", "midi", "link", "jack")
     arb.seen("midi", 0.0)
     arb.seen("osc", 0.0)
     assert arb.update(0.1).source == "osc"
@@ -69,7 +70,7 @@ def test_time_going_backwards_does_not_revive_a_source() -> None:
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"mode": "jack"}, "sync source: 'jack' is not one of auto, midi, link, osc, internal"),
+    ({"mode": "mtc"}, "sync source: 'mtc' is not one of auto, midi, link, osc, jack, internal"),
     ({"timeout_s": 0}, "sync timeout: 0 s must be > 0"),
     ({"priority": ("midi", "midi")}, "must list distinct names"),
 ])

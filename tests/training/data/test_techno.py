@@ -9,6 +9,7 @@ import pytest
 
 from training.analysis import fit_beat_grid, fold_bpm, measure_tempo
 from training.data.dataset import Dataset
+from training.data.report import format_summary
 from training.data.techno import TechnoConfigError, plan_corpus, prepare_techno
 from training.data.techno.patterns import TEMPO_RANGE, plan_track
 from training.data.techno.render import SR, chunk_labels, chunks, render_track
@@ -127,6 +128,8 @@ def test_prepare_writes_dataset_and_reuses_chunks(tmp_path):
     again = prepare_techno(hours=0.01, seed=3, out=out, chunk_seconds=10.0)
     assert again["chunks_reused"] == again["chunks"] == first["chunks"] and again["chunks_rendered"] == 0
     assert (out / c.file).stat().st_mtime_ns == mtime
+    summary = format_summary(again)
+    assert f"Prepared techno dataset in {out}" in summary and f"(0 new, {again['chunks']} reused)" in summary
 
 
 def test_corpus_plan_is_deterministic_and_covers_the_hours():

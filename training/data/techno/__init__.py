@@ -155,8 +155,9 @@ def prepare_techno(hours: float, seed: int, out: Path, chunk_seconds: float = 30
     info = writer.finish(stats)
     (out / "DATASET.md").write_text(dataset_card(chunk_list, tracks, seed, hours, chunk_seconds))
     summary = {
-        "out": str(out), "tracks": len(plans), "chunks": len(chunk_list), "chunks_reused": reused,
-        "chunks_rendered": len(chunk_list) - reused, "hours": info["hours"], "hours_by_split": info["hours_by_split"],
+        "kind": "techno", "out": str(out), "tracks": len(plans), "chunks": len(chunk_list), "chunks_reused": reused,
+        "chunks_rendered": len(chunk_list) - reused, "new_chunks": len(chunk_list) - reused, "reused_chunks": reused,
+        "hours": info["hours"], "hours_by_split": info["hours_by_split"],
         "tempo_bpm": stats["tempo_bpm"], "kits": kits, "rendered_audio_s": audio_s, "render_s": render_s,
         "wall_s": wall, "render_cpu_s": cpu_s, "x_realtime_render": audio_s / render_s if render_s else None,
         "x_realtime_render_cpu": audio_s / cpu_s if cpu_s else None,

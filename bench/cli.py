@@ -125,7 +125,10 @@ def run(args: argparse.Namespace) -> int:
     if args.flood < 0:
         raise MusikaError(f"--flood must be a number of datagrams, 0 or more, got {args.flood}")
     if args.soak and all(shutil.which(t) for t in HOST_TOOLS):
-        return _soak_host(args.soak, presets[0], args.flood, Path(args.soak_out))
+        installed = [d.name for root in preset_search_path() for d in list_preset_dirs(root)]
+        other = next((p for p in [*presets[1:], *installed] if p != presets[0]), None)
+        return _soak_host(args.soak, presets[0], args.flood, Path(args.soak_out), args.soak_sync, other,
+                          tempo_changes=not args.soak_steady)
     if args.soak:
         from bench.soak import soak
 
@@ -142,31 +145,40 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def soak_plan(minutes: float) -> tuple[tuple[float, str, float], ...]:
+def soak_plan(minutes: float, other_preset: str | None = None, measured: str = "") -> tuple[tuple, ...]:
     """What happens to the host and the daemon during a soak of `minutes` (seconds after the start, action, value):
-    a new seed every 90 s, variation every 45 s, and once each a clock stall, a transport stop and a locate."""
+    a new seed every 90 s, variation every 45 s, once each a clock stall, a transport stop and a locate, and with
+    ``other_preset`` every 150 s from 75 s that preset for 30 s, then ``measured`` again."""
     total = minutes * 60.0
-    plan = [(t, "seed", k + 1) for k, t in enumerate(np.arange(90.0, total, 90.0))]
+    plan: list[tuple] = [(t, "seed", k + 1) for k, t in enumerate(np.arange(90.0, total, 90.0))]
     plan += [(t, "variation", (0.3, 0.8)[k % 2]) for k, t in enumerate(np.arange(20.0, total, 45.0))]
     plan += [(0.4 * total, "stall", 1.5), (0.6 * total, "stop", 2.0), (0.8 * total, "locate", 64.0)]
-    return tuple(sorted((float(t), a, float(v)) for t, a, v in plan))
+    plan = [(float(t), a, float(v)) for t, a, v in plan]
+    if other_preset:
+        for t in np.arange(75.0, total - 35.0, 150.0):
+            plan += [(float(t), "preset", other_preset), (float(t) + 30.0, "preset", measured)]
+    return tuple(sorted(plan, key=lambda d: (d[0], d[1])))
 
 
-def _soak_host(minutes: float, preset: str, flood: int, out: Path) -> int:
-    """The soak against the host's grid: scripts/live_phase.py's JACK rig (jack_transport, jack_midi_clock, a
-    recorder) for `minutes`, with soak_plan's changes and `flood` malformed OSC datagrams; every beat's phase goes
-    to `out` (JSON), the summary to stdout."""
-    script = Path(__file__).resolve().parents[1] / "scripts" / "live_phase.py"
-    if not script.is_file():
-        raise MusikaError(f"{script} is not here: the soak against the host's grid runs from a source checkout")
-    spec = importlib.util.spec_from_file_location("live_phase", script)
+def _soak_host(minutes: float, preset: str, flood: int, out: Path, sync: str = "midi", other: str | None = None,
+               tempo_changes: bool = True) -> int:
+    """The soak against the host's grid: scripts/live_phase.py's JACK rig (jack_transport, a recorder, and for
+    ``sync`` midi jack_midi_clock) for `minutes`, with soak_plan's changes (``other``: the preset switched to and
+    back), the host's tempo steps and ramps from a tempo map (link_peer.tempo_plan), and `flood` malformed OSC
+    datagrams; every beat's phase goes to `out` (JSON), the summary to stdout."""
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    if not (scripts / "live_phase.py").is_file():
+        raise MusikaError(f"{scripts / 'live_phase.py'} is not here: the soak against the host's grid runs from a "
+                          "source checkout")
+    spec = importlib.util.spec_from_file_location("live_phase", scripts / "live_phase.py")
     live_phase = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(live_phase)
-    plan = soak_plan(minutes)
-    figures = live_phase.measure("midi", seconds=minutes * 60.0, settle_s=8.0, preset=preset, track_bpm=False,
-                                 disturb=plan, flood=flood, per_beat=True)
+    plan = soak_plan(minutes, other, preset)
+    tempo = live_phase.tempo_plan(126.0, minutes * 60.0 + 8.0) if tempo_changes else None
+    figures = live_phase.measure(sync, seconds=minutes * 60.0, settle_s=8.0, preset=preset, track_bpm=False,
+                                 disturb=plan, flood=flood, per_beat=True, tempo_plan=tempo)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, {**figures, "plan": plan})
+    write_json(out, {**figures, "plan": plan, "tempo_plan": tempo})
     summary = {k: v for k, v in figures.items() if k not in ("beat_errors_ms", "daemon_log_tail")}
     print(json.dumps({**summary, "per_beat": str(out)}, indent=2))
     return 0
@@ -203,11 +215,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-reference", action="store_true", help="skip the full-size reference configuration")
     p.add_argument("--no-live", action="store_true", help="skip the live chain (tempo lock) measurement")
     p.add_argument("--soak", type=float, metavar="MINUTES", default=None,
-                   help="instead: MINUTES of `musika serve` following jack_midi_clock through JACK, recorded and "
-                        "beat-tracked against the host's own grid (every beat's phase), with seed and variation "
-                        "changes, a clock stall, a stop and a locate, while --flood malformed OSC datagrams arrive; "
-                        "without jackd/jack_transport/jack_midi_clock: the engine in-process with tempo, control "
-                        "and preset changes")
+                   help="instead: MINUTES of `musika serve` following jack_midi_clock (or --soak-sync jack: the "
+                        "JACK transport) through JACK, recorded and beat-tracked against the host's own grid (every "
+                        "beat's phase), with the host's tempo steps and ramps, seed, variation and preset changes, "
+                        "a clock stall, a stop and a locate, while --flood malformed OSC datagrams arrive; without "
+                        "jackd/jack_transport/jack_midi_clock: the engine in-process with tempo, control and preset "
+                        "changes")
+    p.add_argument("--soak-sync", choices=("midi", "jack"), default="midi",
+                   help="what the daemon follows during --soak: jack_midi_clock's MIDI clock or the JACK transport")
+    p.add_argument("--soak-steady", action="store_true",
+                   help="--soak at one tempo (no tempo map: jack_transport is the timebase master)")
     p.add_argument("--flood", type=int, default=100_000, help="malformed OSC datagrams sent during --soak")
     p.add_argument("--soak-out", default="soak-phase.json", help="where --soak writes every beat's phase (JSON)")
     p.add_argument("--host-grid", type=float, nargs="?", const=0.0, default=None, metavar="JITTER_PERCENT",

@@ -21,11 +21,10 @@ own kicks: phase stability and drift, not an offset. With ``--sync link`` the ho
 (scripts/link_peer.py) that starts the session once the daemon has joined, optionally steps and ramps its tempo
 (``--tempo-changes``), and notes its beat every 10 ms; the grid is the session's beat at each recorded sample's
 host time. With ``--sync jack`` no clock is sent either: the daemon reads the JACK transport that jack_transport
-rolls (``musika serve --sync jack``), against the same grid as MIDI clock; ``--tempo-changes`` then steps
-jack_transport's tempo (its ``tempo`` command re-derives the position from frame 0 at the new tempo, so a step is
-also a jump in beats; it has no ramps), as it does for MIDI clock, which jack_midi_clock follows. Link multicasts,
-so the script then runs itself again inside a loopback-only network namespace of its own (root), deleted
-afterwards.
+rolls (``musika serve --sync jack``), against the same grid as MIDI clock. ``--tempo-changes`` with midi or jack
+makes scripts/tempo_map.py the timebase master: a DAW's tempo map with steps and ramps, the position continuous
+(jack_midi_clock and the daemon both follow it; the grid is the map's beat of each frame). Link multicasts, so the
+script then runs itself again inside a loopback-only network namespace of its own (root), deleted afterwards.
 
 Prints one JSON line (figures per run); --keep keeps the recording, the host grid and the clock's ticks (.npz) and
 the daemon's log (.log beside it).
@@ -66,6 +65,7 @@ from phase_analysis import (  # noqa: E402
     tracked_bpm,
     unwrap_locates,
 )
+from tempo_map import TempoMap  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,11 +101,20 @@ class Rig:
                     raise
                 time.sleep(0.1)
 
-    def start_transport(self, bpm: float) -> None:
+    def start_transport(self, bpm: float, tempo_plan: list | None = None) -> None:
+        """jack_transport plays, stops and locates; it is the timebase master too, unless a tempo map is (a
+        tempo_plan: scripts/tempo_map.py states the tempo and the bar/beat/tick)."""
         self.transport = subprocess.Popen(["jack_transport"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL, env=self.env, text=True)
         self.procs.append(self.transport)
-        self.command("master", f"tempo {bpm:g}", "locate 0")
+        if tempo_plan is None:
+            self.command("master", f"tempo {bpm:g}", "locate 0")
+            return
+        master = self.spawn([sys.executable, str(Path(__file__).with_name("tempo_map.py")), f"{bpm:g}",
+                             json.dumps(tempo_plan)], "tempo-map.log")
+        if master.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"tempo_map.py did not start: {(self.tmp / 'tempo-map.log').read_text()[-2000:]}")
+        self.command("locate 0")
 
     def command(self, *lines: str) -> None:
         assert self.transport is not None and self.transport.stdin is not None
@@ -167,6 +176,34 @@ class Recorder:
         self.client.close()
 
 
+def _preset_windows(disturb: tuple, measured: str, t_play: float, stamps: list) -> list[tuple[float, float]]:
+    """Recorded seconds from each change to another preset until 3 s after the change back (its beats are not the
+    measured preset's)."""
+    changes = sorted((t, v) for t, action, v in disturb if action == "preset")
+    if not changes:
+        return []
+    idx, _, host = (np.asarray(c, np.float64) for c in zip(*stamps, strict=True))
+
+    def at(t: float) -> float:  # seconds after play -> recorded seconds
+        return float(np.interp(t_play + t, host, idx)) / SR
+
+    out, start = [], None
+    for t, name in changes + [(math.inf, measured)]:
+        if name != measured and start is None:
+            start = t
+        elif name == measured and start is not None:
+            out.append((at(start), at(t + 3.0) if math.isfinite(t) else math.inf))
+            start = None
+    return out
+
+
+def _outside(beats: np.ndarray, onsets: np.ndarray, windows: list) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.ones(len(beats), bool)
+    for a, b in windows:
+        keep &= ~((onsets >= a) & (onsets < b))
+    return beats[keep], onsets[keep]
+
+
 def _beat_errors(beats: np.ndarray, onsets: np.ndarray, grid: np.ndarray) -> dict[str, float]:
     """Host beat -> the tracked beat's error against it (ms, + late)."""
     ok = np.flatnonzero(np.isfinite(grid))
@@ -178,7 +215,7 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
             preset: str = "techno", settle_s: float = 8.0, wav: str | None = None, extra: list[str] | None = None,
             verbose: bool = False, disturb: tuple[tuple[float, str, float], ...] = (),
             keep_audio: bool = False, track_bpm: bool = True, clock_args: tuple[str, ...] = (), flood: int = 0,
-            per_beat: bool = False, scatter_ms: float = 0.0) -> dict:
+            per_beat: bool = False, scatter_ms: float = 0.0, tempo_plan: list | None = None) -> dict:
     """Run the rig once and return the figures (dict, JSON-ready).
 
     disturb: (seconds after the start, action, value) with action "stall" (the clock sender is frozen for value
@@ -193,7 +230,10 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
     the daemon evenly over the run (garbage bytes, truncated messages, wrong type tags, unknown addresses,
     out-of-range values).
     per_beat: the result also holds every measured beat's error ("beat_errors_ms", host beat -> ms). scatter_ms:
-    the clock reaches the daemon through scripts/midi_jitter.py, each tick delayed by 0..scatter_ms (no walk)."""
+    the clock reaches the daemon through scripts/midi_jitter.py, each tick delayed by 0..scatter_ms (no walk).
+    tempo_plan (midi, jack): the host's tempo steps and ramps as a DAW's tempo map states them (scripts/tempo_map.py;
+    [transport seconds, "tempo" | "ramp", BPM]); the grid is then the map's beat of each recorded frame. "preset"
+    disturbances (value: a preset name) leave out the beats from the change until 3 s after the next one."""
     rig = Rig()
     rec = None
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -201,7 +241,8 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
     sock.settimeout(0.2)
     reports: list[dict] = []
     try:
-        rig.start_transport(bpm)
+        rig.start_transport(bpm, tempo_plan)
+        tempo_map = TempoMap(bpm, tempo_plan, SR) if tempo_plan is not None else None
         toml = rig.tmp / "musika.toml"
         toml.write_text('[midi]\nbackend = "jack"\n[output]\nkind = "jack"\n')
         args = [sys.executable, "-m", "musika", "serve", "--config", str(toml), "--preset", preset,
@@ -263,7 +304,8 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
                 elif action == "locate":  # as a DAW's playhead moved while playing: stop, jump, play on
                     rig.command("stop")
                     time.sleep(0.3)
-                    rig.command(f"locate {int(round(value * 60.0 / bpm * SR))}")
+                    target = tempo_map.frame_of_beat(value) if tempo_map else int(round(value * 60.0 / bpm * SR))
+                    rig.command(f"locate {target}")
                     time.sleep(0.2)
                     rig.command("play")
                 elif action == "stop":
@@ -274,8 +316,6 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
                     osc_send(sock, osc_port, "/musika/seed", int(value))
                 elif action == "variation":
                     osc_send(sock, osc_port, "/musika/param/variation", float(value))
-                elif action == "tempo":  # (Link's tempo changes are the peer's, taken out of `disturb` above)
-                    rig.command(f"tempo {value:g}")
                 elif action == "preset":
                     osc_send(sock, osc_port, "/musika/preset", str(value))
             if pending:
@@ -303,7 +343,8 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
         if rec is not None:
             rec.client.close()
         rig.close()
-    grid = unwrap_locates(host_grid(cycles, n))  # a locate's beats numbered on, in time order
+    # a locate's beats numbered on, in time order
+    grid = unwrap_locates(host_grid(cycles, n, tempo_map.beat if tempo_map else None))
     if sync == "link":  # the session's beat at each recorded sample, from the peer's notes
         grid = link_grid(stamps, n, notes, SR)
     rolling = np.flatnonzero(np.isfinite(grid))
@@ -318,6 +359,7 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
     if sync in ("internal", "osc"):  # no host clock reaches the daemon: a line fitted to its own beats
         grid = self_grid(audio, grid, bpm)
     beats, onsets = beat_onsets(audio, SR, grid)
+    beats, onsets = _outside(beats, onsets, _preset_windows(disturb, preset, t_play, stamps))
     figs = phase_figures(beats, onsets, grid, SR, bpm, skip_beats=settle_s * bpm / 60.0)
     if track_bpm:
         figs = replace(figs, tracked_bpm=tracked_bpm(audio[:, start + int(settle_s * SR):], SR, bpm))
@@ -357,28 +399,6 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
     }
 
 
-def transport_tempo_plan(bpm: float, seconds: float) -> list[tuple[float, str, float]]:
-    """jack_transport's tempo, every 30 s from 20 s: +5 %, back, -5 %, back, again (steps: it has no ramps)."""
-    steps = (1.05, 1.0, 0.95, 1.0)
-    return [(t, "tempo", round(bpm * steps[k % 4], 2)) for k, t in enumerate(np.arange(20.0, seconds - 5.0, 30.0))]
-
-
-def locate_plan(bpm: float, seconds: float) -> list[tuple[float, str, float]]:
-    """Every 100 s from 50 s in turn: a 2 s stop (play on from there), a locate 4 bars back from where it is."""
-    out: list[tuple[float, str, float]] = []
-    for k, t in enumerate(np.arange(50.0, seconds - 10.0, 100.0)):
-        out.append((t, "stop", 2.0) if k % 2 == 0 else (t, "locate", max(0.0, round(t * bpm / 60.0 / 4) * 4 - 16)))
-    return out
-
-
-def preset_plan(other: str, measured: str, seconds: float) -> list[tuple[float, str, str]]:
-    """Every 150 s from 75 s: ``other`` plays for 30 s, then ``measured`` again (its beats are measured)."""
-    out: list[tuple[float, str, str]] = []
-    for t in np.arange(75.0, seconds - 35.0, 150.0):
-        out += [(t, "preset", other), (t + 30.0, "preset", measured)]
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sync", choices=("midi", "jack", "internal", "osc", "link"), default="midi")
@@ -390,12 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="techno")
     p.add_argument("--keep", default=None, help="keep the recording and its host grid here (.npz)")
     p.add_argument("--tempo-changes", action="store_true",
-                   help="--sync link: the session's tempo steps and ramps every 30 s (link_peer.tempo_plan); midi "
-                        "and jack: jack_transport's tempo steps every 30 s (transport_tempo_plan)")
-    p.add_argument("--locates", action="store_true",
-                   help="every 100 s from 50 s: a 2 s stop, then a locate (stop, jump 4 bars back, play), in turn")
-    p.add_argument("--presets", default="",
-                   help="PRESET: every 150 s from 75 s, PRESET plays for 30 s, then the measured preset again")
+                   help="the host's tempo steps and ramps every 30 s (link_peer.tempo_plan): the Link session's, "
+                        "or (midi, jack) a DAW's tempo map on the JACK transport (tempo_map.py)")
     p.add_argument("--soak-changes", action="store_true",
                    help="a new seed every 90 s and variation every 45 s, as `musika bench --soak` sends them")
     p.add_argument("--flood", type=int, default=0, help="malformed OSC datagrams sent over the run (default 0)")
@@ -419,20 +435,16 @@ def main(argv: list[str] | None = None) -> int:
             return subprocess.run(["ip", "netns", "exec", ns, sys.executable, __file__, *(argv or sys.argv[1:])],
                                   env=env).returncode
     plan: tuple = ()
-    if a.tempo_changes:
-        plan = tuple(tempo_plan(a.bpm, a.seconds + a.settle) if a.sync == "link"
-                     else transport_tempo_plan(a.bpm, a.seconds + a.settle))
-    if a.locates:
-        plan += tuple(locate_plan(a.bpm, a.seconds + a.settle))
-    if a.presets:
-        plan += tuple(preset_plan(a.presets, a.preset, a.seconds + a.settle))
+    changes = tempo_plan(a.bpm, a.seconds + a.settle) if a.tempo_changes else None
+    if changes and a.sync == "link":
+        plan, changes = tuple(changes), None
     if a.soak_changes:
         sys.path.insert(0, str(ROOT))
         from bench.cli import soak_plan
 
         plan += tuple(d for d in soak_plan(a.seconds / 60.0) if d[1] in ("seed", "variation"))
     out = measure(a.sync, a.jitter, a.seconds, a.bpm, a.preset, a.settle, a.keep, verbose=a.verbose, disturb=plan,
-                  flood=a.flood, per_beat=a.per_beat, scatter_ms=a.scatter_ms)
+                  flood=a.flood, per_beat=a.per_beat, scatter_ms=a.scatter_ms, tempo_plan=changes)
     print(json.dumps(out))
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,14 +166,17 @@ def self_grid(audio: np.ndarray, grid: np.ndarray, bpm: float, hop: int = 64) ->
     return out
 
 
-def host_grid(cycles: list[tuple[int, int, bool, float]], n: int) -> np.ndarray:
+def host_grid(cycles: list[tuple[int, int, bool, float]], n: int,
+              beat_of_frame: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Host beat position of each of `n` recorded samples from per-cycle (recorded index, transport frame,
-    rolling, bpm) records; NaN where the transport was stopped."""
+    rolling, bpm) records; NaN where the transport was stopped. The beat of a frame is frame / rate * bpm / 60 (as
+    jack_transport states it), or ``beat_of_frame`` (a tempo map's)."""
     out = np.full(n, np.nan)
     for k, (i, frame, rolling, bpm) in enumerate(cycles):
         j = cycles[k + 1][0] if k + 1 < len(cycles) else n
         if rolling and bpm > 0 and j > i:
-            out[i:j] = (frame + np.arange(j - i)) / SR * bpm / 60.0
+            frames = frame + np.arange(j - i)
+            out[i:j] = frames / SR * bpm / 60.0 if beat_of_frame is None else beat_of_frame(frames)
     return out
 
 

@@ -84,3 +84,20 @@ def test_a_locate_back_keeps_the_host_grid_in_time_order_with_its_beat_phase():
     assert 20.4 < resumed[0] < 21.4  # numbered on from the stop
     assert resumed[0] % 1.0 == 0.0  # the host's beat 8 stays on a whole beat
     assert np.array_equal(grid[: int(10.2 * SR)], host[: int(10.2 * SR)])
+
+
+def test_a_tempo_maps_beat_runs_on_through_steps_and_ramps_and_locates_invert_it():
+    spec = importlib.util.spec_from_file_location("tempo_map", ROOT / "scripts" / "tempo_map.py")
+    tm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tm)
+    tempo = tm.TempoMap(120.0, [(10.0, "tempo", 132.0), (20.0, "ramp", 120.0)], SR, ramp_s=8.0)
+    frames = np.arange(0, 40 * SR, 64)
+    beats = tempo.beat(frames)
+    assert np.all(np.diff(beats) > 0) and np.max(np.diff(beats)) < 64 / SR * 132 / 60 * 1.001  # no jump anywhere
+    assert np.isclose(tempo.beat(10 * SR), 20.0) and np.isclose(tempo.beat(15 * SR), 31.0)  # 10 s at 120, then 132
+    assert np.isclose(tempo.beat(28 * SR), 42.0 + 8 * 126 / 60)  # the ramp: its mean tempo for 8 s
+    assert np.isclose(tempo.bpm(24 * SR), 126.0) and np.isclose(tempo.bpm(30 * SR), 120.0)
+    assert abs(tempo.frame_of_beat(50.0) - np.interp(50.0, beats, frames)) < 1.0
+    cycles = [(0, 0, True, 120.0), (512, 10 * SR, True, 132.0)]  # the grid from the map, not frame x tempo
+    grid = pa.host_grid(cycles, 1024, tempo.beat)
+    assert grid[0] == 0.0 and np.isclose(grid[512], 20.0) and abs(grid[1023] - (20.0 + 511 / SR * 132 / 60)) < 1e-9

@@ -352,8 +352,11 @@ def _finished(path: Path, steps: int) -> bool:
 
 
 def _default_phase(a: argparse.Namespace) -> str:
-    """The phase vocoder on a shared autoencoder: `universal`'s decoder1 phase carries a 43 Hz comb (its card)."""
-    return "vocoder" if getattr(a, "autoencoder_dir", None) else "decoder"
+    """The phase vocoder on a shared autoencoder (training.encode.default_phase)."""
+    from training.encode import default_phase
+
+    shared = getattr(a, "autoencoder_dir", None)
+    return default_phase(Path(shared) / "checkpoint.pt" if shared else None)
 
 
 def _cmd_export(a: argparse.Namespace) -> int:

@@ -93,13 +93,22 @@ def encode_audio(enc1: nn.Module, enc2: nn.Module, audio: np.ndarray, cfg: Model
     return np.concatenate([lat[0], lat[1]], axis=1)
 
 
+def default_phase(autoencoder: str | Path | None) -> str:
+    """The phase a preset on this autoencoder checkpoint plays unless asked otherwise: the phase vocoder on a shared
+    autoencoder (its folder has autoencoder.json; `universal`'s decoder1 phase carries a 43 Hz comb, its card),
+    decoder1's own on a preset's own autoencoder."""
+    return "vocoder" if autoencoder and (Path(autoencoder).parent / "autoencoder.json").is_file() else "decoder"
+
+
 @torch.no_grad()
 def decode_latents(
-    dec2: nn.Module, dec1: nn.Module, latents: np.ndarray, cfg: ModelConfig, seed: int = 0
+    dec2: nn.Module, dec1: nn.Module, latents: np.ndarray, cfg: ModelConfig, seed: int = 0, phase: str = "decoder"
 ) -> np.ndarray:
     """Latents (steps, 2 latent_dim) -> audio (2, steps 4096 + n_fft - hop), clipped to [-1, 1].
 
-    Noise comes from a private generator seeded with `seed` (the global torch RNG is not touched).
+    Noise comes from a private generator seeded with `seed` (the global torch RNG is not touched). phase "vocoder"
+    makes the phase from the decoded magnitudes as the engine's phase vocoder plays them
+    (generator.runtime.phase_vocoder), instead of decoder1's.
     """
     ae = cfg.autoencoder
     lat = np.asarray(latents, dtype=np.float32)
@@ -111,7 +120,8 @@ def decode_latents(
     padded[:steps] = lat
     device = next(dec1.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    chans = []
+    t = windows * ae.dec1_window
+    mags, phases = [], []
     for c in range(2):
         part = padded[:, c * ae.latent_dim : (c + 1) * ae.latent_dim]
         x = torch.from_numpy(part).reshape(windows, ae.dec2_window, -1)
@@ -119,9 +129,16 @@ def decode_latents(
         frames = dec2(x.to(device), n2.to(device))  # (windows, dec1_window, frame_dim)
         n1 = torch.randn(windows, dec1.noise_len, generator=gen)
         mag, phs = dec1(frames, n1.to(device))
-        t = windows * ae.dec1_window
-        chans.append(spectral_torch.istft(mag.reshape(1, t, -1), phs.reshape(1, t, -1), cfg.audio)[0])
-    audio = torch.stack(chans).clamp(-1.0, 1.0).cpu().numpy()
+        mags.append(mag.reshape(t, -1).cpu())
+        phases.append(phs.reshape(t, -1).cpu())
+    mag = torch.stack(mags)
+    if phase == "vocoder":
+        from generator.runtime.phase_vocoder import VocoderPhase
+
+        a = cfg.audio
+        made = VocoderPhase(2, a.bins, a.n_fft, a.hop, ae.dec1_window)(mag.numpy().astype(np.float32))
+        phases = list(torch.from_numpy(np.asarray(made, np.float32)))
+    audio = spectral_torch.istft(mag, torch.stack(phases), cfg.audio).clamp(-1.0, 1.0).numpy()
     return audio[:, : steps * cfg.samples_per_latent + cfg.audio.n_fft - cfg.audio.hop]
 
 

@@ -133,7 +133,7 @@ def export_run(
     directory = export_preset(networks, model, out_dir, name, description or f"Musika preset {name}",
                               conditioning=conds, training=training, metrics={"training_losses": metrics},
                               license=license, int8=int8, autoencoder_dir=autoencoder_dir)
-    audio = generate_audio(gen, nets["decoder2"], nets["decoder1"], model, conds, seed=1, windows=1)
+    audio = generate_audio(gen, nets["decoder2"], nets["decoder1"], model, conds, seed=1, windows=1, phase=phase)
     label = ", ".join(f"{c.name} {c.default:g} {c.unit}" for c in conds) or "unconditioned"
     spectrogram_png(directory / SPECTROGRAM_FILE, [(f"{name}: generated excerpt ({label}), seed 1", audio)])
     card = directory / "MODEL_CARD.md"

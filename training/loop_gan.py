@@ -135,7 +135,7 @@ class _GanTrainer:
     @torch.no_grad()
     def preview(self, step: int) -> None:
         from generator.offline.spectrogram_png import spectrogram_png
-        from training.encode import load_autoencoder
+        from training.encode import default_phase, load_autoencoder
         from training.preview import write_wav
 
         if not self.cfg.autoencoder:
@@ -143,7 +143,9 @@ class _GanTrainer:
         if not hasattr(self, "_decoders"):
             _, nets = load_autoencoder(self.cfg.autoencoder, self.device)
             self._decoders = (nets["decoder2"], nets["decoder1"])
-        audio = generate_audio(self.ema, *self._decoders, self.model, self.conds, seed=1, windows=2)
+        # as the exported preset will play it (on a shared autoencoder: the phase vocoder)
+        audio = generate_audio(self.ema, *self._decoders, self.model, self.conds, seed=1, windows=2,
+                               phase=default_phase(self.cfg.autoencoder))
         base = self.cfg.stage_dir / "previews" / f"step_{step:07d}"
         write_wav(base.with_suffix(".wav"), audio)
         label = ", ".join(f"{c.name} {c.default:g} {c.unit}" for c in self.conds) or "unconditioned"
@@ -182,9 +184,9 @@ def _beat_onset_term(cfg: GanTrainConfig, model: ModelConfig, conds: tuple[Condi
 
 @torch.no_grad()
 def generate_audio(gen, dec2, dec1, model: ModelConfig, conds, seed: int = 1, windows: int = 1,
-                   values: Mapping[str, float] | None = None) -> np.ndarray:
+                   values: Mapping[str, float] | None = None, phase: str = "decoder") -> np.ndarray:
     """Windows of the inference coordinate stream -> stereo audio (2, samples); conditions at `values` or
-    their defaults. Private RNGs only (the training RNG is untouched)."""
+    their defaults; ``phase`` as decode_latents'. Private RNGs only (the training RNG is untouched)."""
     from generator.runtime.conditioning import model_inputs, stream_values
     from generator.runtime.coords import CoordinateStream
     from training.encode import decode_latents
@@ -200,7 +202,7 @@ def generate_audio(gen, dec2, dec1, model: ModelConfig, conds, seed: int = 1, wi
     gen.eval()
     lat = gen(coords, s, k, noise).reshape(-1, 2 * model.autoencoder.latent_dim)
     gen.train(was)
-    return decode_latents(dec2, dec1, lat.cpu().numpy(), model, seed=seed)
+    return decode_latents(dec2, dec1, lat.cpu().numpy(), model, seed=seed, phase=phase)
 
 
 def run_gan(cfg: GanTrainConfig, resume: bool = False,

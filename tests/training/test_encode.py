@@ -83,3 +83,21 @@ def test_fit_curve():
     assert np.array_equal(fit_curve(np.arange(5), 3), [0, 1, 2])
     assert np.array_equal(fit_curve(np.arange(2), 4), [0, 1, 1, 1])
     assert np.isnan(fit_curve(np.zeros(0), 2)).all()
+
+
+def test_previews_of_a_gan_on_a_shared_autoencoder_play_the_phase_vocoder_as_its_presets_do(setup, tmp_path):
+    from training.encode import default_phase
+
+    shared = tmp_path / "_autoencoders" / "mine"
+    shared.mkdir(parents=True)
+    (shared / "checkpoint.pt").write_bytes(b"")
+    assert default_phase(setup[1]) == "decoder" and default_phase(None) == "decoder"  # a preset's own autoencoder
+    assert default_phase(shared / "checkpoint.pt") == "decoder"  # not a shared folder yet
+    (shared / "autoencoder.json").write_text("{}")
+    assert default_phase(shared / "checkpoint.pt") == "vocoder"
+    cfg, nets = load_autoencoder(setup[1])
+    lat = np.random.default_rng(1).uniform(-1, 1, (3, 2 * cfg.autoencoder.latent_dim)).astype(np.float32)
+    own = decode_latents(nets["decoder2"], nets["decoder1"], lat, cfg, seed=0)
+    made = decode_latents(nets["decoder2"], nets["decoder1"], lat, cfg, seed=0, phase="vocoder")
+    assert made.shape == own.shape and np.isfinite(made).all() and np.abs(made).max() <= 1
+    assert not np.allclose(made, own)  # the phase is made from the magnitudes, not decoder1's

@@ -151,11 +151,13 @@ class OnnxEncoder:
 def _dataset(dataset: str | Path | Dataset | None, preset: Preset) -> tuple[Dataset | None, str]:
     if isinstance(dataset, Dataset):
         return dataset, ""
-    if dataset is None:
-        guess = preset.training.get("data")
-        if not guess or not (Path(guess) / "dataset.json").is_file():
+    if dataset is None:  # the held-out audio of the last eval, else the training data (a shared autoencoder's: a list)
+        data = preset.training.get("data")
+        guesses = [(preset.metrics.get("eval") or {}).get("dataset"), *(data if isinstance(data, list) else [data])]
+        found = [g for g in guesses if isinstance(g, str) and g and (Path(g) / "dataset.json").is_file()]
+        if not found:
             return None, "no held-out audio: pass --dataset DIR (a prepared dataset)"
-        dataset = guess
+        dataset = found[0]
         logger.info("using the preset's training dataset %s for held-out audio", dataset)
     try:
         return Dataset(dataset), ""

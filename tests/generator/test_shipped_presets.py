@@ -162,7 +162,7 @@ def test_techno_is_played_on_its_conditioned_grid_at_its_default_tempo(seed):
 
 def test_musika_generate_puts_techno_on_the_grid_of_its_tempo(tmp_path):
     """`musika generate` plays a tempo preset as serve and render do, through the beat snap: the file's beats sit on
-    its tempo's grid from the first sample, where the model's own output scatters them by up to 20 ms."""
+    its tempo's grid from the first sample, tighter than the model's own output."""
     import soundfile as sf
 
     from generator.timeline.beat_grid import heard_grid_offsets
@@ -175,5 +175,6 @@ def test_musika_generate_puts_techno_on_the_grid_of_its_tempo(tmp_path):
     assert audio.shape == (12 * 44100, 2)
     snapped = np.abs(heard_grid_offsets(audio.T, sr, 132.0))
     raw = np.abs(heard_grid_offsets(Engine.load("techno", threads=1).generate(12.0, {"tempo": 132.0}), sr, 132.0))
-    assert np.nanpercentile(raw, 95) > 10.0
-    assert np.nanmedian(snapped) < 1.0 and np.nanpercentile(snapped, 95) < 8.0, np.round(snapped, 1)
+    assert np.nanpercentile(raw, 95) > 3.0  # the model alone: a few ms off here and there
+    assert np.nanmedian(snapped) < 1.0 and np.nanpercentile(snapped, 95) < min(8.0, np.nanpercentile(raw, 95)), \
+        np.round(snapped, 1)

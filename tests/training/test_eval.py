@@ -232,3 +232,23 @@ def test_eval_reports_the_heard_beats_of_a_beat_preset_and_holds_them_to_the_liv
     assert beats["beats"] >= 20 and abs(beats["median_ms"]) < 6.0  # calibrated: on the grid, not 6 ms early
     assert res["bars"]["beats/median_abs_ms"]["threshold"] == 5.0 and res["bars"]["beats/p95_abs_ms"]["threshold"] == 15
     assert "beats" not in evaluate(REPO_PRESETS / "piano", quick=True, seconds=3.0, threads=1, progress=False)
+
+
+def test_a_preset_on_a_shared_autoencoder_is_measured_against_its_own_held_out_audio(preset_copy, heldout):
+    """Its training data lists the shared autoencoder's datasets; the last eval's held-out data is the GAN's."""
+    from training.eval import _dataset
+
+    path = preset_copy / "preset.json"
+    info = json.loads(path.read_text())
+    info["training"]["data"] = [str(preset_copy / "gone"), str(heldout)]  # a list, the first one moved away
+    path.write_text(json.dumps(info))
+    ds, why = _dataset(None, load_preset(preset_copy, verify=False))
+    assert why == "" and ds.root == heldout
+    info["training"]["data"] = [str(preset_copy / "gone")]
+    info["metrics"]["eval"] = {"dataset": str(heldout)}
+    path.write_text(json.dumps(info))
+    assert _dataset(None, load_preset(preset_copy, verify=False))[0].root == heldout
+    info["metrics"]["eval"] = {}
+    path.write_text(json.dumps(info))
+    assert _dataset(None, load_preset(preset_copy, verify=False)) == (None, "no held-out audio: pass --dataset DIR "
+                                                                            "(a prepared dataset)")

@@ -126,6 +126,13 @@ class Server:
         names = preset_names(cfg, name)
         specs = control_specs(first.preset.controls, names, first.config.gan.default_truncation)
         midi_part = self._start_midi(loop, specs, names) if cfg.midi.enabled else ""
+        if cfg.sync.source == "jack":  # before the sink: without a JACK server nothing is opened or written
+            from bridge.jack_transport import JackTransportError, JackTransportSync
+
+            self.jack_transport = JackTransportSync(
+                lambda event: loop.call_soon_threadsafe(self._core_call, "handle", event),
+                client_name=f"{cfg.output.jack_client}-transport", bpm=cfg.sync.bpm)
+            device(self.jack_transport.start, JackTransportError)
         ring = AudioRing(sr * 10)
         self.sink = device(lambda: open_output(cfg, ring, sr))
         header = SessionHeader(name, cfg.seed, cfg.sync.bpm, cfg.sync.meter, sr, {}, snap_ms=cfg.sync.snap_ms)
@@ -156,13 +163,6 @@ class Server:
 
             self.link = LinkSync(quantum=self.live.perf.bar, on_event=core.handle, bpm=cfg.sync.bpm, enabled=True)
             await adevice(self.link.start(), LinkUnavailableError)
-        if cfg.sync.source == "jack":
-            from bridge.jack_transport import JackTransportError, JackTransportSync
-
-            self.jack_transport = JackTransportSync(
-                lambda event: loop.call_soon_threadsafe(self._core_call, "handle", event),
-                client_name=f"{cfg.output.jack_client}-transport", bpm=cfg.sync.bpm)
-            device(self.jack_transport.start, JackTransportError)
         if cfg.osc.ableton:
             from bridge.abletonosc import AbletonOscClient
 

@@ -165,3 +165,11 @@ def test_unavailable_device_or_port_exits_3(jack_server, tiny_preset, tmp_path) 
                             capture_output=True, text=True, timeout=120)
     assert nojack.returncode == 3, nojack.stderr
     assert "JACK" in nojack.stderr and "--output" in nojack.stderr
+    # following a JACK transport with no JACK server: the fix named, exit 3, and nothing written (no stray WAV)
+    out = tmp_path / "nojack"
+    out.mkdir()
+    transport = subprocess.run([*common, "--sync", "jack", "--output", "wav", "--osc-port", "0"], cwd=out, env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert transport.returncode == 3, transport.stderr
+    assert "--sync jack" in transport.stderr and "start the DAW's JACK server" in transport.stderr
+    assert not any(out.iterdir()), list(out.rglob("*"))

@@ -218,7 +218,8 @@ class DaemonCore:
         elif isinstance(event, TempoEvent):
             self.bpm = event.bpm
             beat = tr.beat_at(t) if tr.playing else None
-            self.live.set_tempo(event.bpm, event.confidence, now=now, beat=beat, at_time=t if tr.playing else None)
+            self.live.set_tempo(event.bpm, event.confidence, now=now, beat=beat, at_time=t if tr.playing else None,
+                                slope=event.slope if tr.playing else 0.0)
         else:
             self._check_phase(event, now)
 

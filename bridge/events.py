@@ -26,10 +26,13 @@ class TransportEvent:
 
 @dataclass(frozen=True)
 class TempoEvent:
+    """The host's tempo `bpm` at host time `time`; `slope`: BPM per second while the host ramps (0: it holds)."""
+
     bpm: float
     source: str
     time: float
     confidence: float = 1.0
+    slope: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ least-squares line of tick *time* against tick *index*:
 - Two-speed follower: when the short fit differs from the long one by more than ``step_threshold`` (relative,
   raised automatically when timing jitter is large) for ``step_ticks`` consecutive ticks, the tempo stepped: the
   long window is cut to those last ticks. A steady same-sign drift (a tempo ramp) for ``drift_ticks`` ticks cuts
-  the long window to two beats and keeps it there until the tempo holds still for a beat, so ramps are followed with
-  the lag of a two-beat window only.
+  the long window to two beats and keeps it there until the tempo holds still for a beat; there a parabola through
+  the window gives the tempo at the latest tick and the ramp's slope (BPM per second), so a ramp is followed
+  without the window's lag and the live stream can plan the beats ahead along it.
 - Confidence comes from the fit: the standard error of the BPM (from the robust residual spread) and how full
   the window is.
 Tick timestamps are seconds (any monotonic clock), tempo is BPM of quarter notes.
@@ -34,7 +35,16 @@ from statistics import median
 
 import numpy as np
 
+from .tempo_fit import curvature_z, fit_line, parabola, slope_se
+
 PPQN = 24
+MIN_SLOPE = 0.1  # BPM per second: a gentler glide is followed as a drift
+FAST_STEP_TICKS = 4  # ticks that show a step at once (see ClockTempoEstimator._fast_step)
+FAST_STEP_S = 0.0015
+RAMP_Z = 5.0  # a window's curvature this many standard errors from none ...
+RAMP_BENT_TICKS = 6  # ... this many ticks in a row: a ramp
+RAMP_Z_SURE = 20.0  # a curvature this sure is taken as it is, a vaguer one averaged (ClockTempoEstimator._ramp_end)
+RAMP_SMOOTH = 1 / 24  # weight of each tick's curvature in a ramp's running curvature
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,8 @@ class TempoState:
     (0 = duplicate dropped, 1 = normal, k > 1 = k-1 ticks lost). step: the long window was cut at this tick
     (tempo step or ramp). jitter_ms: robust spread of tick times around the fit. window: ticks in the long fit.
     tick_time: de-jittered time of the latest tick (from the fit). note: "", "duplicate", "lost", "gap",
-    "restart", "out of range", "backwards".
+    "restart", "out of range", "backwards". slope: BPM per second while a ramp is followed (then ``bpm`` is the
+    tempo at the latest tick, not the window's average), else 0.
     """
 
     bpm: float | None
@@ -60,6 +71,7 @@ class TempoState:
     window: int
     tick_time: float
     note: str = ""
+    slope: float = 0.0
 
 
 def arrival_quantum(intervals: Iterable[float], tol: float = 5e-4) -> float:
@@ -76,47 +88,6 @@ def arrival_quantum(intervals: Iterable[float], tol: float = 5e-4) -> float:
         if sum(1 for c in counts.values() if c >= 3) >= 2 and all(abs(d - round(d / q) * q) <= tol for d in dts):
             return float(np.mean([d / round(d / q) for d in dts]))
     return 0.0
-
-
-def _fit(xs: list[int], ys: list[float]) -> tuple[float, float, float]:
-    """Least-squares line y = a + b x with outlier rejection (points beyond 3 robust sd, e.g. a tick stamped a
-    period late by an xrun, are dropped and the line refitted). Returns (slope b, fitted y at the last x, robust
-    residual sd)."""
-    b, last, sigma = _lsq(xs, ys)
-    if sigma > 0 and len(xs) >= 8:
-        a = last - b * xs[-1]
-        keep = [i for i, (x, y) in enumerate(zip(xs, ys, strict=True)) if abs(y - (a + b * x)) <= 3 * sigma]
-        if len(xs) - 2 >= len(keep) >= 0.75 * len(xs) or 0 < len(xs) - len(keep) <= 2 and len(keep) >= 4:
-            b2, _, sigma = _lsq([xs[i] for i in keep], [ys[i] for i in keep])
-            a2 = _lsq_intercept([xs[i] for i in keep], [ys[i] for i in keep], b2)
-            return b2, a2 + b2 * xs[-1], sigma
-    return b, last, sigma
-
-
-def _lsq_intercept(xs: list[int], ys: list[float], b: float) -> float:
-    return sum(ys) / len(ys) - b * sum(xs) / len(xs)
-
-
-def _lsq(xs: list[int], ys: list[float]) -> tuple[float, float, float]:
-    """Plain least-squares line y = a + b x: (slope b, fitted y at the last x, robust residual sd)."""
-    n = len(xs)
-    mx = sum(xs) / n
-    my = sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if sxx <= 0:
-        return 0.0, ys[-1], 0.0
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-    a = my - b * mx
-    if n < 4:
-        return b, a + b * xs[-1], 0.0
-    res = [abs(y - (a + b * x)) for x, y in zip(xs, ys, strict=True)]
-    sigma = 1.4826 * median(res) * math.sqrt(n / (n - 2))
-    return b, a + b * xs[-1], sigma
-
-
-def _slope_se(sigma: float, n: int) -> float:
-    """Standard error of a least-squares slope over n equally spaced points with residual sd sigma."""
-    return sigma * math.sqrt(12.0 / (n * (n * n - 1))) if n > 2 else math.inf
 
 
 class ClockTempoEstimator:
@@ -162,6 +133,12 @@ class ClockTempoEstimator:
         self._quantum = 0.0  # the arrival quantum (seconds) when stamps come on a period lattice, else 0
         self._q_miss = 0
         self._cap = self.max_window  # 2 beats while a ramp is being followed
+        self._curv: float | None = None  # a ramp's running curvature (s per tick^2)
+        self._line: tuple[int, float, float] | None = None  # the last fit: (index, its fitted time, period)
+        self._resid: deque[float] = deque(maxlen=FAST_STEP_TICKS)  # each tick's distance from the line before it
+        self._fast = False  # a fast step cut the window since the last reset
+        self._bent, self._bent_sign = 0, 0  # ticks in a row whose window bends (one way)
+        self._z = 0.0  # the last two beats' curvature z (tempo_fit.curvature_z)
         self.state = TempoState(None, None, math.inf, 0.0, 0, False, 0.0, 0, math.nan, "restart")
 
     @property
@@ -241,6 +218,9 @@ class ClockTempoEstimator:
             index = self._xs[-1] + advanced
         else:
             index = 0
+        if self._line is not None:  # how far off the line fitted so far this tick came
+            x0, t0, p0 = self._line
+            self._resid.append(t - (t0 + (index - x0) * p0))
         self._xs.append(index)
         self._ys.append(t)
         self._long_n = min(self._long_n + 1, len(self._xs), self._cap)
@@ -251,28 +231,73 @@ class ClockTempoEstimator:
                                     note or ("" if sane or not self._intervals else "out of range"))
             return self.state
         xs, ys = list(self._xs)[-self._long_n:], list(self._ys)[-self._long_n:]
-        p_long, tick_time, sigma = _fit(xs, ys)
+        p_long, tick_time, sigma = fit_line(xs, ys)
         ns = min(self.short_window, self._long_n)
-        p_short, short_last, sigma_short = _fit(xs[-ns:], ys[-ns:])
+        p_short, short_last, sigma_short = fit_line(xs[-ns:], ys[-ns:])
         # with a period quantum the spread is bounded (+-half a quantum around the line): repairable while that
         # stays well under half an interval
         bounded = 0 < self._quantum <= 0.75 * p_short and sigma_short <= 0.45 * self._quantum
         repairable = ns >= 12 and 0 < p_short and (sigma_short <= 0.12 * p_short or bounded)
         self._anchor = (short_last, p_short) if repairable else None
-        step = self._follow(p_short, p_long, sigma_short, max(sigma, sigma_short))
+        self._bend(xs, ys)
+        step = self._fast_step(sigma) or self._follow(p_short, p_long, sigma_short, max(sigma, sigma_short))
         if step:  # the long window was cut: refit it (the short fit now covers the same ticks)
             xs, ys = xs[-self._long_n:], ys[-self._long_n:]
-            p_long, tick_time, sigma = _fit(xs, ys)
+            p_long, tick_time, sigma = fit_line(xs, ys)
             p_short = p_long
         n = self._long_n
+        slope = 0.0
+        if self._cap < self.max_window and n >= 2 * self.short_window and p_long > 0:  # following a ramp
+            p_long, tick_time, slope = self._ramp_end(xs[-n:], ys[-n:], p_long, tick_time)
+        else:
+            self._curv = None
         bpm = 60.0 / (PPQN * p_long) if p_long > 0 else math.inf
         fast = 60.0 / (PPQN * p_short) if p_short > 0 else None
-        err = bpm * _slope_se(sigma, n) / p_long if p_long > 0 else math.inf
-        ok = n >= self.min_ticks and self.min_bpm <= bpm <= self.max_bpm
+        err = bpm * slope_se(sigma, n) / p_long if p_long > 0 else math.inf
+        ok = n >= (3 if self._fast else self.min_ticks) and self.min_bpm <= bpm <= self.max_bpm
         conf = min(1.0, n / self.short_window) / (1.0 + (err / 0.25) ** 2) if ok else 0.0
+        self._line = (xs[-1], tick_time, p_long) if p_long > 0 else None
         self.state = TempoState(bpm if ok else None, fast, err, conf, max(advanced, 1), step, sigma * 1e3, n,
-                                tick_time, note)
+                                tick_time, note, slope if ok else 0.0)
         return self.state
+
+    def _ramp_end(self, xs: list[int], ys: list[float], period: float, last: float) -> tuple[float, float, float]:
+        """A ramp's window as a parabola: (the period at the last tick, its fitted time, the tempo's slope in BPM
+        per second). A line through a ramp's ticks gives the window's average tempo, half a window behind the
+        host (0.7 BPM in a 1.6 BPM/s ramp), and its last tick ~1 ms off. The curvature is averaged over about a
+        beat of windows where jitter blurs it (``RAMP_SMOOTH``: one window's reads +-50 % with 1 ms of jitter),
+        hardly at all where it is clear (exact stamps). A slope under ``MIN_SLOPE`` reads as none."""
+        a, b, c, d, m = parabola(xs, ys)
+        weight = max(RAMP_SMOOTH, self._z**2 / (self._z**2 + RAMP_Z_SURE**2))  # a clear bend needs no averaging
+        self._curv = c if self._curv is None else self._curv + weight * (c - self._curv)
+        c = self._curv
+        p_end = b + 2.0 * c * d
+        if not (b > 0 and p_end > 0 and math.isfinite(c)):
+            return period, last, 0.0
+        slope = -5.0 * c / p_end**3  # d(60 / (24 p)) / dt = -2.5 / p^2 * dp/dx / p, dp/dx = d2y/dx2 = 2 c
+        if abs(slope) < MIN_SLOPE:
+            return period, last, 0.0
+        return p_end, a + b * d + c * (d * d - m), slope
+
+    def _fast_step(self, sigma: float) -> bool:
+        """A step seen in its first ticks: each of the last ``FAST_STEP_TICKS`` came further off the line fitted
+        before it than the one before, on the same side, the last more than ``FAST_STEP_S`` and 6 sd of the fit
+        off (5 % faster at 126 BPM: 1 ms more per tick). The long window is cut to those ticks (a one-beat fit
+        sees a step only after ~20 ticks). Not while a ramp is followed (its ticks drift off any line)."""
+        r = list(self._resid)[-FAST_STEP_TICKS:]
+        if self._cap < self.max_window or len(r) < FAST_STEP_TICKS or self._long_n <= self.short_window:
+            return False
+        grows = all(abs(b) > abs(a) and a * b > 0 for a, b in zip(r, r[1:], strict=False))
+        if not (grows and abs(r[-1]) > max(FAST_STEP_S, 6.0 * sigma)):
+            return False
+        # the ticks after the step: each further off by about the last increment (the first of the run may be
+        # one before the step, off by its jitter only)
+        inc = abs(r[-1] - r[-2])
+        after = sum(1 for v in r if abs(v) >= 0.5 * inc)
+        self._long_n, self._dev_count, self._drift_count = max(3, after), 0, 0
+        self._resid.clear()
+        self._fast = True  # (reported from these few ticks on, not from min_ticks)
+        return True
 
     def _follow(self, p_short: float, p_long: float, sigma: float, sigma_step: float) -> bool:
         """Two-speed follower: compare short and long fits; cut the long window on a step or a ramp.
@@ -283,9 +308,9 @@ class ClockTempoEstimator:
         if n <= ns or p_long <= 0:
             return False
         rel = (p_short - p_long) / p_long
-        sd_rel = _slope_se(sigma, ns) / p_long
+        sd_rel = slope_se(sigma, ns) / p_long
         sign = 1 if rel > 0 else -1
-        step_sd = _slope_se(sigma_step, ns) / p_long
+        step_sd = slope_se(sigma_step, ns) / p_long
         self._dev_count = self._dev_count + 1 if abs(rel) > max(self.step_threshold, 4 * step_sd) else 0
         if abs(rel) > max(self.drift_threshold, 3 * sd_rel) and sign == self._drift_sign:
             self._drift_count += 1
@@ -295,19 +320,34 @@ class ClockTempoEstimator:
         self._history.append(p_long)
         if self._cap < self.max_window and len(self._history) == self._history.maxlen:
             change = abs(p_long - self._history[0]) / p_long  # tempo change over the last beat
-            calm = change < max(0.0005, 2.5 * _slope_se(sigma, n) / p_long)
+            calm = change < max(0.0005, 2.5 * slope_se(sigma, n) / p_long)
             self._calm = self._calm + 1 if calm else 0
             if self._calm >= self.short_window:  # steady for a beat: the ramp has ended
                 self._cap, self._calm = self.max_window, 0
         if self._dev_count >= self.step_ticks:
             self._long_n = self.step_ticks
-        elif self._drift_count >= self.drift_ticks:
+        elif self._drift_count >= self.drift_ticks or self._bent >= RAMP_BENT_TICKS:
             self._cap = 2 * self.short_window
             self._long_n = min(n, self._cap)
         else:
             return False
-        self._dev_count = self._drift_count = 0
+        self._dev_count = self._drift_count = self._bent = 0
         return True
+
+    def _bend(self, xs: list[int], ys: list[float]) -> None:
+        """Count the ticks in a row whose last two beats bend one way (a ramp seen by its curvature: sooner than
+        by the short fit drifting from the long one, which takes a beat of drift after the drift shows)."""
+        m = 2 * self.short_window
+        self._z = z = curvature_z(xs[-m:], ys[-m:]) if len(xs) >= m else 0.0
+        if self._cap < self.max_window or len(xs) < m:
+            self._bent = 0
+            return
+        sign = 1 if z > 0 else -1
+        # (not while the short fit is off the long one by a step's margin: a parabola through a step's kink
+        # overshoots the new tempo)
+        bends = abs(z) > RAMP_Z and self._dev_count == 0 and (self._bent == 0 or sign == self._bent_sign)
+        self._bent = self._bent + 1 if bends else 0
+        self._bent_sign = sign
 
 
 class TempoHysteresis:
@@ -320,13 +360,18 @@ class TempoHysteresis:
     def __init__(self, threshold_bpm: float = 0.3, bar_epsilon_bpm: float = 0.01):
         self.threshold_bpm, self.bar_epsilon_bpm = threshold_bpm, bar_epsilon_bpm
         self.current: float | None = None
+        self.slope = 0.0  # the ramp's slope passed on with the current tempo (BPM per second)
 
-    def update(self, bpm: float | None, step: bool = False, at_bar: bool = False) -> float | None:
-        """Returns the new tempo to condition on, or None to keep the current one."""
+    def update(self, bpm: float | None, step: bool = False, at_bar: bool = False,
+               slope: float = 0.0) -> float | None:
+        """Returns the new tempo to condition on, or None to keep the current one. A ramp's ``slope`` (BPM per
+        second) is passed on with it when it starts, ends, or changes by more than a quarter."""
         if bpm is None:
             return None
         diff = math.inf if self.current is None else abs(bpm - self.current)
-        if diff > self.threshold_bpm or (step and diff > 0) or (at_bar and diff > self.bar_epsilon_bpm):
-            self.current = bpm
+        ramp_news = (slope == 0.0) != (self.slope == 0.0) or abs(slope - self.slope) > 0.25 * abs(self.slope)
+        if (diff > self.threshold_bpm or (step and diff > 0) or (at_bar and diff > self.bar_epsilon_bpm)
+                or ramp_news):
+            self.current, self.slope = bpm, slope
             return bpm
         return None

@@ -282,10 +282,10 @@ class MidiClockTracker:
         if self.transport.playing and self.ticks // PPQN != beat_before:
             self.transport.locate(self.beat, tick_time)
             self.emit(PositionEvent(self.beat, self.source, tick_time, exact=True))
-        bpm = self.hysteresis.update(state.bpm, state.step, at_bar)
+        bpm = self.hysteresis.update(state.bpm, state.step, at_bar, state.slope)
         if bpm is not None:
             self.transport.set_tempo(bpm, tick_time)
-            self.emit(TempoEvent(bpm, self.source, tick_time, state.confidence))
+            self.emit(TempoEvent(bpm, self.source, tick_time, state.confidence, state.slope))
 
     def _count_preroll(self, t: float, state: TempoState) -> None:
         """Clocks while stopped: the first after a pause (a sender rolling again before its Continue) is one clock

@@ -39,6 +39,7 @@ from generator.timeline.control_log import ControlLogWriter, ControlRecord, Sess
 from generator.timeline.crossfade import DEFAULT_CROSSFADE_MS, fade_out
 from generator.timeline.cursor import RunCursor, host_bpm_at, phase_nudge
 from generator.timeline.handover import BarStop, Handover, HostJoin
+from generator.timeline.host_line import HostLine, follow
 from generator.timeline.live_control import LiveControl
 from generator.timeline.planner import OUTPUT_ONLY, Performance, bar_beats
 from generator.timeline.playout import Playout
@@ -50,6 +51,7 @@ from generator.timeline.worker import RenderWorker
 logger = logging.getLogger(__name__)
 
 RAMP_STEP = 0.01  # a new host tempo within 1 % of the plan's: applied from the render position, not rolled back
+GLIDE_TOLERANCE_BPM = 0.02  # while the host ramps, a plan this close to the ramp's tempo is left as it is
 
 
 class LiveStream(LiveControl, RenderWorker):
@@ -100,6 +102,7 @@ class LiveStream(LiveControl, RenderWorker):
         self.bpm_confidence = 1.0
         self.phase_tolerance_s = 0.002  # sync/set_tempo leave a smaller phase error alone
         self._nudges: list[tuple[float, float, float]] = []  # (from, to, host bpm): beats played nudged
+        self._trend: HostLine | None = None  # the last tempo request's: a sync follows its ramp
 
     @property
     def output_latency_s(self) -> float:
@@ -221,42 +224,48 @@ class LiveStream(LiveControl, RenderWorker):
             self.bpm_confidence = float(confidence)
         run = self.perf.current
         new_tempo = bpm is not None and float(bpm) != self.perf.bpm
-        bpm = self.perf.bpm if bpm is None else float(bpm)
         if run is None:
-            if bpm != self.perf.bpm:
-                self._record(ControlRecord(self.perf.position, "tempo", "bpm", bpm))
+            if bpm is not None and float(bpm) != self.perf.bpm:
+                self._record(ControlRecord(self.perf.position, "tempo", "bpm", float(bpm)))
             return
         head = self.play_head_beat()
         t_a = t_req if host_time is None else float(host_time)
         b_a = self.cur.beat_at(self.playout.index_heard_at(t_a, now)) if host_beat is None else float(host_beat)
-
-        def host(b: float) -> float:
-            return t_a + (b - b_a) * 60.0 / bpm
+        line = follow(self._trend, t_a, b_a, request.bpm, request.slope, self.perf.bpm)
+        if request.bpm is not None:
+            self._trend = line
+        host, bpm = line.time_of, line.bpm
+        gliding = line.gliding
 
         cond = self.perf.controls.get("tempo", bpm)
         recondition = abs(bpm - cond) > self.recondition * cond
         c0 = self.cur.earliest(self._margin(False))
         cx = max(c0, run.tempo.changes[-1][0])  # where the tempo plan in force settles
-        if (not recondition and run.tempo.bpm_at(cx) == bpm
+        off_tempo = abs(run.tempo.bpm_at(cx) - line.bpm_at(host(cx)))
+        if (not recondition and off_tempo <= (GLIDE_TOLERANCE_BPM if gliding else 0.0)
                 and abs(self.cur.heard(cx, now) - host(cx)) <= self.phase_tolerance_s):
             return  # already on (or on the way to) the host's grid at this tempo
-        if new_tempo and abs(bpm - run.tempo.bpm_at(cx)) <= RAMP_STEP * bpm:
+        if (new_tempo or gliding) and abs(bpm - run.tempo.bpm_at(cx)) <= RAMP_STEP * bpm:
             # a step of a ramp: what is rendered plays on and the change starts where rendering is; rolling back and
             # re-rendering the look-ahead at every step of a ramp (a Link peer's: one every 0.4 s) ran dry
             c0 = max(c0, self.cur.beat)
         bar = self.perf.grid.quantise(head, "bar", max(c0, self.cur.earliest(self._margin(True))))
         # a host tempo change is caught up with quickly; a drift (sync: no new tempo) over at least a bar
-        c1, nudge = phase_nudge(c0, self.cur.heard(c0, now), host, bpm, max_beats=int(math.ceil(2 * self.perf.bar)),
-                                min_beats=1 if new_tempo else max(1, int(self.perf.bar)))
+        c1, nudge = phase_nudge(c0, self.cur.heard(c0, now), host, line.bpm_at(host(c0)),
+                                max_beats=int(math.ceil(2 * self.perf.bar)),
+                                min_beats=1 if new_tempo or gliding else max(1, int(self.perf.bar)))
         if not self.cur.rollback(c0):
             c0 = c1 = self.cur.beat
             bar = self.perf.grid.quantise(head, "bar", c0)
+        plan = line.beat_tempos(c1)  # from c1 on: the host's tempo, beat by beat while it ramps
         # planned nudges from c0 on are replaced (the records below replace the tempo changes after c0 too)
         self._nudges = [(a, min(b, c0), v) for a, b, v in self._nudges if a < c0]
         if c1 > c0:
-            self._nudges.append((c0, c1, bpm))
+            self._nudges.append((c0, c1, plan[0][1]))
             self._record(ControlRecord(c0, "tempo", "bpm", nudge, None, at=round(head, 6)))
-        self._record(ControlRecord(c1, "tempo", "bpm", bpm, None, at=round(head, 6)))
+        for beat, tempo in plan:
+            self._record(ControlRecord(beat, "tempo", "bpm", round(tempo, 6) if gliding else tempo, None,
+                                       at=round(head, 6)))
         if recondition:
             self._record(ControlRecord(bar, "control", "tempo", bpm, "bar", at=round(head, 6)))
 
@@ -277,6 +286,7 @@ class LiveStream(LiveControl, RenderWorker):
         run = self.perf.current
         self.cur.start(run, tail)
         self._nudges, self._placed = [], {}
+        self._trend = None
         self._stop_silence_until = None
 
     def _hand_over(self, now: float) -> None:

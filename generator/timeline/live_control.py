@@ -48,9 +48,10 @@ class LiveControl:
         self._put(Transport("locate", beat, at_time), now)
 
     def set_tempo(self, bpm: float, confidence: float = 1.0, now: float | None = None, beat: float | None = None,
-                  at_time: float | None = None) -> None:
-        """Host tempo is `bpm` from host beat `beat` at host time `at_time` on (default: from the beat heard now)."""
-        self._put(Tempo(bpm, confidence, beat, at_time), now)
+                  at_time: float | None = None, slope: float = 0.0) -> None:
+        """Host tempo is `bpm` from host beat `beat` at host time `at_time` on (default: from the beat heard now),
+        gliding by `slope` BPM per second while the host ramps (the beats planned ahead follow the ramp)."""
+        self._put(Tempo(bpm, confidence, beat, at_time, float(slope)), now)
 
     def sync(self, beat: float, at_time: float, now: float | None = None) -> None:
         """The host is at `beat` at host time `at_time` (e.g. a MIDI beat): when what is heard is more than
@@ -107,7 +108,7 @@ class LiveStreamPort(Protocol):
     def locate(self, beat: float, at_time: float | None = None, now: float | None = None) -> None: ...
 
     def set_tempo(self, bpm: float, confidence: float = 1.0, now: float | None = None, beat: float | None = None,
-                  at_time: float | None = None) -> None: ...
+                  at_time: float | None = None, slope: float = 0.0) -> None: ...
 
     def sync(self, beat: float, at_time: float, now: float | None = None) -> None: ...
 

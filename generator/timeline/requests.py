@@ -37,12 +37,14 @@ class Join:
 @dataclass(frozen=True)
 class Tempo:
     """The host's tempo `bpm` (None: unchanged, a phase sync only) with the estimate's `confidence`, from host
-    `beat` at host time `at_time` on (None: the beat heard when requested)."""
+    `beat` at host time `at_time` on (None: the beat heard when requested); `slope`: BPM per second while the host
+    ramps (generator.timeline.host_line), 0 when it holds its tempo."""
 
     bpm: float | None
     confidence: float | None = None
     beat: float | None = None
     at_time: float | None = None
+    slope: float = 0.0
 
 
 @dataclass(frozen=True)

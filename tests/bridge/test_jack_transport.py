@@ -110,13 +110,16 @@ def test_a_ramp_the_master_states_every_period_arrives_as_a_few_steps_ending_on_
     f, m = TransportFollower(), Master(120.0)
     m.rolling = True
     run(f, m, 100)
-    tempos = []
+    events = []
     for k in range(1, 690):  # 8 s from 120 to 126 BPM, a new tempo every period
         m.bpm = 120.0 + 6.0 * k / 689  # (a master that keeps its position continuous: no reset)
-        tempos += [e.bpm for e in kinds(run(f, m, 1), TempoEvent)]
-    tempos += [e.bpm for e in kinds(run(f, m, 200), TempoEvent)]
+        events += kinds(run(f, m, 1), TempoEvent)
+    events += kinds(run(f, m, 200), TempoEvent)
+    tempos = [e.bpm for e in events]
     assert 10 <= len(tempos) <= 25 and tempos[-1] == 126.0
     assert all(b - a >= 0.3 for a, b in zip(tempos[:-2], tempos[1:-1], strict=True))
+    # each step says how fast the tempo moves (so the beats planned ahead follow the ramp); the last that it holds
+    assert all(e.slope == pytest.approx(6.0 / 8.0, rel=0.01) for e in events[:-1]) and events[-1].slope == 0.0
 
 
 def test_without_a_timebase_master_the_beat_counts_frames_at_the_configured_tempo():

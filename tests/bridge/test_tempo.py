@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import random
+from statistics import median
 
 import pytest
 
-from bridge.tempo import ClockTempoEstimator, TempoHysteresis
+from bridge.tempo import PPQN, ClockTempoEstimator, TempoHysteresis
 from tests.bridge.clockstreams import double, drop, ramp, tick_times
 
 BAR = 96  # ticks in a 4/4 bar
@@ -78,19 +79,43 @@ def test_tempo_step_followed_within_one_beat(seed: int, b0: float, b1: float) ->
         assert s.bpm == pytest.approx(b1, abs=0.1)
 
 
+@pytest.mark.parametrize("jitter", [0.0, 0.0005])
+@pytest.mark.parametrize("b1", [132.3, 120.0])
+def test_a_5_percent_step_is_followed_within_a_quarter_of_a_beat(jitter: float, b1: float) -> None:
+    """A DAW's tempo step (126 -> +-5 %): the tempo is right within 6 ticks (a one-beat fit took 20, while the music
+    played on at the old tempo), and a steady clock with jitter never reads as one."""
+    states = run(tick_times([126.0] * 4 * BAR + [b1] * 2 * BAR, jitter_s=jitter, seed=2))
+    assert not any(s.step for s in states[BAR : 4 * BAR])
+    assert all(s.bpm == pytest.approx(b1, abs=0.5) for s in states[4 * BAR + 6 :])
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.0002])
+def test_a_ramp_is_seen_by_its_bend_within_a_beat(jitter: float) -> None:
+    """A DAW's 8 s ramp down 5 % (1.6 BPM/s): it is followed as a ramp within a beat of its start (drift alone
+    took one to five beats, the tempo falling behind meanwhile), and never more than 0.6 BPM off."""
+    bpms = [132.3] * 4 * BAR + ramp(132.3, 119.7, 17 * PPQN) + [119.7] * 2 * BAR
+    states = run(tick_times(bpms, jitter_s=jitter, seed=1))
+    assert any(s.slope < 0 for s in states[4 * BAR : 4 * BAR + PPQN])
+    assert max(abs(s.bpm - b) for s, b in zip(states[4 * BAR :], bpms[4 * BAR :], strict=True)) < 0.6
+
+
 def test_tempo_step_with_5ms_jitter() -> None:
     states = run(tick_times([120.0] * 2 * BAR + [174.0] * 2 * BAR, jitter_s=0.005, seed=3))
     assert states[2 * BAR + 24].bpm == pytest.approx(174.0, rel=0.03)
     assert states[-1].bpm == pytest.approx(174.0, abs=0.3)
 
 
-@pytest.mark.parametrize("jitter", [0.0, 0.001])
-def test_ramp_is_followed(jitter: float) -> None:
+@pytest.mark.parametrize(("jitter", "within"), [(0.0, 0.02), (0.001, 0.35)])
+def test_ramp_is_followed_at_the_latest_tick_with_its_slope(jitter: float, within: float) -> None:
+    """A 120 -> 140 BPM ramp over 16 bars: the tempo at the latest tick (a line through the window would lag it by
+    half the window: 0.34 BPM here), and how fast it moves; a steady tempo again has no slope."""
     bpms = [120.0] * BAR + ramp(120.0, 140.0, 16 * BAR) + [140.0] * 2 * BAR
     states = run(tick_times(bpms, jitter_s=jitter, seed=1))
     ramp_part = range(3 * BAR, 17 * BAR)
-    assert max(abs(states[i].bpm - bpms[i]) for i in ramp_part) < 0.5  # the lag of a two-beat window
-    assert states[-1].bpm == pytest.approx(140.0, abs=0.1)
+    assert max(abs(states[i].bpm - bpms[i]) for i in ramp_part) < within
+    seconds = sum(60.0 / PPQN / b for b in bpms[BAR : 17 * BAR])
+    assert median(states[i].slope for i in ramp_part) == pytest.approx(20.0 / seconds, rel=0.05)
+    assert states[-1].bpm == pytest.approx(140.0, abs=0.1) and states[-1].slope == 0.0
 
 
 def test_pause_restarts_and_clock_flood_reports_no_tempo() -> None:
@@ -123,6 +148,11 @@ def test_hysteresis() -> None:
     assert h.update(120.6) == 120.6
     assert h.update(120.65, step=True) == 120.65
     assert h.update(None) is None
+    # a ramp's slope goes with the tempo when the ramp starts, changes by more than a quarter, and ends
+    assert h.update(120.7, slope=1.5) == 120.7
+    assert h.update(120.8, slope=1.6) is None
+    assert h.update(120.9, slope=2.1) == 120.9 and h.slope == 2.1
+    assert h.update(121.0, slope=0.0) == 121.0 and h.slope == 0.0
 
 
 def test_bad_constructor_arguments() -> None:

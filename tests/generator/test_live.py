@@ -12,6 +12,7 @@ import pytest
 from bridge.audio.ring import AudioRing
 from generator.runtime.engine import Engine
 from generator.timeline.control_log import SessionHeader, parse_lines
+from generator.timeline.host_line import HostLine
 from generator.timeline.planner import Performance
 from generator.timeline.playout import Playout
 from generator.timeline.requests import Meter
@@ -176,6 +177,44 @@ def test_a_host_tempo_ramp_plays_on_what_is_rendered_and_lands_on_the_grid(engin
     heard = np.array([sim.heard(k + run.tempo.sample_at(b)) for b in beats])
     assert np.abs(heard - (host_t + (beats - host_beat) * 60 / bpm)).max() < 0.5e-3
     assert sim.ring.underruns == 0
+
+
+def _glide(engine, stated_slope: bool) -> float:
+    """A host gliding 128 -> 136 BPM over 5 s, its tempo stated every 0.3 BPM and its position on every beat, as a
+    MIDI clock or the JACK transport state them; -> the largest |heard - host| (ms) of the beats heard during and
+    just after the ramp."""
+    sim = Sim(engine)
+    sim.live.min_lookahead_s = 0.5
+    t_play = sim.t
+    sim.live.play(0.0, at_time=t_play, now=t_play)
+    sim.tick(150)
+    t_r = sim.t
+    host = HostLine(t_r, (t_r - t_play) * 128 / 60, 128.0, 1.6, horizon_s=5.0)  # the host's own beats
+    stated, beat_stated = 128.0, np.floor(host.b0)
+    for _ in range(round(7.0 * SR / PERIOD)):
+        bpm, beat = host.bpm_at(sim.t), host.beat_at(sim.t)
+        ramping = sim.t < t_r + 5.0
+        if abs(bpm - stated) >= 0.3 or (not ramping and stated != bpm):
+            stated = bpm
+            sim.live.set_tempo(bpm, now=sim.t, beat=beat, at_time=sim.t, slope=1.6 if ramping and stated_slope else 0)
+        elif np.floor(beat) > beat_stated:
+            sim.live.sync(np.floor(beat), host.time_of(np.floor(beat)), now=sim.t)
+        beat_stated = max(beat_stated, np.floor(beat))
+        sim.tick(1)
+    sim.tick(100)
+    [(run, k)] = sim.runs()
+    beats = np.arange(np.ceil(host.b0) + 2, np.floor(host.beat_at(t_r + 6.5)))
+    heard = np.array([sim.heard(k + run.tempo.sample_at(b)) for b in beats])
+    assert sim.ring.underruns == 0
+    return float(np.abs(heard - np.array([host.time_of(b) for b in beats])).max() * 1000)
+
+
+def test_beats_planned_ahead_follow_a_host_ramp_when_its_slope_is_stated(engine):
+    """Audio rendered now is heard later, when a ramping host has moved on: with the ramp's slope the beats planned
+    ahead land where the host plays them; at a constant tempo they drift off by the ramp's curvature."""
+    with_slope, without = _glide(engine, True), _glide(engine, False)
+    assert with_slope < 3.0
+    assert without > 2 * with_slope  # (the scenario is one the slope matters in)
 
 
 def test_phase_correction_without_a_tempo_change(engine):

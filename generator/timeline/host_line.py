@@ -66,14 +66,15 @@ class HostLine:
 
     def beat_tempos(self, beat: float, max_beats: int = PLAN_BEATS) -> list[tuple[float, float]]:
         """[(beat, tempo)]: the tempo that plays each beat from ``beat`` on exactly as long as the host takes for it,
-        one beat after the other until the horizon (or ``max_beats``); the last holds. Holding: [(beat, bpm)]."""
+        one beat after the other until the horizon (or ``max_beats``); the last holds (to 1e-6 BPM, for the control
+        log). Holding: [(beat, bpm)], the tempo exactly as stated."""
         if not self.gliding:
             return [(beat, self.bpm)]
         out: list[tuple[float, float]] = []
         for j in range(max_beats):
             b = beat + j
             t = self.time_of(b)
-            out.append((b, 60.0 / (self.time_of(b + 1) - t)))
+            out.append((b, round(60.0 / (self.time_of(b + 1) - t), 6)))
             if t >= self.t0 + self.horizon_s:
                 break
         return out

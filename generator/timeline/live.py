@@ -15,7 +15,9 @@ the play head: bar-bound ones and tempo at the first piece boundary (bar line, b
 there (cutting the piece they fall in short). Audio rendered past that point is dropped from the ring and rendered
 again, exactly as the offline replay renders it, so the look-ahead no longer delays changes. A tempo change
 follows the host from the beat it is at: the beats between the change point and the host's grid are played
-slightly faster or slower (at most 6 %, a few beats) until they land on the host's beats again. A join (another
+slightly faster or slower (at most 6 %, a few beats) until they land on the host's beats again; while the host
+ramps (a tempo request with a slope) the beats after that are planned one by one along the ramp
+(generator.timeline.host_line), so what is rendered ahead is heard where the host plays it. A join (another
 sync source takes over) and a bar stop wait for their bar line (generator.timeline.handover).
 """
 
@@ -234,9 +236,7 @@ class LiveStream(LiveControl, RenderWorker):
         line = follow(self._trend, t_a, b_a, request.bpm, request.slope, self.perf.bpm)
         if request.bpm is not None:
             self._trend = line
-        host, bpm = line.time_of, line.bpm
-        gliding = line.gliding
-
+        host, bpm, gliding = line.time_of, line.bpm, line.gliding
         cond = self.perf.controls.get("tempo", bpm)
         recondition = abs(bpm - cond) > self.recondition * cond
         c0 = self.cur.earliest(self._margin(False))
@@ -264,8 +264,7 @@ class LiveStream(LiveControl, RenderWorker):
             self._nudges.append((c0, c1, plan[0][1]))
             self._record(ControlRecord(c0, "tempo", "bpm", nudge, None, at=round(head, 6)))
         for beat, tempo in plan:
-            self._record(ControlRecord(beat, "tempo", "bpm", round(tempo, 6) if gliding else tempo, None,
-                                       at=round(head, 6)))
+            self._record(ControlRecord(beat, "tempo", "bpm", tempo, None, at=round(head, 6)))
         if recondition:
             self._record(ControlRecord(bar, "control", "tempo", bpm, "bar", at=round(head, 6)))
 

@@ -41,6 +41,8 @@ PPQN = 24
 MIN_SLOPE = 0.1  # BPM per second: a gentler glide is followed as a drift
 FAST_STEP_TICKS = 4  # ticks that show a step at once (see ClockTempoEstimator._fast_step)
 FAST_STEP_S = 0.0015
+# the tempo after a fast step is told once its standard error is this small (relative), or a twentieth of the step
+FAST_STEP_PRECISION = 0.004
 RAMP_Z = 5.0  # a window's curvature this many standard errors from none ...
 RAMP_BENT_TICKS = 6  # ... this many ticks in a row: a ramp
 RAMP_Z_SURE = 20.0  # a curvature this sure is taken as it is, a vaguer one averaged (ClockTempoEstimator._ramp_end)
@@ -137,6 +139,7 @@ class ClockTempoEstimator:
         self._line: tuple[int, float, float] | None = None  # the last fit: (index, its fitted time, period)
         self._resid: deque[float] = deque(maxlen=FAST_STEP_TICKS)  # each tick's distance from the line before it
         self._fast = False  # a fast step cut the window since the last reset
+        self._step_sigma = self._step_from = 0.0
         self._bent, self._bent_sign = 0, 0  # ticks in a row whose window bends (one way)
         self._z = 0.0  # the last two beats' curvature z (tempo_fit.curvature_z)
         self.state = TempoState(None, None, math.inf, 0.0, 0, False, 0.0, 0, math.nan, "restart")
@@ -255,6 +258,10 @@ class ClockTempoEstimator:
         fast = 60.0 / (PPQN * p_short) if p_short > 0 else None
         err = bpm * slope_se(sigma, n) / p_long if p_long > 0 else math.inf
         ok = n >= (3 if self._fast else self.min_ticks) and self.min_bpm <= bpm <= self.max_bpm
+        if self._fast and n < self.short_window:  # a few ticks after a fast step: only once they say it well enough
+            step_size = abs(p_long - self._step_from) / p_long  # (a big step is better told roughly than not)
+            precision = max(FAST_STEP_PRECISION, 0.05 * step_size)
+            ok = ok and slope_se(max(sigma, self._step_sigma), n) / p_long <= precision
         conf = min(1.0, n / self.short_window) / (1.0 + (err / 0.25) ** 2) if ok else 0.0
         self._line = (xs[-1], tick_time, p_long) if p_long > 0 else None
         self.state = TempoState(bpm if ok else None, fast, err, conf, max(advanced, 1), step, sigma * 1e3, n,
@@ -297,6 +304,8 @@ class ClockTempoEstimator:
         self._long_n, self._dev_count, self._drift_count = max(3, after), 0, 0
         self._resid.clear()
         self._fast = True  # (reported from these few ticks on, not from min_ticks)
+        self._step_sigma = sigma  # the clock's jitter before the step: a few ticks after it cannot show it
+        self._step_from = self._line[2] if self._line is not None else 0.0  # the period before it
         return True
 
     def _follow(self, p_short: float, p_long: float, sigma: float, sigma_step: float) -> bool:

@@ -29,19 +29,22 @@ def phase_nudge(c0: float, heard_c0: float, host_time: Callable[[float], float],
                 max_nudge: float = MAX_NUDGE, min_beats: int = 1) -> tuple[float, float]:
     """Catch up with the host after a tempo change: the audio reaches beat `c0` at time `heard_c0` (seconds), the
     host plays beat b at `host_time(b)` at `bpm`. Returns (c1, bpm_x): beats [c0, c1) play at bpm_x so that beat
-    c1 is heard on the host's beat, over the fewest whole beats (at least `min_beats`, at most max_beats) that
+    c1 (a whole beat) is heard on the host's beat, over the fewest beats (at least `min_beats`, at most max_beats) that
     keep bpm_x within `max_nudge` (relative) of bpm; (c0, bpm) when c0 is already within 0.2 ms. Out of reach:
     the clamped nudge over max_beats (the rest of the error remains). A larger `min_beats` spreads a small drift
     correction thinly (10 ms over a bar at 120 BPM: 0.5 % faster) instead of rushing one beat."""
     if abs(host_time(c0) - heard_c0) < 2e-4:
         return c0, bpm
+    base = math.floor(c0 + 1e-9)  # (a c0 inside a beat: the catch-up still ends on a whole beat)
     for k in range(max(1, min(min_beats, max_beats)), max_beats + 1):
-        dt = host_time(c0 + k) - heard_c0
-        if dt > 0 and abs(k * 60.0 / dt / bpm - 1.0) <= max_nudge:
-            return c0 + k, k * 60.0 / dt
-    dt = host_time(c0 + max_beats) - heard_c0
-    x = max_beats * 60.0 / dt if dt > 0 else math.inf
-    return c0 + max_beats, min(max(x, bpm * (1 - max_nudge)), bpm * (1 + max_nudge))
+        span = base + k - c0
+        dt = host_time(base + k) - heard_c0
+        if dt > 0 and abs(span * 60.0 / dt / bpm - 1.0) <= max_nudge:
+            return base + k, span * 60.0 / dt
+    span = base + max_beats - c0
+    dt = host_time(base + max_beats) - heard_c0
+    x = span * 60.0 / dt if dt > 0 else math.inf
+    return base + max_beats, min(max(x, bpm * (1 - max_nudge)), bpm * (1 + max_nudge))
 
 
 def host_bpm_at(nudges: list[tuple[float, float, float]], beat: float, played_bpm: float) -> float:

@@ -239,7 +239,8 @@ class LiveStream(LiveControl, RenderWorker):
         host, bpm, gliding = line.time_of, line.bpm, line.gliding
         cond = self.perf.controls.get("tempo", bpm)
         recondition = abs(bpm - cond) > self.recondition * cond
-        c0 = self.cur.earliest(self._margin(False))
+        # a new tempo as soon as it can be rendered, mid-beat if need be; a drift's correction at a piece boundary
+        c0 = self.cur.soonest(self._margin(False)) if new_tempo else self.cur.earliest(self._margin(False))
         cx = max(c0, run.tempo.changes[-1][0])  # where the tempo plan in force settles
         off_tempo = abs(run.tempo.bpm_at(cx) - line.bpm_at(host(cx)))
         if (not recondition and off_tempo <= (GLIDE_TOLERANCE_BPM if gliding else 0.0)

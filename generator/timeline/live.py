@@ -11,8 +11,8 @@ ring. Time arrives as an argument (`now`, seconds on the daemon's monotonic cloc
 Timing: a run's beat-to-sample map is anchored when its first sample is written, from the real play head (the
 device's progress, the queued depth and the sink's latency) at that moment, so a busy worker or the fade of a
 jump does not shift it. Changes are placed a safety margin (twice the measured render time of a piece) ahead of
-the play head: bar-bound ones and tempo at the first piece boundary (bar line, beat) after it, "now" ones right
-there (cutting the piece they fall in short). Audio rendered past that point is dropped from the ring and rendered
+the play head: bar-bound ones and drift corrections at the first piece boundary (bar line, beat) after it, "now"
+ones and a new tempo right there (cutting the piece they fall in short). Audio rendered past that point is dropped from the ring and rendered
 again, exactly as the offline replay renders it, so the look-ahead no longer delays changes. A tempo change
 follows the host from the beat it is at: the beats between the change point and the host's grid are played
 slightly faster or slower (at most 6 %, a few beats) until they land on the host's beats again; while the host

@@ -140,6 +140,7 @@ class ClockTempoEstimator:
         self._resid: deque[float] = deque(maxlen=FAST_STEP_TICKS)  # each tick's distance from the line before it
         self._fast = False  # a fast step cut the window since the last reset
         self._step_sigma = self._step_from = 0.0
+        self._step_held = False  # a fast step whose tempo is not told yet
         self._bent, self._bent_sign = 0, 0  # ticks in a row whose window bends (one way)
         self._z = 0.0  # the last two beats' curvature z (tempo_fit.curvature_z)
         self.state = TempoState(None, None, math.inf, 0.0, 0, False, 0.0, 0, math.nan, "restart")
@@ -258,10 +259,17 @@ class ClockTempoEstimator:
         fast = 60.0 / (PPQN * p_short) if p_short > 0 else None
         err = bpm * slope_se(sigma, n) / p_long if p_long > 0 else math.inf
         ok = n >= (3 if self._fast else self.min_ticks) and self.min_bpm <= bpm <= self.max_bpm
-        if self._fast and n < self.short_window:  # a few ticks after a fast step: only once they say it well enough
-            step_size = abs(p_long - self._step_from) / p_long  # (a big step is better told roughly than not)
+        before = self.state.bpm
+        if ok and self._fast and n < self.short_window and before is not None:
+            # a few ticks after a fast step: told once they say it well enough (a big step is better told roughly
+            # than not); meanwhile the tempo before stands, so the ticks still read as ordinary ones
+            step_size = abs(p_long - self._step_from) / p_long
             precision = max(FAST_STEP_PRECISION, 0.05 * step_size)
-            ok = ok and slope_se(max(sigma, self._step_sigma), n) / p_long <= precision
+            if slope_se(max(sigma, self._step_sigma), n) / p_long > precision:
+                bpm, slope, self._step_held = before, 0.0, self._step_held or step
+                step = False
+        if self._step_held and bpm != before:  # the held step is told now
+            step, self._step_held = True, False
         conf = min(1.0, n / self.short_window) / (1.0 + (err / 0.25) ** 2) if ok else 0.0
         self._line = (xs[-1], tick_time, p_long) if p_long > 0 else None
         self.state = TempoState(bpm if ok else None, fast, err, conf, max(advanced, 1), step, sigma * 1e3, n,

@@ -12,9 +12,9 @@ Timing: a run's beat-to-sample map is anchored when its first sample is written,
 device's progress, the queued depth and the sink's latency) at that moment, so a busy worker or the fade of a
 jump does not shift it. Changes are placed a safety margin (twice the measured render time of a piece) ahead of
 the play head: bar-bound ones and drift corrections at the first piece boundary (bar line, beat) after it, "now"
-ones and a new tempo right there (cutting the piece they fall in short). Audio rendered past that point is dropped from the ring and rendered
-again, exactly as the offline replay renders it, so the look-ahead no longer delays changes. A tempo change
-follows the host from the beat it is at: the beats between the change point and the host's grid are played
+ones and a new tempo right there (cutting the piece they fall in short). Audio rendered past that point is
+dropped from the ring and rendered again, as the offline replay renders it: the look-ahead delays no change. A tempo
+change follows the host from the beat it is at: the beats between the change point and the host's grid are played
 slightly faster or slower (at most 6 %, a few beats) until they land on the host's beats again; while the host
 ramps (a tempo request with a slope) the beats after that are planned one by one along the ramp
 (generator.timeline.host_line), so what is rendered ahead is heard where the host plays it. A join (another

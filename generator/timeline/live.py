@@ -11,8 +11,8 @@ ring. Time arrives as an argument (`now`, seconds on the daemon's monotonic cloc
 Timing: a run's beat-to-sample map is anchored when its first sample is written, from the real play head (the
 device's progress, the queued depth and the sink's latency) at that moment, so a busy worker or the fade of a
 jump does not shift it. Changes are placed a safety margin (twice the measured render time of a piece) ahead of
-the play head: bar-bound ones and drift corrections at the first piece boundary (bar line, beat) after it, "now"
-ones and a new tempo right there (cutting the piece they fall in short). Audio rendered past that point is
+the play head: bar-bound ones and tempo at the first piece boundary (bar line, beat) after it, "now" ones right
+there (cutting the piece they fall in short). Audio rendered past that point is
 dropped from the ring and rendered again, as the offline replay renders it: the look-ahead delays no change. A tempo
 change follows the host from the beat it is at: the beats between the change point and the host's grid are played
 slightly faster or slower (at most 6 %, a few beats) until they land on the host's beats again; while the host
@@ -239,8 +239,7 @@ class LiveStream(LiveControl, RenderWorker):
         host, bpm, gliding = line.time_of, line.bpm, line.gliding
         cond = self.perf.controls.get("tempo", bpm)
         recondition = abs(bpm - cond) > self.recondition * cond
-        # a new tempo as soon as it can be rendered, mid-beat if need be; a drift's correction at a piece boundary
-        c0 = self.cur.soonest(self._margin(False)) if new_tempo else self.cur.earliest(self._margin(False))
+        c0 = self.cur.earliest(self._margin(False))
         cx = max(c0, run.tempo.changes[-1][0])  # where the tempo plan in force settles
         off_tempo = abs(run.tempo.bpm_at(cx) - line.bpm_at(host(cx)))
         if (not recondition and off_tempo <= (GLIDE_TOLERANCE_BPM if gliding else 0.0)

@@ -34,7 +34,8 @@ class HostLine:
             raise ValueError(f"tempo must be > 0 BPM, got {self.bpm!r}")
         # never so steep that the tempo would fall to half within the horizon
         limit = min(MAX_SLOPE, 0.5 * self.bpm / self.horizon_s) if self.horizon_s > 0 else 0.0
-        object.__setattr__(self, "slope", max(-limit, min(limit, float(self.slope))))
+        slope = float(self.slope) if math.isfinite(self.slope) else 0.0  # (a broken estimate is no ramp)
+        object.__setattr__(self, "slope", max(-limit, min(limit, slope)))
 
     @property
     def gliding(self) -> bool:

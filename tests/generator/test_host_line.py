@@ -30,6 +30,8 @@ def test_each_beat_is_planned_at_the_tempo_that_takes_as_long_as_the_host_does()
 
 def test_a_slope_that_would_halve_the_tempo_within_the_horizon_is_limited():
     assert HostLine(0.0, 0.0, 60.0, slope=-500.0).slope == -15.0  # 60 BPM * 0.5 / 2 s
+    assert HostLine(0.0, 0.0, 120.0, slope=float("nan")).slope == 0.0  # a broken estimate: no ramp, not the limit
+    assert HostLine(0.0, 0.0, 120.0, slope=float("inf")).slope == 0.0
     with pytest.raises(ValueError, match="BPM"):
         HostLine(0.0, 0.0, 0.0)
 

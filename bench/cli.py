@@ -165,7 +165,8 @@ def _soak_host(minutes: float, preset: str, flood: int, out: Path, sync: str = "
     """The soak against the host's grid: scripts/live_phase.py's JACK rig (jack_transport, a recorder, and for
     ``sync`` midi jack_midi_clock) for `minutes`, with soak_plan's changes (``other``: the preset switched to and
     back), the host's tempo steps and ramps from a tempo map (link_peer.tempo_plan), and `flood` malformed OSC
-    datagrams; every beat's phase goes to `out` (JSON), the summary to stdout."""
+    datagrams; every beat's phase goes to `out` (JSON), the daemon's log beside it (.log) with the clock's ticks
+    (.ticks.npz: each tick's recorded sample and the host's beat there), the summary to stdout."""
     scripts = Path(__file__).resolve().parents[1] / "scripts"
     if not (scripts / "live_phase.py").is_file():
         raise MusikaError(f"{scripts / 'live_phase.py'} is not here: the soak against the host's grid runs from a "
@@ -175,9 +176,10 @@ def _soak_host(minutes: float, preset: str, flood: int, out: Path, sync: str = "
     spec.loader.exec_module(live_phase)
     plan = soak_plan(minutes, other, preset)
     tempo = live_phase.tempo_plan(126.0, minutes * 60.0 + 8.0) if tempo_changes else None
-    figures = live_phase.measure(sync, seconds=minutes * 60.0, settle_s=8.0, preset=preset, track_bpm=False,
-                                 disturb=plan, flood=flood, per_beat=True, tempo_plan=tempo)
     out.parent.mkdir(parents=True, exist_ok=True)
+    figures = live_phase.measure(sync, seconds=minutes * 60.0, settle_s=8.0, preset=preset, track_bpm=False,
+                                 disturb=plan, flood=flood, per_beat=True, tempo_plan=tempo,
+                                 log_to=str(out.with_suffix(".log")))
     write_json(out, {**figures, "plan": plan, "tempo_plan": tempo})
     summary = {k: v for k, v in figures.items() if k not in ("beat_errors_ms", "daemon_log_tail")}
     print(json.dumps({**summary, "per_beat": str(out)}, indent=2))
@@ -226,7 +228,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--soak-steady", action="store_true",
                    help="--soak at one tempo (no tempo map: jack_transport is the timebase master)")
     p.add_argument("--flood", type=int, default=100_000, help="malformed OSC datagrams sent during --soak")
-    p.add_argument("--soak-out", default="soak-phase.json", help="where --soak writes every beat's phase (JSON)")
+    p.add_argument("--soak-out", default="soak-phase.json",
+                   help="where --soak writes every beat's phase (JSON; the daemon's log and clock ticks beside it)")
     p.add_argument("--host-grid", type=float, nargs="?", const=0.0, default=None, metavar="JITTER_PERCENT",
                    help="instead: 150 s of live beats against the host's grid from jack_midi_clock (with this much "
                         "jitter) into `musika serve --sync midi --output jack` (scripts/live_phase.py in this "

@@ -105,17 +105,39 @@ class FrameClock:
     """Host time of JACK frames: ``frame / rate`` plus an anchor, the median over the last `window` periods of
     ``clock() - frames_since_cycle_start / rate - last_frame_time / rate`` measured in the process callback. One
     late or glitched reading (an xrun, JACK's time filter settling) moves nothing; a real jump in the frame count
-    does not move the anchor either, since both sides of it count frames. Call :meth:`cycle` once per period."""
+    does not move the anchor either, since both sides of it count frames. A server that loses time (one frozen for
+    a while, which goes on from where it stopped) moves every reading after it: ``JUMP_PERIODS`` readings in a row
+    that agree with each other and sit more than ``JUMP_S`` to one side start the window again from them, so every
+    client of the server (MIDI, transport, audio) moves within a few periods of the others instead of one median's
+    half window later. Call :meth:`cycle` once per period."""
+
+    JUMP_S = 0.002
+    JUMP_PERIODS = 4
 
     def __init__(self, rate: int, clock: Callable[[], float] = time.monotonic, window: int = 64):
         self.rate, self.clock = float(rate), clock
         self._anchors: deque[float] = deque(maxlen=window)
         self._sorted: list[float] = []
+        self._off: list[float] = []  # readings in a row on one side, more than JUMP_S off the anchor
+        self.jumps = 0  # times the anchor was started again from a moved server's readings
 
     def cycle(self, client: Any) -> float:
         """Note this period (in the process callback); returns the host time of its first frame."""
         frame = client.last_frame_time
         anchor = self.clock() - (client.frames_since_cycle_start + frame) / self.rate
+        if self._sorted and abs(anchor - self.anchor) > self.JUMP_S \
+                and (not self._off or (anchor > self.anchor) == (self._off[0] > self.anchor)):
+            self._off.append(anchor)
+            if len(self._off) >= self.JUMP_PERIODS and max(self._off) - min(self._off) <= self.JUMP_S / 2:
+                self._anchors.clear()
+                self._sorted.clear()
+                for a in self._off[:-1]:
+                    self._anchors.append(a)
+                    bisect.insort(self._sorted, a)
+                self._off = []
+                self.jumps += 1
+        else:
+            self._off = []
         if len(self._anchors) == self._anchors.maxlen:
             self._sorted.remove(self._anchors[0])
         self._anchors.append(anchor)

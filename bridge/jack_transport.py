@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,12 +31,11 @@ from typing import Any
 from .errors import BridgeError
 from .events import Event, MeterEvent, PositionEvent, TempoEvent, TransportEvent
 from .jack_midi import FrameClock
-from .tempo import MIN_SLOPE, TempoHysteresis
+from .tempo import TempoHysteresis
+from .tempo_ramp import RampSlope
 
 logger = logging.getLogger(__name__)
 SOURCE = "jack"
-RAMP_WINDOW_S = 0.5  # a ramp's slope is measured over this much of the master's recent tempo changes
-RAMP_HOLD_S = 0.1  # a tempo unchanged this long is no longer ramping
 
 
 class JackTransportError(BridgeError):
@@ -103,30 +101,11 @@ class TransportFollower:
         self._last_position = -math.inf
         self._bpm_at_position = math.nan
         self._rate = 0
-        self._tempi: deque[tuple[float, float]] = deque()  # (host time, tempo) at each change of the master's tempo
-        self._t_prev = -math.inf  # host time of the last period
+        self.ramp = RampSlope()  # the master's tempo ramp, from its tempo in every period
 
     def beat_at_frame(self, frame: int) -> float:
         anchor_frame, anchor_beat = self._anchor
         return anchor_beat + (frame - anchor_frame) / self._rate * self.bpm / 60.0
-
-    def _slope(self, t: float, reset: bool) -> float:
-        """The master's tempo ramp (BPM per second) over the last ``RAMP_WINDOW_S``, while its tempo is still
-        moving (it changed within the last ``RAMP_HOLD_S``); 0 when it holds."""
-        t_prev, self._t_prev = self._t_prev, t
-        if reset:
-            self._tempi.clear()
-        if not self._tempi or self._tempi[-1][1] != self.bpm:
-            if self._tempi and t_prev - self._tempi[-1][0] > RAMP_HOLD_S:  # a ramp starts: it held until then
-                self._tempi = deque([(t_prev, self._tempi[-1][1])])
-            self._tempi.append((t, self.bpm))
-        while len(self._tempi) > 2 and t - self._tempi[1][0] >= RAMP_WINDOW_S:
-            self._tempi.popleft()
-        (t0, b0), (t1, b1) = self._tempi[0], self._tempi[-1]
-        if len(self._tempi) < 3 or t - t1 > RAMP_HOLD_S or t1 <= t0:
-            return 0.0
-        slope = (b1 - b0) / (t1 - t0)
-        return slope if abs(slope) >= MIN_SLOPE else 0.0
 
     def period(self, rolling: bool, position: dict[str, Any], t: float, nframes: int) -> list[Event]:
         """One JACK period: transport ``rolling`` (STARTING counts as not yet), ``position`` (JACK-Client's dict,
@@ -148,7 +127,7 @@ class TransportFollower:
         beat = self.beat_at_frame(frame)
         due = t - self._last_position >= self.position_s
         held = due and self.bpm == settled == self._bpm_at_position  # a tempo that held still since the last
-        slope = self._slope(t, reset=first or moved or started)
+        slope = self.ramp.update(t, self.bpm, reset=first or moved or started)
         tempo = self.hysteresis.update(round(self.bpm, 3), step=first or moved or started or held, slope=slope)
         if tempo is not None:
             events.append(TempoEvent(tempo, SOURCE, t, slope=slope))

@@ -27,6 +27,7 @@ from typing import Any
 from bridge.errors import BridgeError
 from bridge.events import Event, PositionEvent, TempoEvent, TransportEvent
 from bridge.tempo import TempoHysteresis
+from bridge.tempo_ramp import RampSlope
 
 logger = logging.getLogger(__name__)
 SOURCE = "link"
@@ -58,6 +59,7 @@ class LinkSync:
         self._own_tempo: float | None = None
         self.hysteresis = TempoHysteresis(hysteresis_bpm)
         self.hysteresis.current = self._bpm  # our own starting tempo is not news
+        self.ramp = RampSlope()  # a peer's ramp, from the session's tempo at each change and each position
 
     async def start(self) -> None:
         try:
@@ -160,11 +162,13 @@ class LinkSync:
             self._own_tempo = None  # our own change coming back: not news for the core
             return
         # Link carries tempo as whole microseconds per beat: 133 comes back as 132.99995; 0.001 BPM is plenty
-        self._pass_tempo(self.hysteresis.update(round(float(bpm), 3)))
+        bpm, now = round(float(bpm), 3), time.monotonic()
+        slope = self.ramp.update(now, bpm)
+        self._pass_tempo(self.hysteresis.update(bpm, slope=slope), now, slope)
 
-    def _pass_tempo(self, bpm: float | None) -> None:
+    def _pass_tempo(self, bpm: float | None, now: float, slope: float = 0.0) -> None:
         if bpm is not None:
-            self._emit(TempoEvent(bpm, SOURCE, time.monotonic()))
+            self._emit(TempoEvent(bpm, SOURCE, now, slope=slope))
 
     def _start_stop(self, playing: bool) -> None:
         now = time.monotonic()
@@ -176,8 +180,9 @@ class LinkSync:
         while True:
             beat, now, bpm = self.snapshot()
             bpm = round(bpm, 3)
+            slope = self.ramp.update(now, bpm)
             if bpm == before:  # the tempo held still since the last position: the one the session settled on
-                self._pass_tempo(self.hysteresis.update(bpm, step=True))
+                self._pass_tempo(self.hysteresis.update(bpm, step=True, slope=slope), now, slope)
             before = bpm
             self._emit(PositionEvent(beat, SOURCE, now, exact=True))
             await asyncio.sleep(1.0 / self.position_hz)

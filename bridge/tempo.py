@@ -36,9 +36,9 @@ from statistics import median
 import numpy as np
 
 from .tempo_fit import curvature_z, fit_line, parabola, slope_se
+from .tempo_ramp import MIN_SLOPE
 
 PPQN = 24
-MIN_SLOPE = 0.1  # BPM per second: a gentler glide is followed as a drift
 FAST_STEP_TICKS = 4  # ticks that show a step at once (see ClockTempoEstimator._fast_step)
 FAST_STEP_S = 0.0015
 # the tempo after a fast step is told once its standard error is this small (relative), or a twentieth of the step

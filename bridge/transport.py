@@ -12,6 +12,12 @@ A sender may roll again before its Continue and send clocks on the way (jack_mid
 transport stopped, points SPP a little ahead and sends Continue when it gets there). Its clocks then run from the
 stop position, between the 16ths, so the clock after Continue is up to a 16th past the SPP. Where those clocks,
 counted from where Stop left off, reach the Continue within the SPP's 16th, that count is the position.
+
+After a locate it rolls from the located place (on a 16th where the host located to a bar, beat or 16th), starting
+its clock grid at the Song Position Pointer it sends as it rolls (its first clock one period after it), and sends
+Continue with a clock of its SPP's 16th, which one depending on where its periods and its master's bar/beat/tick
+fall (the third, 60 ms late at 126 BPM, with jack_transport as the master). Counted from that SPP, after at least a
+beat of clocks, the clocks say which clock of the 16th it is, and that is the position.
 """
 
 from __future__ import annotations
@@ -197,6 +203,8 @@ class MidiClockTracker:
         self._stopped_at: float | None = None  # where Stop left off, in clocks (a fraction past the last clock)
         self._stopped_period = math.nan  # the clock's period then, s
         self._preroll: float | None = None  # clocks while stopped after a pause, counted from _stopped_at
+        self._spp_time: float | None = None  # host time of the last SPP while stopped, until a clock follows it
+        self._located: int | None = None  # clocks while stopped since that SPP, when the first came a period later
         # seconds the port's clock has fallen behind the host's (JACK: its frame count), so time is counted as the
         # sender counts it; a late port's stamps move with the host clock, not with the sender's frames
         self.drift: Callable[[], float] = lambda: 0.0
@@ -211,7 +219,7 @@ class MidiClockTracker:
 
     def start(self, t: float) -> None:
         self.ticks, self.frac, self._pending, self._hold = 0, 0.0, "play", False
-        self._stopped_at = self._preroll = None
+        self._stopped_at = self._preroll = self._spp_time = self._located = None
         self._forget_steady()
 
     def continue_(self, t: float) -> None:
@@ -239,13 +247,16 @@ class MidiClockTracker:
             raise ValueError(f"song position: {sixteenths} is out of range 0-16383")
         self.ticks, self.frac = sixteenths * TICKS_PER_16TH, 0.0
         self._hold = self.transport.playing
+        self._spp_time, self._located = (None if self._hold else t), None
         self._forget_steady()
         self.transport.locate(self.beat, t)
         self.emit(TransportEvent("locate", self.source, t, self.beat))
 
     def clock(self, t: float) -> None:
-        """One Timing Clock (0xF8) received at host time ``t``."""
-        state = self.estimator.feed(t)
+        """One Timing Clock (0xF8) received at host time ``t``. The tempo and the count are read in the sender's
+        time (``t`` less the port's drift): a server that loses time moves the host's stamps, not its frames."""
+        drift = self.drift()
+        state = self.estimator.feed(t - drift)
         if state.note and logger.isEnabledFor(logging.DEBUG):  # -vv: what the count made of an odd tick
             logger.debug("MIDI clock: %s tick at %.4f s, counted as %d", state.note, t, state.advanced)
         if state.advanced == 0:
@@ -256,7 +267,7 @@ class MidiClockTracker:
         self.last_clock = t
         if self.on_clock is not None:
             self.on_clock(t)
-        tick_time = state.tick_time if state.bpm is not None else t
+        tick_time = state.tick_time + drift if state.bpm is not None else t
         beat_before = self.ticks // PPQN
         if self._pending is not None:
             action, self._pending = self._pending, None
@@ -273,7 +284,7 @@ class MidiClockTracker:
                 self._hold = False
             else:
                 self.ticks += state.advanced
-                self._recount(t, state)
+                self._recount(t - drift, state)
         bar_ticks = round(self.transport.bar_beats * PPQN)
         self._clocks += state.advanced
         at_bar = self._clocks % bar_ticks < state.advanced  # while stopped: every bar's worth of clocks
@@ -290,6 +301,16 @@ class MidiClockTracker:
     def _count_preroll(self, t: float, state: TempoState) -> None:
         """Clocks while stopped: the first after a pause (a sender rolling again before its Continue) is one clock
         past where Stop left off. A sender that keeps clocking while stopped has no pause, and no pre-roll."""
+        if self._located is not None:
+            self._located += state.advanced
+        elif self._spp_time is not None and math.isfinite(self._stopped_period):  # the first clock after an SPP
+            # (and a Stop while playing): does the sender's grid start at the SPP?
+            period, last = self._stopped_period, self.last_clock
+            gap = (t - last) / period if last is not None else math.inf
+            restarted = gap > 1.5 or abs(gap - round(gap)) > 0.1  # not a free-running clock's next tick
+            if abs((t - self._spp_time) / period - 1.0) <= 0.1 and restarted:
+                self._located = 1  # (the estimator may count the pause before it as missed ticks)
+            self._spp_time = None
         if self._preroll is not None:
             self._preroll += state.advanced
         elif self._stopped_at is not None and self._pending is None and self.last_clock is not None \
@@ -299,19 +320,25 @@ class MidiClockTracker:
     def _continue_from_preroll(self) -> None:
         """At the clock after Continue: the pre-roll's count, where it lands in the SPP's 16th (else the SPP's)."""
         pre, self._preroll, self._stopped_at = self._preroll, None, None
+        located, self._located, self._spp_time = self._located, None, None
         if pre is not None and self.ticks - 0.5 <= pre < self.ticks + TICKS_PER_16TH:
             if abs(pre - self.ticks) >= 0.05:
                 logger.info("MIDI clock: the sender rolled on from where it stopped; continuing %.2f clocks past its "
                             "song position", pre - self.ticks)
             self.ticks = math.floor(pre)
             self.frac = pre - self.ticks
+        elif located is not None and located > PPQN and located % TICKS_PER_16TH:  # (a sender that clocks from
+            # its SPP only after Continue sent no clocks before it: the SPP's position holds)
+            logger.info("MIDI clock: the sender rolled on from where it located; continuing %d clock(s) past its song "
+                        "position", located % TICKS_PER_16TH)
+            self.ticks += located % TICKS_PER_16TH
 
     def _forget_steady(self) -> None:
         self._steady, self._calm, self._odd, self._prev = None, 0, False, None
 
     def _recount(self, t: float, state: TempoState) -> None:
-        """Note steady ticks; after odd ones, once steady again at the same tempo, set the count from the time."""
-        t -= self.drift()
+        """Note steady ticks; after odd ones, once steady again at the same tempo, set the count from the time
+        (``t``: the sender's time)."""
         prev, self._prev = self._prev, t
         if self._odd:  # judged against the tempo before the odd ticks (the estimator may be thrown for a while)
             period = self._steady[2] if self._steady is not None else math.nan

@@ -1,7 +1,8 @@
 """What JACK delivers to a late MIDI callback: jack_midi_clock's ticks into bridge.jack_midi.JackMidiPort while
 this process holds the GIL for a while (as a busy render thread does), and what MidiClockTracker counts of them.
 
-`python scripts/jack_tick_probe.py [--stalls 3] [--stall-s 1.0] [--bpm 126] [--hog-s 0] [--keep FILE.npz]`
+`python scripts/jack_tick_probe.py [--stalls 3] [--stall-s 1.0] [--server-stalls] [--bpm 126] [--hog-s 0]
+[--keep FILE.npz]`
 
 Starts its own JACK dummy server (unique name, stopped at the end), jack_transport as the transport master and
 jack_midi_clock into the probe's port. Prints the tick intervals that are not one tick long, the ticks received,
@@ -15,6 +16,7 @@ instead runs N seconds with two CPU hogs (numpy loops in child processes, stoppe
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -43,7 +45,8 @@ class _PositionPort(JackMidiPort):
             self.ticks.append((start + offset / client.samplerate, int(pos["frame"]) + offset))
 
 
-def probe(stalls: int, stall_s: float, bpm: float, hog_s: float = 0.0, keep: str | None = None) -> dict:
+def probe(stalls: int, stall_s: float, bpm: float, hog_s: float = 0.0, keep: str | None = None,
+          server_stalls: bool = False) -> dict:
     name = "tickprobe-" + uuid.uuid4().hex[:6]
     server = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", "44100", "-p", "512"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -69,6 +72,11 @@ def probe(stalls: int, stall_s: float, bpm: float, hog_s: float = 0.0, keep: str
             hog = None
         for _ in range(stalls if hog_s <= 0 else 0):
             time.sleep(3)
+            if server_stalls:  # the JACK server itself misses its deadlines (frozen): it skips the periods it missed
+                server.send_signal(signal.SIGSTOP)
+                time.sleep(stall_s)
+                server.send_signal(signal.SIGCONT)
+                continue
             sys.setswitchinterval(0.05)  # this thread keeps the GIL: the JACK callback waits for it
             until = time.time() + stall_s
             while time.time() < until:
@@ -114,9 +122,11 @@ def main() -> None:
     p.add_argument("--stall-s", type=float, default=1.0)
     p.add_argument("--bpm", type=float, default=126.0)
     p.add_argument("--hog-s", type=float, default=0.0, help="seconds under a CPU hog instead of GIL stalls")
+    p.add_argument("--server-stalls", action="store_true",
+                   help="stall the JACK server (SIGSTOP for --stall-s) instead of this process's callback")
     p.add_argument("--keep", default=None, help="save the stamps and positions here (.npz)")
     a = p.parse_args()
-    print(probe(a.stalls, a.stall_s, a.bpm, a.hog_s, a.keep))
+    print(probe(a.stalls, a.stall_s, a.bpm, a.hog_s, a.keep, a.server_stalls))
 
 
 if __name__ == "__main__":

@@ -215,7 +215,8 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
             preset: str = "techno", settle_s: float = 8.0, wav: str | None = None, extra: list[str] | None = None,
             verbose: bool = False, disturb: tuple[tuple[float, str, float], ...] = (),
             keep_audio: bool = False, track_bpm: bool = True, clock_args: tuple[str, ...] = (), flood: int = 0,
-            per_beat: bool = False, scatter_ms: float = 0.0, tempo_plan: list | None = None) -> dict:
+            per_beat: bool = False, scatter_ms: float = 0.0, tempo_plan: list | None = None,
+            log_to: str | None = None) -> dict:
     """Run the rig once and return the figures (dict, JSON-ready).
 
     disturb: (seconds after the start, action, value) with action "stall" (the clock sender is frozen for value
@@ -247,7 +248,7 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
         toml.write_text('[midi]\nbackend = "jack"\n[output]\nkind = "jack"\n')
         args = [sys.executable, "-m", "musika", "serve", "--config", str(toml), "--preset", preset,
                 "--output", "jack", "--sync", "internal" if sync == "osc" else sync, "--osc-port", "0",
-                "--control-log", "", "--bpm", f"{bpm:g}", *(extra or [])]
+                "--control-log", "", "--bpm", f"{bpm:g}", "-v", *(extra or [])]
         if sync != "midi":
             args.append("--no-midi")
         notes = rig.tmp / "link-notes.json"
@@ -301,6 +302,10 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
                     clock_proc.send_signal(signal.SIGSTOP)
                     time.sleep(value)
                     clock_proc.send_signal(signal.SIGCONT)
+                elif action == "xrun":  # the JACK server misses its deadlines for `value` s (a busy machine)
+                    rig.procs[0].send_signal(signal.SIGSTOP)
+                    time.sleep(value)
+                    rig.procs[0].send_signal(signal.SIGCONT)
                 elif action == "locate":  # as a DAW's playhead moved while playing: stop, jump, play on
                     rig.command("stop")
                     time.sleep(0.3)
@@ -352,6 +357,11 @@ def measure(sync: str = "midi", jitter: float = 0.0, seconds: float = 150.0, bpm
         raise RuntimeError("the transport never rolled")
     if sync == "internal":  # no host: the daemon's own clock; the grid is fitted to its first beats
         grid = np.where(np.arange(n) >= rolling[0], grid, np.nan)
+    if log_to:  # the daemon's log, and every clock tick (recorded sample, host beat there) beside it
+        Path(log_to).write_text(daemon_log)
+        tk = np.asarray(ticks, dtype=np.int64)
+        np.savez_compressed(Path(log_to).with_suffix(".ticks.npz"), ticks=tk,
+                            host_beat=grid[np.clip(tk, 0, n - 1)] if tk.size else np.zeros(0))
     if wav:
         np.savez_compressed(wav, audio=audio, grid=grid, ticks=np.asarray(ticks, dtype=np.int64))
         Path(wav).with_suffix(".log").write_text(daemon_log)  # the daemon's log beside it
@@ -414,6 +424,11 @@ def main(argv: list[str] | None = None) -> int:
                         "or (midi, jack) a DAW's tempo map on the JACK transport (tempo_map.py)")
     p.add_argument("--soak-changes", action="store_true",
                    help="a new seed every 90 s and variation every 45 s, as `musika bench --soak` sends them")
+    p.add_argument("--locates", action="store_true",
+                   help="the host stops, locates and plays on twice: to beat 64 a third of the way in, to beat 161 at "
+                        "two thirds")
+    p.add_argument("--xruns", type=int, default=0,
+                   help="the JACK server stalls 40 ms this many times, evenly over the run (it skips what it missed)")
     p.add_argument("--flood", type=int, default=0, help="malformed OSC datagrams sent over the run (default 0)")
     p.add_argument("--per-beat", action="store_true", help="also print every measured beat's error")
     p.add_argument("--verbose", action="store_true")
@@ -443,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.cli import soak_plan
 
         plan += tuple(d for d in soak_plan(a.seconds / 60.0) if d[1] in ("seed", "variation"))
+    if a.xruns:
+        plan += tuple((a.settle + (k + 0.5) * a.seconds / a.xruns, "xrun", 0.04) for k in range(a.xruns))
+    if a.locates:
+        plan += ((a.settle + a.seconds / 3, "locate", 64.0), (a.settle + 2 * a.seconds / 3, "locate", 161.0))
     out = measure(a.sync, a.jitter, a.seconds, a.bpm, a.preset, a.settle, a.keep, verbose=a.verbose, disturb=plan,
                   flood=a.flood, per_beat=a.per_beat, scatter_ms=a.scatter_ms, tempo_plan=changes)
     print(json.dumps(out))

@@ -200,7 +200,8 @@ def test_aalink_is_imported_only_when_link_starts() -> None:
 
 def test_a_tempo_ramp_from_another_peer_reaches_the_daemon_as_a_few_changes_and_the_tempo_it_ends_on() -> None:
     """A peer gliding 126 -> 132.3 BPM in 50 ms steps changed the tempo 160 times in 8 s, each change re-planning the
-    audio ahead until the daemon underran. Passed on: changes of more than 0.3 BPM, and the tempo it settles on."""
+    audio ahead until the daemon underran. Passed on: changes of more than 0.3 BPM, each with the ramp's slope (so the
+    beats ahead are planned along it), and the tempo it settles on, with the slope 0."""
     events: list = []
 
     async def body() -> None:
@@ -216,7 +217,11 @@ def test_a_tempo_ramp_from_another_peer_reaches_the_daemon_as_a_few_changes_and_
             await link.stop()
 
     asyncio.run(asyncio.wait_for(body(), 60))
-    tempi = [e.bpm for e in events if isinstance(e, TempoEvent)]
+    changes = [e for e in events if isinstance(e, TempoEvent)]
+    tempi = [e.bpm for e in changes]
     assert 15 <= len(tempi) <= 22  # 6.3 BPM in steps of just over 0.3 BPM, not 63 changes
-    assert tempi[-1] == pytest.approx(132.3)  # and the tempo it ended on
-    assert all(b - a > 0.3 for a, b in zip([126.0, *tempi[:-2]], tempi[:-1], strict=True))
+    assert tempi[-1] == pytest.approx(132.3) and changes[-1].slope == 0.0  # the tempo it ended on, held
+    # the ramp's start is news (its slope), then every change of more than 0.3 BPM, and where it stopped
+    assert all(b - a > 0.3 for a, b in zip(tempi[:-3], tempi[1:-2], strict=True))
+    # 0.1 BPM every 10 ms or a little more (the loop's sleeps): 8-10 BPM per second
+    assert all(5.0 < e.slope < 11.0 for e in changes[:-1])

@@ -85,20 +85,25 @@ def test_start_clock_stop_spp_continue() -> None:
     assert tr.transport.bar_at(times[274]).bar == 4  # 0-based bar 4 = the fifth bar
 
 
+def _played_and_stopped(period: float) -> tuple[MidiClockTracker, list, float]:
+    """A tracker that played 170 clocks from t = 100 s and stopped 0.4 clocks past the last, with SPP 44 at Stop."""
+    tr, events = _tracker()
+    tr.start(100.0 - 0.01)
+    for k in range(170):
+        tr.clock(100.0 + k * period)
+    stop = 100.0 + 169.4 * period
+    tr.stop(stop)
+    tr.song_position(44, stop)
+    return tr, events, stop
+
+
 def _roll_on_from_stop(preroll: bool) -> tuple[list, list[float], float]:
     """A sender stopped 0.4 clocks past clock 169 for 2 s, with SPP at Stop and when it rolls again; with `preroll`
     (as jack_midi_clock does) it clocks on from the stop position and sends Continue when it passes its SPP (16th 45
     = clock 270), at clock 272.4. Returns the events, the host times of the clocks after Continue and the time the
     sender was at clock 0 of its grid (clock x at that time + x periods, the stop not counted)."""
     period = 60.0 / 126.0 / 24
-    tr, events = _tracker()
-    t0 = 100.0
-    tr.start(t0 - 0.01)
-    for k in range(170):
-        tr.clock(t0 + k * period)
-    stop = t0 + 169.4 * period
-    tr.stop(stop)
-    tr.song_position(44, stop)
+    tr, events, stop = _played_and_stopped(period)
     resume = stop + 2.0  # from here the grid runs 2 s later
     tr.song_position(45, resume)
     first = 270 if not preroll else 170
@@ -110,7 +115,7 @@ def _roll_on_from_stop(preroll: bool) -> tuple[list, list[float], float]:
         tr.clock(t)
         if k >= 272:
             after.append(t)
-    return events, after, t0 + 2.0
+    return events, after, 102.0
 
 
 def test_a_sender_that_rolls_on_from_where_it_stopped_is_followed_on_its_grid() -> None:
@@ -131,6 +136,68 @@ def test_a_sender_that_continues_at_its_spp_is_followed_from_the_spp() -> None:
     assert cont.action == "continue" and cont.beat == 270 / 24
     beats = [e for e in events if isinstance(e, PositionEvent) and e.time >= after[0]]
     assert beats and all(e.beat == int(e.beat) for e in beats)
+
+
+def _locate_and_roll(target_clock: int, spp_after: int, late: int) -> tuple[list, float, float]:
+    """jack_midi_clock stopped at clock 169.4, located to ``target_clock`` and rolling again 0.5 s later (as
+    recorded from it with jack_transport as the master): SPP at Stop, at the locate and as it rolls (``spp_after``:
+    its SPP in 16ths, 2 s ahead), clocks from the located place (the first a period after that SPP), Continue with the
+    clock ``late`` clocks past the SPP. Returns the events, the time the sender's grid was at ``target_clock`` and
+    the clock's period."""
+    period = 60.0 / 126.0 / 24
+    tr, events, stop = _played_and_stopped(period)
+    tr.song_position(spp_after, stop + 0.3)
+    resume = stop + 0.5
+    tr.song_position(spp_after, resume)
+    for k in range(1, 400):
+        t = resume + k * period
+        if target_clock + k == spp_after * 6 + late:
+            tr.continue_(t)
+        tr.clock(t)
+    return events, resume, period
+
+
+@pytest.mark.parametrize("target_clock,spp_after,late", [(1536, 273, 3), (1542, 274, 1), (96, 20, 5)])
+def test_a_sender_that_rolls_on_from_a_locate_is_followed_on_its_grid(target_clock: int, spp_after: int,
+                                                                      late: int) -> None:
+    """jack_midi_clock's Continue after a locate comes with a clock past its SPP (the third with jack_transport):
+    taken as the SPP, every beat after it was that many clocks (20 ms each at 126 BPM) late. Counted from the SPP it
+    sent as it rolled, they keep the grid."""
+    events, resume, period = _locate_and_roll(target_clock, spp_after, late)
+    cont = [e for e in events if isinstance(e, TransportEvent)][-1]
+    assert cont.action == "continue" and cont.beat * 24 == spp_after * 6 + late
+    beats = [e for e in events if isinstance(e, PositionEvent) and e.time > cont.time]
+    assert len(beats) >= 4
+    assert all(e.time == pytest.approx(resume + (e.beat * 24 - target_clock) * period, abs=1e-3) for e in beats)
+
+
+def test_an_spp_before_the_first_play_and_clocks_after_it_are_taken_as_they_come() -> None:
+    tr, events = _tracker()
+    tr.song_position(32, 10.0)
+    for k in range(1, 50):
+        tr.clock(10.0 + k * 0.02)
+    tr.continue_(11.0)
+    tr.clock(11.0)
+    assert [e.action for e in events if isinstance(e, TransportEvent)] == ["locate", "continue"]
+    assert tr.beat == 8.0
+
+
+def test_a_continue_right_after_its_spp_is_the_spps_position() -> None:
+    """A sender that locates while playing with Stop, SPP, Continue and its next clock a period later: no clocks came
+    before the Continue, so nothing says the sender rolled on; the clock after Continue is the SPP."""
+    period = 60.0 / 126.0 / 24
+    tr, events = _tracker()
+    tr.start(99.99)
+    for k in range(100):
+        tr.clock(100.0 + k * period)
+    t = 100.0 + 99.5 * period
+    tr.stop(t)
+    tr.song_position(64, t)
+    tr.continue_(t)
+    for k in range(1, 30):
+        tr.clock(t + k * period)
+    cont = [e for e in events if isinstance(e, TransportEvent)][-1]
+    assert (cont.action, cont.beat) == ("continue", 16.0)
 
 
 def test_spp_while_playing_relocates_on_next_clock() -> None:
@@ -208,6 +275,45 @@ def test_frame_clock_anchor_follows_a_slow_device_and_ignores_skipped_periods_an
     # anchor = host time of frame 0: it grows by the 1 % the device lost (the median of the last 16 periods,
     # the skipped one counted)
     assert clock.anchor - 50.0 == pytest.approx(0.01 * 512 * 393 / 48000, abs=2e-5)
+
+
+def test_frame_clock_follows_a_server_that_lost_time_within_a_few_periods() -> None:
+    """A JACK server frozen for 40 ms (a dummy server under load) goes on from where it stopped: its frames are
+    20 ms behind the host clock from then on. The anchor moves within JUMP_PERIODS (not half a window later), so the
+    MIDI port, the transport follower and the audio sink agree again at once; a lone late callback moves nothing."""
+    host = [50.0]
+    clock, client = FrameClock(48000, clock=lambda: host[0]), _Period()
+    moved_at = None
+    for k in range(300):
+        client.last_frame_time = 512 * k
+        host[0] = 50.0 + 512 * k / 48000 + (0.020 if k >= 150 else 0.0) + (0.004 if k == 100 else 0.0)
+        clock.cycle(client)
+        if k == 101:
+            assert clock.anchor == pytest.approx(50.0, abs=1e-9)
+        if moved_at is None and clock.anchor > 50.01:
+            moved_at = k
+    assert moved_at == 150 + FrameClock.JUMP_PERIODS - 1 and clock.jumps == 1
+    assert clock.anchor == pytest.approx(50.02, abs=1e-9)
+
+
+def test_a_server_that_lost_time_costs_the_clock_no_tick() -> None:
+    """The port's stamps step 20 ms late where its frame clock moves (a server that lost time): read in the
+    sender's time (stamps less the port's drift), the clock keeps its count and its tempo, and the beats it states
+    move with the server's frames."""
+    period = 60.0 / 126.0 / 24
+    drift = [0.0]
+    tr, events = _tracker()
+    tr.drift = lambda: drift[0]
+    tr.start(99.99)
+    for k in range(24 * 12 + 1):
+        if k == 24 * 6 + 7:
+            drift[0] = 0.020
+        tr.clock(100.0 + k * period + drift[0])
+    assert tr.ticks == 24 * 12 and tr.recounts == 0
+    beats = [e for e in events if isinstance(e, PositionEvent)]
+    assert all(e.time == pytest.approx(100.0 + e.beat * 24 * period + (0.02 if e.beat > 6 else 0.0), abs=2e-4)
+               for e in beats)
+    assert [e.bpm for e in events if isinstance(e, TempoEvent)][-1] == pytest.approx(126.0, abs=0.05)
 
 
 def test_the_internal_clock_counts_device_time() -> None:

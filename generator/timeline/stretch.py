@@ -113,8 +113,10 @@ class BarTracker:
 
     `trust_beats` > 0 (a preset conditioned on the host's beat phase): the generated beats already sit on the
     conditioned grid (bar lines at `nominal_start`, the conditioned tempo), so that grid is the map. Only where the
-    median heard offset of the last `TRUST_BARS` bars' beats is further than `trust_beats` beats from it (a preset
-    that does not follow its conditioning) is the grid shifted by that median. The grid estimator is not used for
+    heard offset of each of the last `TRUST_BARS` bars' beats is further than `trust_beats` beats from it, on the
+    same side (a preset that does not follow its conditioning), is the grid shifted by their median, until that
+    median comes back within `trust_beats` (a soak's techno read 0.21 beats late over three bars of four, was
+    followed for a bar and played up to 90 ms early). The grid estimator is not used for
     this: it reads generated kicks 40-80 ms early, bar to bar +-40 ms (generator.timeline.beat_grid); at 143 BPM
     that passed the threshold on 2 of 3 techno seeds, and following its chained readings walked the map a beat
     off within 16 bars (stretching by up to 9 %).
@@ -172,7 +174,11 @@ class BarTracker:
         recent = self.deviations[-TRUST_BARS:]
         if dev is not None and len(recent) >= TRUST_BARS:
             median = float(np.median(recent))
-            following = median > self.trust_beats or median < -(self.trust_beats + TRUST_EARLY_EXTRA)
+            late, early = self.trust_beats, -(self.trust_beats + TRUST_EARLY_EXTRA)
+            if self._following:  # followed until the median comes back
+                following = median > late or median < early
+            else:  # followed once every one of the bars says so (a passage misread for a bar or two does not)
+                following = min(recent) > late or max(recent) < early
             if following != self._following:
                 logger.info("beat lock: generated beats are %.3f beats from the conditioned grid; %s",
                             median, "following them" if following else "trusting it")

@@ -164,6 +164,19 @@ def test_a_stream_off_its_conditioning_is_followed_after_a_few_bars_and_stays_wh
     assert late[5:] == pytest.approx([0.24] * 11, abs=0.03)
 
 
+def test_a_few_bars_read_late_do_not_move_a_conditioned_grid():
+    """Kicks on the conditioned grid except three bars of four whose kicks sit 0.24 beats late (a fill, or onsets
+    the heard offset reads late): the median of four bars said 0.24 and the grid followed them for a bar, putting the
+    bars around them 0.24 beats early. Every bar must say so before the grid moves."""
+    spb = 60.0 / 128.0
+    beats = steady_beats(128.0, 0.5, 30.0)
+    beats = np.where((beats > 0.5 + 4 * 5 * spb) & (beats < 0.5 + 4 * 8 * spb - 0.1), beats + 0.24 * spb, beats)
+    tracker = _trusting(kick_track(beats, 30.0, seed=8), 128.0, trust=TRUST_BEATS)
+    for j in range(13):
+        assert tracker.bar_start(j) == pytest.approx(0.5 * SR + 4 * j * spb * SR, abs=1e-6)
+    assert not tracker._following and max(tracker.deviations) > TRUST_BEATS
+
+
 def test_kicks_whose_rise_is_smeared_ahead_do_not_move_a_conditioned_grid():
     """Techno at 143 BPM (the techno preset's default) whose kicks rise for 90 ms before they hit, as the decoders
     smear them, with a 16th-note hat before each: the heard beat is the kick, so the conditioned grid stays the

@@ -10,7 +10,8 @@ ring. Time arrives as an argument (`now`, seconds on the daemon's monotonic cloc
 
 Timing: a run's beat-to-sample map is anchored when its first sample is written, from the real play head (the
 device's progress, the queued depth and the sink's latency) at that moment, so a busy worker or the fade of a
-jump does not shift it. Changes are placed a safety margin (twice the measured render time of a piece) ahead of
+jump does not shift it. Changes are placed a safety margin (twice the playing preset's longest recent render,
+generator.timeline.render_times) ahead of
 the play head: bar-bound ones and tempo at the first piece boundary (bar line, beat) after it, "now" ones right
 there (cutting the piece they fall in short). Audio rendered past that point is
 dropped from the ring and rendered again, as the offline replay renders it: the look-ahead delays no change. A tempo
@@ -45,6 +46,7 @@ from generator.timeline.host_line import HostLine, follow
 from generator.timeline.live_control import LiveControl
 from generator.timeline.planner import OUTPUT_ONLY, Performance, bar_beats
 from generator.timeline.playout import Playout
+from generator.timeline.render_times import RenderTimes
 from generator.timeline.requests import Change, Join, Meter, Request, Tempo, Transport
 from generator.timeline.stream import LockSettings, Renderer, resolve_loader
 from generator.timeline.telemetry import Telemetry
@@ -94,8 +96,7 @@ class LiveStream(LiveControl, RenderWorker):
         RenderWorker.__init__(self)
         self.lookahead_s = min_lookahead_s
         self.rtf = math.nan
-        self._piece_times: deque[float] = deque(maxlen=16)  # render s of a piece of an epoch already running
-        self._epoch_times: deque[float] = deque(maxlen=8)  # render s of an epoch's first piece
+        self.render_times = RenderTimes()  # per preset: the look-ahead and the margin of a change follow them
         self.latencies_ms: deque[float] = deque(maxlen=256)  # arrival -> audible, ms
         self.late_ms: deque[float] = deque(maxlen=256)  # audible - the quantisation target (0 = on time), ms
         self.phase_errors_s: deque[float] = deque(maxlen=512)
@@ -142,8 +143,7 @@ class LiveStream(LiveControl, RenderWorker):
 
     def _margin(self, new_epoch: bool) -> float:
         """Seconds ahead of the play head a change must be placed so the re-render is done in time."""
-        times = [*self._piece_times, *(self._epoch_times if new_epoch else ())]
-        return (2.0 * max(times) if times else self.min_lookahead_s) + 0.02
+        return self.render_times.margin(self.perf.preset, new_epoch, self.min_lookahead_s)
 
     def _record(self, rec: ControlRecord) -> None:
         self.perf.apply(rec)
@@ -370,9 +370,9 @@ class LiveStream(LiveControl, RenderWorker):
         dt = self.render_timer() - t0
         self.cur.push(piece, res.audio)
         dur = (piece.s1 - piece.s0) / self.sr
-        (self._epoch_times if fresh else self._piece_times).append(dt)
+        self.render_times.add(piece.epoch.preset, dt, fresh)
         self.rtf = dt / dur if math.isnan(self.rtf) else 0.8 * self.rtf + 0.2 * dt / dur
-        worst = max([*self._piece_times, *self._epoch_times])
+        worst = self.render_times.worst()  # of any preset played lately: a switch back finds the ring full enough
         self.lookahead_s = min(self.max_lookahead_s, max(self.min_lookahead_s, 2.0 * worst + 0.1))
         self.stretch = res.stretch
         self.phase_errors_s.extend(float(x) for x in res.phase_errors_s if np.isfinite(x))

@@ -30,7 +30,8 @@ class AudioRing:
     Counters (all in frames since construction): ``frames_written`` (producer), ``frames_read`` (audio taken
     from the ring), ``frames_played`` (frames handed to the device, silence included: the play head),
     ``underruns`` (reads that came up short while armed), ``underrun_frames`` (silence frames filled),
-    ``overflow_frames`` (frames refused because the ring was full), ``flushed_frames``.
+    ``overflow_frames`` (frames refused because the ring was full), ``flushed_frames``, ``retracted_frames``
+    (queued frames the producer took back to write them again; ``frames_written`` counts without them).
     """
 
     def __init__(self, capacity_frames: int, channels: int = 2) -> None:
@@ -62,6 +63,8 @@ class AudioRing:
         self.underrun_frames = 0
         self.overflow_frames = 0
         self.flushed_frames = 0
+        self.retracted_frames = 0
+        self.max_read_frames = 0  # the reader's largest block so far (noted before it reads)
 
     # ----------------------------------------------------------------------------------------------- producer
     @property
@@ -105,6 +108,22 @@ class AudioRing:
                 self.armed = True
             return k
 
+    def retract(self, frames: int) -> bool:
+        """Take back the last ``frames`` queued frames (a re-render replaces them); the frames before them stay
+        queued, so the reader never runs short meanwhile. Refused (False, nothing changes) where fewer than the
+        reader's largest block would stay queued: a read in flight never reaches past what stays."""
+        with self._write_lock:
+            frames = int(frames)
+            if frames <= 0:
+                return True
+            keep_from = max(self._read_pos, self._flush_to) + self.max_read_frames
+            if self._write_pos - frames < keep_from:
+                return False
+            self._write_pos -= frames
+            self.frames_written -= frames
+            self.retracted_frames += frames
+            return True
+
     def flush(self) -> int:
         """Drop everything queued (the host jumped); returns the frames dropped. The reader applies it."""
         with self._write_lock:
@@ -133,6 +152,8 @@ class AudioRing:
         else:
             view = out if channels_first else out.T
             n = view.shape[1]
+        if n > self.max_read_frames:
+            self.max_read_frames = n
         flush_to = self._flush_to
         r = self._read_pos
         if flush_to > r:

@@ -1,8 +1,8 @@
 """The live output stream on top of an audio ring: stream positions, the real play head, and rewinding.
 
 The live worker writes one continuous *stream* of stereo samples; stream index 0 is the first sample written
-through this object. The ring (bridge.audio.AudioRing: write(), flush(), frames_written, depth_frames) only counts
-its own positions, and a flush (a jump, a rewind) makes the two diverge, so :class:`Playout` keeps the offset.
+through this object. The ring (bridge.audio.AudioRing: write(), flush(), retract(), frames_written, depth_frames)
+only counts its own positions, and a flush (a jump) makes the two diverge, so :class:`Playout` keeps the offset.
 The recent stream (everything not yet heard plus ``keep_s`` seconds before the play head) is kept, so that the
 not-yet-heard part can be rewritten from any later position (:meth:`rewind`).
 
@@ -114,11 +114,29 @@ class Playout:
         return out if out.shape[1] == b - a else None
 
     def rewind(self, x: int | None) -> int:
-        """Drop the stream from index `x` on (what is unread there is flushed from the ring) and continue writing
-        at `x`. Returns the index writing continues at: `x`, or the old end when the reader had already passed
-        `x` (a lost race: nothing is dropped then). `x` None: cut at the first unread sample, wherever it is."""
+        """Drop the stream from index `x` on and continue writing at `x`: taken back from the ring (what is queued
+        before `x` stays queued: flushing all and writing it again let the reader find the ring empty in between, one
+        period of silence at a tempo change on a busy machine), or with a ring that cannot, flushed and written
+        again. Returns the index writing continues at: `x`, or the old end when the reader had already passed `x`
+        or is within a block of it (a lost race: nothing is dropped then). `x` None: cut at the first unread
+        sample, wherever it is."""
         if x is not None and x >= self.end:
             return self.end
+        retract = getattr(self.ring, "retract", None)
+        if x is not None and retract is not None:  # what is queued before `x` stays queued: no gap while rewriting
+            if not retract(self.end - x):
+                self.lost_races += 1
+                logger.warning("rewind to %d lost the race with the reader (at %d); keeping what was written", x,
+                               self.head())
+                return self.end
+            self.end = x
+            while self._hist and self._hist[-1][0] >= x:
+                self._hist.pop()
+            if self._hist and self._hist[-1][0] + self._hist[-1][1].shape[1] > x:  # cut the last kept block at x
+                s, b = self._hist[-1]
+                self._hist[-1] = (s, b[:, : x - s])
+            self.rewinds += 1
+            return x
         written = int(self.ring.frames_written)
         dropped = int(self.ring.flush())
         first = written - dropped - self._shift  # first unread stream sample when the flush took effect

@@ -289,6 +289,49 @@ def test_meter_change_at_the_next_bar(engine):
         sim.live._meter(Meter(4, 3), now=sim.t)
 
 
+class _EagerReaderRing(AudioRing):
+    """A ring whose reader takes a 512-frame period before every producer step (write, flush, take back): the
+    device's callback may run between any two of them."""
+
+    def __init__(self, frames: int) -> None:
+        super().__init__(frames)
+        self.heard: list[np.ndarray] = []
+
+    def _period(self) -> None:
+        out = np.zeros((2, 512), np.float32)
+        self.read_into(out, channels_first=True)
+        self.heard.append(out[0].copy())
+
+    def write(self, block: np.ndarray) -> int:
+        self._period()
+        return super().write(block)
+
+    def flush(self) -> int:
+        self._period()
+        return super().flush()
+
+    def retract(self, frames: int) -> bool:
+        self._period()
+        return super().retract(frames)
+
+
+def test_a_rewind_never_leaves_the_reader_short():
+    """A tempo change re-renders from a point ahead of the play head. Flushing the ring and writing back what
+    comes before that point let the device's callback find it empty in between: one period of silence (the JACK
+    soak's underruns at the host's tempo changes). What stays queued stays queued."""
+    ring = _EagerReaderRing(SR)
+    p = Playout(ring, SR)
+    p.write(np.arange(8000, dtype=np.float32)[None].repeat(2, 0))  # the reader takes 0-511 first
+    assert p.rewind(6000) == 6000
+    p.write(np.full((2, 2000), -1.0, np.float32))
+    while ring.depth_frames >= 512:
+        ring._period()
+    heard = np.concatenate(ring.heard)[512:]  # (the first period came before anything was written)
+    assert ring.underruns == 0
+    np.testing.assert_array_equal(heard[:6000], np.arange(6000, dtype=np.float32))
+    assert (heard[6000:7680] == -1.0).all()
+
+
 def test_playout_rewind_keeps_what_was_read():
     ring = AudioRing(SR)
     p = Playout(ring, SR, latency_s=0.01)

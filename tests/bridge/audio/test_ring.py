@@ -118,3 +118,17 @@ def test_threaded_producer_and_consumer_keep_every_sample():
         r += ring.read_into(got[:, r : r + min(511, total - r)], channels_first=True, fill_silence=False)
     thread.join()
     np.testing.assert_array_equal(got, src)
+
+
+def test_retract_takes_back_the_newest_frames_but_never_what_a_read_may_be_taking() -> None:
+    ring = AudioRing(4096)
+    ring.write(np.arange(3000, dtype=np.float32)[None].repeat(2, 0))
+    out = np.zeros((2, 512), np.float32)
+    ring.read_into(out, channels_first=True)  # the reader takes blocks of 512
+    assert not ring.retract(3000 - 512 - 400)  # would leave 400 queued: less than a read, refused
+    assert ring.depth_frames == 2488 and ring.frames_written == 3000
+    assert ring.retract(1000) and ring.depth_frames == 1488 and ring.frames_written == 2000
+    ring.write(np.full((2, 100), -1.0, np.float32))
+    rest = np.zeros((2, 1588), np.float32)
+    assert ring.read_into(rest, channels_first=True) == 1588 and ring.underruns == 0
+    assert rest[0, 1487] == 1999.0 and (rest[0, 1488:] == -1.0).all() and ring.retracted_frames == 1000

@@ -9,8 +9,8 @@ from generator.timeline.render_times import MARGIN_EXTRA_S, RenderTimes
 
 def test_a_switch_back_from_a_light_preset_keeps_the_heavy_presets_margin() -> None:
     """Techno's pieces take 0.09 s (0.14 s an epoch's first), then piano's 16 pieces take 0.02 s: with one history
-    the margin after switching back was piano's (0.06 s), and techno's next tempo step, re-rendered within it, ran
-    dry. Per preset it stays techno's."""
+    the margin after switching back was piano's (0.06 s), too short for techno's re-render on a busy machine. Per
+    preset it stays techno's."""
     times = RenderTimes()
     times.add("techno", 0.14, first_of_epoch=True)
     for _ in range(20):

@@ -1,7 +1,7 @@
 """Live beats against the host's own grid, measured from outside the daemon.
 
 `python scripts/live_phase.py [--sync midi|jack|internal|osc|link] [--jitter PERCENT] [--seconds 150] [--bpm 126]
-[--tempo-changes] [--locates] [--scatter-ms 4]`
+[--tempo-changes] [--locates] [--xruns 4] [--scatter-ms 4]`
 
 Starts a JACK dummy server of its own (unique name, stopped by its PID), ``jack_transport`` as the host's
 transport and timecode master (play, tempo), ``jack_midi_clock`` following that transport (optionally with its

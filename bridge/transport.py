@@ -202,6 +202,7 @@ class MidiClockTracker:
         self.frac = 0.0  # the sender's clocks sit this part of a clock past the count
         self._stopped_at: float | None = None  # where Stop left off, in clocks (a fraction past the last clock)
         self._stopped_period = math.nan  # the clock's period then, s
+        self._stopped_jitter = 0.0  # and its jitter (robust spread of its stamps), s
         self._preroll: float | None = None  # clocks while stopped after a pause, counted from _stopped_at
         self._spp_time: float | None = None  # host time of the last SPP while stopped, until a clock follows it
         self._located: int | None = None  # clocks while stopped since that SPP, when the first came a period later
@@ -232,6 +233,7 @@ class MidiClockTracker:
         self._stopped_at, self._preroll = None, None
         if was_playing and self.last_clock is not None and self.estimator.bpm:  # the part of a clock since the last
             self._stopped_period = 60.0 / self.estimator.bpm / PPQN
+            self._stopped_jitter = self.estimator.state.jitter_ms / 1000.0
             part = (t - self.last_clock) / self._stopped_period
             # no clock for longer: it stopped somewhere in the clock after the last (a transport held while it
             # relocates, then Stop), the middle of that clock is the best guess
@@ -306,9 +308,12 @@ class MidiClockTracker:
         elif self._spp_time is not None and math.isfinite(self._stopped_period):  # the first clock after an SPP
             # (and a Stop while playing): does the sender's grid start at the SPP?
             period, last = self._stopped_period, self.last_clock
+            # how far a stamp may stray: a tenth of a clock, or four times the clock's measured jitter (an
+            # interface's 0-4 ms: 0.23 clock at 126 BPM), at most 0.3
+            tol = min(0.3, max(0.1, 4.0 * self._stopped_jitter / period))
             gap = (t - last) / period if last is not None else math.inf
-            restarted = gap > 1.5 or abs(gap - round(gap)) > 0.1  # not a free-running clock's next tick
-            if abs((t - self._spp_time) / period - 1.0) <= 0.1 and restarted:
+            restarted = gap > 1.5 or abs(gap - round(gap)) > tol  # not a free-running clock's next tick
+            if abs((t - self._spp_time) / period - 1.0) <= tol and restarted:
                 self._located = 1  # (the estimator may count the pause before it as missed ticks)
             self._spp_time = None
         if self._preroll is not None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import pytest
 
 from bridge.errors import ConfigError
@@ -85,15 +88,18 @@ def test_start_clock_stop_spp_continue() -> None:
     assert tr.transport.bar_at(times[274]).bar == 4  # 0-based bar 4 = the fifth bar
 
 
-def _played_and_stopped(period: float) -> tuple[MidiClockTracker, list, float]:
-    """A tracker that played 170 clocks from t = 100 s and stopped 0.4 clocks past the last, with SPP 44 at Stop."""
+def _played_and_stopped(period: float, delay: Callable[[], float] = lambda: 0.0) -> tuple[MidiClockTracker, list,
+                                                                                         float]:
+    """A tracker that played 170 clocks from t = 100 s and stopped 0.4 clocks past the last, with SPP 44 at Stop;
+    every message arrives ``delay()`` late."""
     tr, events = _tracker()
     tr.start(100.0 - 0.01)
     for k in range(170):
-        tr.clock(100.0 + k * period)
+        tr.clock(100.0 + k * period + delay())
     stop = 100.0 + 169.4 * period
-    tr.stop(stop)
-    tr.song_position(44, stop)
+    d = delay()
+    tr.stop(stop + d)
+    tr.song_position(44, stop + d)
     return tr, events, stop
 
 
@@ -138,22 +144,29 @@ def test_a_sender_that_continues_at_its_spp_is_followed_from_the_spp() -> None:
     assert beats and all(e.beat == int(e.beat) for e in beats)
 
 
-def _locate_and_roll(target_clock: int, spp_after: int, late: int) -> tuple[list, float, float]:
+def _locate_and_roll(target_clock: int, spp_after: int, late: int, scatter_s: float = 0.0) -> tuple[list, float, float]:
     """jack_midi_clock stopped at clock 169.4, located to ``target_clock`` and rolling again 0.5 s later (as
     recorded from it with jack_transport as the master): SPP at Stop, at the locate and as it rolls (``spp_after``:
     its SPP in 16ths, 2 s ahead), clocks from the located place (the first a period after that SPP), Continue with the
-    clock ``late`` clocks past the SPP. Returns the events, the time the sender's grid was at ``target_clock`` and
+    clock ``late`` clocks past the SPP; ``scatter_s``: every message delayed 0 to that much on its way (a MIDI
+    interface's jitter, from the start). Returns the events, the time the sender's grid was at ``target_clock`` and
     the clock's period."""
     period = 60.0 / 126.0 / 24
-    tr, events, stop = _played_and_stopped(period)
-    tr.song_position(spp_after, stop + 0.3)
+    rng = np.random.default_rng(3)
+
+    def delay() -> float:
+        return float(rng.uniform(0.0, scatter_s))
+
+    tr, events, stop = _played_and_stopped(period, delay)
+    tr.song_position(spp_after, stop + 0.3 + delay())
     resume = stop + 0.5
-    tr.song_position(spp_after, resume)
+    tr.song_position(spp_after, resume + scatter_s)  # (the worst case: the SPP delayed most, its next clock least)
     for k in range(1, 400):
-        t = resume + k * period
+        t, d = resume + k * period, delay() if k > 1 else 0.0
         if target_clock + k == spp_after * 6 + late:
-            tr.continue_(t)
-        tr.clock(t)
+            tr.continue_(t + d)
+            d = max(d, delay())  # (a wire keeps the order: the clock after its Continue)
+        tr.clock(t + d)
     return events, resume, period
 
 
@@ -180,6 +193,18 @@ def test_an_spp_before_the_first_play_and_clocks_after_it_are_taken_as_they_come
     tr.clock(11.0)
     assert [e.action for e in events if isinstance(e, TransportEvent)] == ["locate", "continue"]
     assert tr.beat == 8.0
+
+
+def test_a_locate_through_a_jittery_interface_is_followed_on_its_grid() -> None:
+    """The same through a MIDI interface that delays each message by 0-4 ms: the first clock after the SPP lands
+    0.8-1.2 periods after it, which a tenth of a period's tolerance refused (a ten-minute run: every beat after the
+    locate a clock late). The tolerance follows the clock's measured jitter."""
+    events, resume, period = _locate_and_roll(1536, 273, 3, scatter_s=0.004)
+    cont = [e for e in events if isinstance(e, TransportEvent)][-1]
+    assert cont.action == "continue" and cont.beat * 24 == 273 * 6 + 3
+    beats = [e for e in events if isinstance(e, PositionEvent) and e.time > cont.time]
+    assert len(beats) >= 4
+    assert all(e.time == pytest.approx(resume + (e.beat * 24 - 1536) * period, abs=4e-3) for e in beats)
 
 
 def test_a_continue_right_after_its_spp_is_the_spps_position() -> None:

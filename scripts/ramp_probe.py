@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hogs", type=int, default=1, help="busy processes beside the engine (default 1)")
     p.add_argument("--preset", default="techno")
     a = p.parse_args(argv)
+    if not 0 < a.seconds <= 3600:
+        p.error(f"--seconds {a.seconds:g} is out of range: give more than 0 and at most 3600")
+    if not 0 <= a.hogs <= 16:
+        p.error(f"--hogs {a.hogs} is out of range 0-16 (busy processes beside the engine)")
     underruns, events = probe(a.seconds, a.hogs, a.preset)
     print(f"underruns: {underruns} in {a.seconds:g} s ({a.hogs} busy process(es) beside the engine)")
     for k, e in enumerate(events):

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bridge.audio.ring import AudioRing  # noqa: E402
 from bridge.tempo import TempoHysteresis  # noqa: E402
 from bridge.tempo_ramp import RampSlope  # noqa: E402
+from generator.errors import MusikaError  # noqa: E402
 from generator.runtime.engine import Engine  # noqa: E402
 from generator.timeline.control_log import SessionHeader  # noqa: E402
 from generator.timeline.live import LiveStream  # noqa: E402
@@ -109,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--seconds {a.seconds:g} is out of range: give more than 0 and at most 3600")
     if not 0 <= a.hogs <= 16:
         p.error(f"--hogs {a.hogs} is out of range 0-16 (busy processes beside the engine)")
-    underruns, events = probe(a.seconds, a.hogs, a.preset)
+    try:
+        underruns, events = probe(a.seconds, a.hogs, a.preset)
+    except MusikaError as exc:
+        print(f"ramp_probe: {exc}", file=sys.stderr)
+        return 2
     print(f"underruns: {underruns} in {a.seconds:g} s ({a.hogs} busy process(es) beside the engine)")
     for k, e in enumerate(events):
         if e[0] == "UNDERRUN":

@@ -35,7 +35,7 @@ from statistics import median
 
 import numpy as np
 
-from .tempo_fit import curvature_z, fit_line, parabola, slope_se
+from .tempo_fit import curvature_z, fit_line, hinge, parabola, slope_se
 from .tempo_ramp import MIN_SLOPE
 
 PPQN = 24
@@ -43,6 +43,7 @@ FAST_STEP_TICKS = 4  # ticks that show a step at once (see ClockTempoEstimator._
 FAST_STEP_S = 0.0015
 # the tempo after a fast step is told once its standard error is this small (relative), or a twentieth of the step
 FAST_STEP_PRECISION = 0.004
+HINGE_Z, HINGE_MIN, HINGE_AFTER = 6.0, 0.01, 6  # a kink this sure (steady: < 4), this big, this many ticks back
 RAMP_Z = 5.0  # a window's curvature this many standard errors from none ...
 RAMP_BENT_TICKS = 6  # ... this many ticks in a row: a ramp
 RAMP_Z_SURE = 20.0  # a curvature this sure is taken as it is, a vaguer one averaged (ClockTempoEstimator._ramp_end)
@@ -244,7 +245,7 @@ class ClockTempoEstimator:
         repairable = ns >= 12 and 0 < p_short and (sigma_short <= 0.12 * p_short or bounded)
         self._anchor = (short_last, p_short) if repairable else None
         self._bend(xs, ys)
-        step = self._fast_step(sigma) or self._follow(p_short, p_long, sigma_short, max(sigma, sigma_short))
+        step = self._fast_step(sigma, xs, ys) or self._follow(p_short, p_long, sigma_short, max(sigma, sigma_short))
         if step:  # the long window was cut: refit it (the short fit now covers the same ticks)
             xs, ys = xs[-self._long_n:], ys[-self._long_n:]
             p_long, tick_time, sigma = fit_line(xs, ys)
@@ -264,7 +265,7 @@ class ClockTempoEstimator:
             # a few ticks after a fast step: told once they say it well enough (a big step is better told roughly
             # than not); meanwhile the tempo before stands, so the ticks still read as ordinary ones
             step_size = abs(p_long - self._step_from) / p_long
-            precision = max(FAST_STEP_PRECISION, 0.05 * step_size)
+            precision = max(FAST_STEP_PRECISION, 0.2 * step_size)
             if slope_se(max(sigma, self._step_sigma), n) / p_long > precision:
                 bpm, slope, self._step_held = before, 0.0, self._step_held or step
                 step = False
@@ -294,25 +295,29 @@ class ClockTempoEstimator:
             return period, last, 0.0
         return p_end, a + b * d + c * (d * d - m), slope
 
-    def _fast_step(self, sigma: float) -> bool:
+    def _fast_step(self, sigma: float, xs: list[int], ys: list[float]) -> bool:
         """A step seen in its first ticks: each of the last ``FAST_STEP_TICKS`` came further off the line fitted
         before it than the one before, on the same side, the last more than ``FAST_STEP_S`` and 6 sd of the fit
         off (5 % faster at 126 BPM: 1 ms more per tick). The long window is cut to those ticks (a one-beat fit
-        sees a step only after ~20 ticks). Not while a ramp is followed (its ticks drift off any line)."""
+        sees a step only after ~20 ticks). Through an interface that scatters its ticks (0-4 ms) no run of four
+        grows; there the window's likeliest kink (tempo_fit.hinge) tells it once it is ``HINGE_Z`` standard errors
+        sure and at least ``HINGE_MIN`` of the period (5 %: 7-9 ticks after it, where a one-beat fit took 20-30).
+        Not while a ramp is followed (its ticks drift off any line)."""
         r = list(self._resid)[-FAST_STEP_TICKS:]
         if self._cap < self.max_window or len(r) < FAST_STEP_TICKS or self._long_n <= self.short_window:
             return False
         grows = all(abs(b) > abs(a) and a * b > 0 for a, b in zip(r, r[1:], strict=False))
-        if not (grows and abs(r[-1]) > max(FAST_STEP_S, 6.0 * sigma)):
-            return False
-        # the ticks after the step: each further off by about the last increment (the first of the run may be
-        # one before the step, off by its jitter only)
-        inc = abs(r[-1] - r[-2])
-        after = sum(1 for v in r if abs(v) >= 0.5 * inc)
+        if grows and abs(r[-1]) > max(FAST_STEP_S, 6.0 * sigma):
+            inc = abs(r[-1] - r[-2])  # the ticks after it: each further off by about this (the first may be before)
+            after = sum(1 for v in r if abs(v) >= 0.5 * inc)
+        else:  # (the best kink may be 2 ticks back: no step yet)
+            w = min(self._long_n, 2 * self.short_window)
+            z, change, after = hinge(xs[-w:], ys[-w:], 2, self.short_window)
+            if after < HINGE_AFTER or abs(z) < HINGE_Z or self._line is None or abs(change) < HINGE_MIN * self._line[2]:
+                return False
         self._long_n, self._dev_count, self._drift_count = max(3, after), 0, 0
         self._resid.clear()
-        self._fast = True  # (reported from these few ticks on, not from min_ticks)
-        self._step_sigma = sigma  # the clock's jitter before the step: a few ticks after it cannot show it
+        self._fast, self._step_sigma = True, sigma  # (told from these few ticks on; the jitter before the step)
         self._step_from = self._line[2] if self._line is not None else 0.0  # the period before it
         return True
 

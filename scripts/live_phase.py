@@ -431,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the JACK server stalls 40 ms this many times, evenly over the run (it skips what it missed)")
     p.add_argument("--flood", type=int, default=0, help="malformed OSC datagrams sent over the run (default 0)")
     p.add_argument("--per-beat", action="store_true", help="also print every measured beat's error")
+    p.add_argument("--log", default=None,
+                   help="keep the daemon's log (-v) here, and every clock tick beside it (.ticks.npz)")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
     for tool in ("jackd", "jack_transport", *(["jack_midi_clock"] if a.sync == "midi" else [])):
@@ -463,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.locates:
         plan += ((a.settle + a.seconds / 3, "locate", 64.0), (a.settle + 2 * a.seconds / 3, "locate", 161.0))
     out = measure(a.sync, a.jitter, a.seconds, a.bpm, a.preset, a.settle, a.keep, verbose=a.verbose, disturb=plan,
-                  flood=a.flood, per_beat=a.per_beat, scatter_ms=a.scatter_ms, tempo_plan=changes)
+                  flood=a.flood, per_beat=a.per_beat, scatter_ms=a.scatter_ms, tempo_plan=changes, log_to=a.log)
     print(json.dumps(out))
     return 0
 

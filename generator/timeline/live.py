@@ -227,19 +227,20 @@ class LiveStream(LiveControl, RenderWorker):
         run = self.perf.current
         new_tempo = bpm is not None and float(bpm) != self.perf.bpm
         if run is None:
-            if bpm is not None and float(bpm) != self.perf.bpm:
+            if new_tempo:
                 self._record(ControlRecord(self.perf.position, "tempo", "bpm", float(bpm)))
             return
         head = self.play_head_beat()
         t_a = t_req if host_time is None else float(host_time)
         b_a = self.cur.beat_at(self.playout.index_heard_at(t_a, now)) if host_beat is None else float(host_beat)
         line = follow(self._trend, t_a, b_a, request.bpm, request.slope, self.perf.bpm)
-        if request.bpm is not None:
-            self._trend = line
+        self._trend = line if request.bpm is not None else self._trend
         host, bpm, gliding = line.time_of, line.bpm, line.gliding
         cond = self.perf.controls.get("tempo", bpm)
         recondition = abs(bpm - cond) > self.recondition * cond
-        c0 = self.cur.earliest(self._margin(False))
+        # a host's tempo step: caught up from the soonest point, inside a beat (not a beat more at the old tempo)
+        step = new_tempo and abs(float(bpm) - run.tempo.bpm_at(self.cur.beat)) > RAMP_STEP * float(bpm)
+        c0 = (self.cur.soonest if step else self.cur.earliest)(self._margin(False))
         cx = max(c0, run.tempo.changes[-1][0])  # where the tempo plan in force settles
         off_tempo = abs(run.tempo.bpm_at(cx) - line.bpm_at(host(cx)))
         if (not recondition and off_tempo <= (GLIDE_TOLERANCE_BPM if gliding else 0.0)

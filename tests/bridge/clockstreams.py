@@ -63,3 +63,10 @@ def late_port(times: list[float], start: int, ticks: int, seed: int = 0) -> list
         t = times[i] + (2.3 * 512 / 44100 if rng.random() < 0.125 else 0.0)
         out.extend([t, t] if rng.random() < 0.7 else [t])
     return out + list(times[start + ticks:])
+
+
+def scattered(times: list[float], scatter_s: float, seed: int = 0) -> list[float]:
+    """What a MIDI interface that delays each message by 0..scatter_s (uniform, drawn anew for each) delivers: the
+    ticks late by half the scatter on average, never early (scripts/midi_jitter.py does it to a real port)."""
+    rng = random.Random(seed)
+    return [t + rng.uniform(0.0, scatter_s) for t in times]

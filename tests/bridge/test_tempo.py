@@ -9,7 +9,7 @@ from statistics import median
 import pytest
 
 from bridge.tempo import PPQN, ClockTempoEstimator, TempoHysteresis
-from tests.bridge.clockstreams import double, drop, ramp, tick_times
+from tests.bridge.clockstreams import double, drop, ramp, scattered, tick_times
 
 BAR = 96  # ticks in a 4/4 bar
 
@@ -92,6 +92,27 @@ def test_a_5_percent_step_is_followed_within_a_quarter_of_a_beat(jitter: float, 
     assert None not in after  # (meanwhile the tempo before stands: the ticks still count as ordinary ones)
     told = after.index(next(b for b in after if abs(b - 126) > 1))
     assert all(b == pytest.approx(b1, abs=1.0) for b in after[told:])
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("b1", [132.3, 120.0])
+def test_a_step_through_an_interface_that_scatters_its_ticks_is_told_within_half_a_beat(seed: int, b1: float) -> None:
+    """Each tick delayed 0-4 ms (a USB MIDI interface): no run of ticks grows off the line, but the window's kink
+    shows a 5 % step 6-9 ticks after it; it is told within 14 (a one-beat fit took 20-32, the music playing on at the
+    old tempo meanwhile), and a steady clock through the same interface never reads as a step."""
+    times = scattered(tick_times([126.0] * 8 * BAR + [b1] * 2 * BAR), 0.004, seed=seed)
+    states = run(times)
+    assert not any(s.step for s in states[BAR : 8 * BAR])
+    told = next(i for i, s in enumerate(states[8 * BAR :]) if abs(s.bpm - 126.0) > 1.0)
+    assert told <= 14
+    assert all(s.bpm == pytest.approx(b1, rel=0.012) for s in states[8 * BAR + told :])
+
+
+@pytest.mark.parametrize("scatter", [0.004, 0.008])
+def test_a_steady_clock_through_a_scattering_interface_never_reads_as_a_step(scatter: float) -> None:
+    states = run(scattered(tick_times([126.0] * 40 * BAR), scatter, seed=5))
+    assert not any(s.step for s in states[BAR:])
+    assert all(s.bpm == pytest.approx(126.0, abs=0.35) for s in states[2 * BAR :])
 
 
 @pytest.mark.parametrize("jitter", [0.0, 0.0002])

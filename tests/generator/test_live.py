@@ -124,6 +124,26 @@ def test_a_join_starts_the_hosts_run_on_its_bar_line_without_a_gap(engine, host_
     assert sim.ring.underruns == 0
 
 
+@pytest.mark.parametrize("ticks", [170, 180, 190])
+def test_a_tempo_step_is_caught_up_from_inside_a_beat(engine, ticks):
+    """A host's tempo step (5 %) is followed from the soonest point the re-render allows, not from the next piece
+    boundary after it: each beat waited there plays 5 % off the host (23 ms at 126 BPM)."""
+    sim = Sim(engine, bpm=126.0)
+    t_play = sim.t
+    sim.live.play(0.0, at_time=t_play, now=t_play)
+    sim.tick(ticks)
+    t_step = sim.t
+    margin = sim.live._margin(False)
+    boundary = sim.live.cur.earliest(margin)  # where the change started before
+    sim.live.set_tempo(132.3, now=t_step, beat=(t_step - t_play) * 126 / 60, at_time=t_step)
+    sim.tick(250)
+    [(run, k)] = sim.runs()
+    first = run.tempo.changes[1][0]
+    assert first < boundary - 0.05
+    assert sim.heard(k + run.tempo.sample_at(first)) - t_step < margin + sim.live.renderer.xfade / SR + 0.02
+    assert sim.ring.underruns == 0
+
+
 @pytest.mark.parametrize("anchor", ["host", "heard"])
 def test_tempo_step_follows_the_host_from_its_beat(engine, anchor):
     sim = Sim(engine)

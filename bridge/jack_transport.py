@@ -12,8 +12,9 @@ second. The beat is the BBT's at each start, locate and tempo or meter change, a
 that tempo in between: frames are exact to the sample, while some masters' BBT drifts (jack_transport adds whole
 ticks each period: 1.7 % slow at 126 BPM with 512-frame periods). Without a timebase master the beat is counted
 from frame 0 at the configured tempo. Beats are quarter notes from the song start (a 6/8 bar is 3 of them), the
-bar lines a constant meter's. Tempo changes pass through :class:`bridge.tempo.TempoHysteresis` as MIDI clock's and
-Link's do: a tempo ramp a master states in every period arrives as steps of about 0.3 BPM, the positions stay exact.
+bar lines a constant meter's. Tempo changes pass through
+:class:`~bridge.tempo_hysteresis.TempoHysteresis` as MIDI clock's and Link's do: a tempo ramp a master states in
+every period arrives as steps of about 0.3 BPM, the positions stay exact.
 
 :class:`JackTransportSync` is the I/O: a JACK client of its own whose process callback feeds the follower and hands
 the events to ``feed`` (in JACK's thread: the daemon passes them to its loop).
@@ -31,7 +32,7 @@ from typing import Any
 from .errors import BridgeError
 from .events import Event, MeterEvent, PositionEvent, TempoEvent, TransportEvent
 from .jack_midi import FrameClock
-from .tempo import TempoHysteresis
+from .tempo_hysteresis import TempoHysteresis
 from .tempo_ramp import RampSlope
 
 logger = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ Events handed to `on_event` (source "link"): TempoEvent when the session tempo c
 peer changes it), TransportEvent play/stop from start/stop sync, and PositionEvent(exact=True) at `position_hz`.
 A peer that ramps its tempo changes it many times a second (a ramp of 6 BPM over 8 s in 50 ms steps: 160 changes,
 each of which re-planned the audio ahead and made the daemon underrun); the changes pass through
-:class:`bridge.tempo.TempoHysteresis` as MIDI clock's do (a change of more than 0.3 BPM at once), and the tempo
-the session settles on is passed at the next position once it has held still.
+:class:`~bridge.tempo_hysteresis.TempoHysteresis` as MIDI clock's do (a change of more than 0.3 BPM at once),
+and the tempo the session settles on is passed at the next position once it has held still.
 For block scheduling the core asks :meth:`LinkSync.beat_at` / :meth:`phase_at` for the host time at which a
 block's first sample reaches the speaker (Link's reference is the speaker, so add the output latency).
 Beat numbers differ between peers; the phase (beat mod quantum) is what they share.
@@ -26,7 +26,7 @@ from typing import Any
 
 from bridge.errors import BridgeError
 from bridge.events import Event, PositionEvent, TempoEvent, TransportEvent
-from bridge.tempo import TempoHysteresis
+from bridge.tempo_hysteresis import TempoHysteresis
 from bridge.tempo_ramp import RampSlope
 
 logger = logging.getLogger(__name__)

@@ -20,6 +20,9 @@ least-squares line of tick *time* against tick *index*:
   the long window to two beats and keeps it there until the tempo holds still for a beat; there a parabola through
   the window gives the tempo at the latest tick and the ramp's slope (BPM per second), so a ramp is followed
   without the window's lag and the live stream can plan the beats ahead along it.
+- Through an interface that scatters its ticks (a USB MIDI interface: each message 0-4 ms late) neither shows in
+  time: a step is seen by the window's likeliest kink (:func:`~bridge.tempo_fit.hinge`: 7-9 ticks after a 5 % step),
+  a ramp by its ticks bending away from the line before it over six beats, and a ramp is fitted over four beats.
 - Confidence comes from the fit: the standard error of the BPM (from the robust residual spread) and how full
   the window is.
 Tick timestamps are seconds (any monotonic clock), tempo is BPM of quarter notes.
@@ -44,6 +47,7 @@ FAST_STEP_S = 0.0015
 # the tempo after a fast step is told once its standard error is this small (relative), or a twentieth of the step
 FAST_STEP_PRECISION = 0.004
 HINGE_Z, HINGE_MIN, HINGE_AFTER = 6.0, 0.01, 6  # a kink this sure (steady: < 4), this big, this many ticks back
+RAMP_WIDE_JITTER = 0.03  # ticks this scattered (relative sd: 0.6 ms at 126 BPM) are fitted over a wider ramp window
 RAMP_Z = 5.0  # a window's curvature this many standard errors from none ...
 RAMP_BENT_TICKS = 6  # ... this many ticks in a row: a ramp
 RAMP_Z_SURE = 20.0  # a curvature this sure is taken as it is, a vaguer one averaged (ClockTempoEstimator._ramp_end)
@@ -135,7 +139,8 @@ class ClockTempoEstimator:
         self._raw_last: float | None = None
         self._quantum = 0.0  # the arrival quantum (seconds) when stamps come on a period lattice, else 0
         self._q_miss = 0
-        self._cap = self.max_window  # 2 beats while a ramp is being followed
+        self._cap = self.max_window  # 2 beats (4 through a scattering interface) while a ramp is being followed
+        self._jitter = 0.0  # the short fit's residual spread (s)
         self._curv: float | None = None  # a ramp's running curvature (s per tick^2)
         self._line: tuple[int, float, float] | None = None  # the last fit: (index, its fitted time, period)
         self._resid: deque[float] = deque(maxlen=FAST_STEP_TICKS)  # each tick's distance from the line before it
@@ -239,6 +244,7 @@ class ClockTempoEstimator:
         p_long, tick_time, sigma = fit_line(xs, ys)
         ns = min(self.short_window, self._long_n)
         p_short, short_last, sigma_short = fit_line(xs[-ns:], ys[-ns:])
+        self._jitter = sigma_short
         # with a period quantum the spread is bounded (+-half a quantum around the line): repairable while that
         # stays well under half an interval
         bounded = 0 < self._quantum <= 0.75 * p_short and sigma_short <= 0.45 * self._quantum
@@ -349,51 +355,33 @@ class ClockTempoEstimator:
         if self._dev_count >= self.step_ticks:
             self._long_n = self.step_ticks
         elif self._drift_count >= self.drift_ticks or self._bent >= RAMP_BENT_TICKS:
-            self._cap = 2 * self.short_window
+            self._cap = self._ramp_window()
             self._long_n = min(n, self._cap)
         else:
             return False
         self._dev_count = self._drift_count = self._bent = 0
         return True
 
+    def _ramp_window(self) -> int:
+        """Ticks a ramp is fitted over: two beats, four where the ticks scatter (a two-beat parabola through 0-4 ms of
+        scatter reads a 0.5 BPM/s ramp as anything from 0 to 2 BPM/s, and its end long before it ends)."""
+        p = self._line[2] if self._line is not None else 0.0
+        return (4 if self._jitter > RAMP_WIDE_JITTER * p else 2) * self.short_window
+
     def _bend(self, xs: list[int], ys: list[float]) -> None:
         """Count the ticks in a row whose last two beats bend one way (a ramp seen by its curvature: sooner than
         by the short fit drifting from the long one, which takes a beat of drift after the drift shows)."""
-        m = 2 * self.short_window
+        m = self._ramp_window()
         self._z = z = curvature_z(xs[-m:], ys[-m:]) if len(xs) >= m else 0.0
         if self._cap < self.max_window or len(xs) < m:
             self._bent = 0
             return
+        w = 3 * m // 2
+        if m > 2 * self.short_window and len(xs) >= w:  # scattered ticks: the ramp's start, over six beats
+            z = hinge(xs[-w:], ys[-w:], self.short_window // 2, w - self.short_window, power=2, every=3)[0]
         sign = 1 if z > 0 else -1
         # (not while the short fit is off the long one by a step's margin: a parabola through a step's kink
         # overshoots the new tempo)
         bends = abs(z) > RAMP_Z and self._dev_count == 0 and (self._bent == 0 or sign == self._bent_sign)
         self._bent = self._bent + 1 if bends else 0
         self._bent_sign = sign
-
-
-class TempoHysteresis:
-    """Decides when a new tempo is worth re-conditioning the model for.
-
-    A change is passed on when it exceeds ``threshold_bpm``, on a step, or at a bar boundary when it differs at
-    all (more than ``bar_epsilon_bpm``). Everything smaller is left to the time-stretch stage.
-    """
-
-    def __init__(self, threshold_bpm: float = 0.3, bar_epsilon_bpm: float = 0.01):
-        self.threshold_bpm, self.bar_epsilon_bpm = threshold_bpm, bar_epsilon_bpm
-        self.current: float | None = None
-        self.slope = 0.0  # the ramp's slope passed on with the current tempo (BPM per second)
-
-    def update(self, bpm: float | None, step: bool = False, at_bar: bool = False,
-               slope: float = 0.0) -> float | None:
-        """Returns the new tempo to condition on, or None to keep the current one. A ramp's ``slope`` (BPM per
-        second) is passed on with it when it starts, ends, or changes by more than a quarter."""
-        if bpm is None:
-            return None
-        diff = math.inf if self.current is None else abs(bpm - self.current)
-        ramp_news = (slope == 0.0) != (self.slope == 0.0) or abs(slope - self.slope) > 0.25 * abs(self.slope)
-        if (diff > self.threshold_bpm or (step and diff > 0) or (at_bar and diff > self.bar_epsilon_bpm)
-                or ramp_news):
-            self.current, self.slope = bpm, slope
-            return bpm
-        return None

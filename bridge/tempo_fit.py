@@ -83,20 +83,22 @@ def slope_se(sigma: float, n: int) -> float:
     return sigma * math.sqrt(12.0 / (n * (n * n - 1))) if n > 2 else math.inf
 
 
-def hinge(xs: list[int], ys: list[float], min_after: int, max_after: int) -> tuple[float, float, int]:
+def hinge(xs: list[int], ys: list[float], min_after: int, max_after: int, power: int = 1,
+          every: int = 1) -> tuple[float, float, int]:
     """The likeliest kink in a window of ticks: a line whose slope changes after one of its last ``min_after`` to
-    ``max_after`` ticks (a tempo step: every tick after it comes a period's change further off the line before).
+    ``max_after`` ticks (every ``every``-th): a tempo step, every tick after it a period's change further off the line
+    before (``power`` 2: a ramp's start, the ticks after it off by the square of their distance from it).
     Returns (z, change of slope, ticks after the kink) for the kink that fits best, z being the change over its
     standard error (from the robust residual spread). A steady clock reads within about +-5 with any jitter; a 5 %
     step with 0-4 ms of scatter reads 8 and more eight ticks after it, where its ticks are still inside the scatter."""
     x = np.asarray(xs, np.float64) - xs[-1]
     y = np.asarray(ys, np.float64) - ys[-1]
     n = x.size
-    ks = np.arange(min_after, min(max_after, n - 3) + 1)
+    ks = np.arange(min_after, min(max_after, n - 3) + 1, every)
     if ks.size == 0:
         return 0.0, 0.0, 0
     kinks = x[n - 1 - ks]  # the last tick before the change, per candidate
-    h = np.maximum(0.0, x[None, :] - kinks[:, None])
+    h = np.maximum(0.0, x[None, :] - kinks[:, None]) ** power
     design = np.stack([np.ones_like(h), np.broadcast_to(x, h.shape), h], axis=2)  # (candidates, n, 3)
     gram = np.einsum("cni,cnj->cij", design, design)
     coef = np.linalg.solve(gram, np.einsum("cni,n->ci", design, y)[:, :, None])[:, :, 0]

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 from .events import Event, PositionEvent, TempoEvent, TransportEvent
-from .tempo import PPQN, ClockTempoEstimator, TempoHysteresis, TempoState
+from .tempo import PPQN, ClockTempoEstimator, TempoState
+from .tempo_hysteresis import TempoHysteresis
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bridge.audio.ring import AudioRing  # noqa: E402
-from bridge.tempo import TempoHysteresis  # noqa: E402
+from bridge.tempo_hysteresis import TempoHysteresis  # noqa: E402
 from bridge.tempo_ramp import RampSlope  # noqa: E402
 from generator.errors import MusikaError  # noqa: E402
 from generator.runtime.engine import Engine  # noqa: E402

@@ -8,7 +8,8 @@ from statistics import median
 
 import pytest
 
-from bridge.tempo import PPQN, ClockTempoEstimator, TempoHysteresis
+from bridge.tempo import PPQN, ClockTempoEstimator
+from bridge.tempo_hysteresis import TempoHysteresis
 from tests.bridge.clockstreams import double, drop, ramp, scattered, tick_times
 
 BAR = 96  # ticks in a 4/4 bar
@@ -123,6 +124,22 @@ def test_a_ramp_is_seen_by_its_bend_within_a_beat(jitter: float) -> None:
     states = run(tick_times(bpms, jitter_s=jitter, seed=1))
     assert any(s.slope < 0 for s in states[4 * BAR : 4 * BAR + PPQN])
     assert max(abs(s.bpm - b) for s, b in zip(states[4 * BAR :], bpms[4 * BAR :], strict=True)) < 0.6
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("b1", [129.78, 119.7])
+def test_a_ramp_through_a_scattering_interface_is_followed_from_its_fifth_beat(seed: int, b1: float) -> None:
+    """A DAW's 8 s ramp (126 -> +3 %, 0.47 BPM/s; -> -5 %, 0.79 BPM/s) through an interface that delays each tick
+    0-4 ms: its start is seen within five beats by the ticks bending away from the line before them (six beats of
+    them; a two-beat parabola cannot tell such a ramp in that scatter: seen after 6-7 beats, 1.3 BPM behind), and it
+    is followed over four beats (over two, the scatter read it as 0-2 BPM/s and ended it early), within 0.6 BPM
+    from its sixth beat on (the most just after its end, where the parabola runs on for a beat or two)."""
+    bpms = [126.0] * 6 * BAR + ramp(126.0, b1, 17 * PPQN) + [b1] * 4 * BAR
+    states = run(scattered(tick_times(bpms), 0.004, seed=seed))
+    assert any(s.slope * (b1 - 126.0) > 0 for s in states[6 * BAR : 6 * BAR + 5 * PPQN])
+    later = 6 * BAR + 6 * PPQN
+    assert max(abs(s.bpm - b) for s, b in zip(states[later:], bpms[later:], strict=True)) < 0.6
+    assert states[-1].bpm == pytest.approx(b1, abs=0.1) and states[-1].slope == 0.0
 
 
 def test_tempo_step_with_5ms_jitter() -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 from .events import Event, PositionEvent, TempoEvent, TransportEvent
+from .recount import Recount
 from .tempo import PPQN, ClockTempoEstimator, TempoState
 from .tempo_hysteresis import TempoHysteresis
 
@@ -36,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 DENOMINATORS = (1, 2, 4, 8, 16, 32)
 TICKS_PER_16TH = 6
-CALM_TICKS = 24  # ordinary ticks in a row after odd ones before the count is checked against the clock's time
-RECOUNT_MAX_S = 4.0  # the longest disturbance recounted from time (the tempo is taken as steady across it)
 
 
 @dataclass(frozen=True)
@@ -168,9 +167,9 @@ class MidiClockTracker:
     timed by the estimator's de-jittered tick time. ``transport`` follows everything and can be queried.
 
     Ticks that a late port receives twice, or misses, are counted by their intervals (:class:`ClockTempoEstimator`),
-    which a burst of them can fool. So once the clock is steady again (``CALM_TICKS`` ordinary ticks at the same
-    tempo as before), the count is checked against the time since the last steady tick before the odd ones:
-    a sender stamps its ticks on its transport, so that time says how many ticks passed, and it wins.
+    which a burst of them can fool. So once the clock is steady again at the same tempo as before, the count is
+    checked against the time since the last steady tick before the odd ones (:class:`~bridge.recount.Recount`): a
+    sender stamps its ticks on its transport, so that time says how many ticks passed, and it wins where it is sure.
 
     ``ticks`` is the count of whole clocks; ``frac`` the part of a clock the sender's clocks sit past them (after a
     Continue from a sender that rolled on from where it stopped, see the module docstring).
@@ -194,11 +193,7 @@ class MidiClockTracker:
         self._hold = False  # after SPP while playing: the next clock *is* the located position
         self.last_clock: float | None = None
         self._clocks = 0  # clocks received, for bar-spaced tempo updates while stopped
-        self._steady: tuple[float, int, float] | None = None  # (time, count, tick period) of the last steady tick
-        self._calm = 0  # ordinary ticks in a row
-        self._odd = False  # odd ticks came since the last steady one
-        self._prev: float | None = None  # time of the last counted tick
-        self._calm_from = 0.0  # time of the tick before the ordinary ones in a row
+        self._recount = Recount()  # sets the count from the clock's time after odd ticks
         self.recounts = 0  # times the count was set right from the clock's time
         self.frac = 0.0  # the sender's clocks sit this part of a clock past the count
         self._stopped_at: float | None = None  # where Stop left off, in clocks (a fraction past the last clock)
@@ -222,11 +217,11 @@ class MidiClockTracker:
     def start(self, t: float) -> None:
         self.ticks, self.frac, self._pending, self._hold = 0, 0.0, "play", False
         self._stopped_at = self._preroll = self._spp_time = self._located = None
-        self._forget_steady()
+        self._recount.forget()
 
     def continue_(self, t: float) -> None:
         self._pending, self._hold = "continue", False
-        self._forget_steady()
+        self._recount.forget()
 
     def stop(self, t: float) -> None:
         self._pending = None
@@ -251,7 +246,7 @@ class MidiClockTracker:
         self.ticks, self.frac = sixteenths * TICKS_PER_16TH, 0.0
         self._hold = self.transport.playing
         self._spp_time, self._located = (None if self._hold else t), None
-        self._forget_steady()
+        self._recount.forget()
         self.transport.locate(self.beat, t)
         self.emit(TransportEvent("locate", self.source, t, self.beat))
 
@@ -263,7 +258,7 @@ class MidiClockTracker:
         if state.note and logger.isEnabledFor(logging.DEBUG):  # -vv: what the count made of an odd tick
             logger.debug("MIDI clock: %s tick at %.4f s, counted as %d", state.note, t, state.advanced)
         if state.advanced == 0:
-            self._calm, self._odd = 0, True
+            self._recount.odd()
             return  # a duplicate tick
         if not self.transport.playing:
             self._count_preroll(t, state)
@@ -287,7 +282,13 @@ class MidiClockTracker:
                 self._hold = False
             else:
                 self.ticks += state.advanced
-                self._recount(t - drift, state)
+                n = self._recount.tick(t - drift, self.ticks, state.advanced, state.note, state.bpm, state.tick_time,
+                                       state.jitter_ms / 1e3)
+                if n is not None and n != self.ticks:
+                    logger.info("MIDI clock: odd ticks (a late or busy port) put the count %+d off; set from the "
+                                "clock's time", self.ticks - n)
+                    self.ticks, self.recounts = n, self.recounts + 1
+                    self.estimator.reset()  # its line was fitted through the miscounted ticks: start it afresh
         bar_ticks = round(self.transport.bar_beats * PPQN)
         self._clocks += state.advanced
         at_bar = self._clocks % bar_ticks < state.advanced  # while stopped: every bar's worth of clocks
@@ -338,41 +339,6 @@ class MidiClockTracker:
             logger.info("MIDI clock: the sender rolled on from where it located; continuing %d clock(s) past its song "
                         "position", located % TICKS_PER_16TH)
             self.ticks += located % TICKS_PER_16TH
-
-    def _forget_steady(self) -> None:
-        self._steady, self._calm, self._odd, self._prev = None, 0, False, None
-
-    def _recount(self, t: float, state: TempoState) -> None:
-        """Note steady ticks; after odd ones, once steady again at the same tempo, set the count from the time
-        (``t``: the sender's time)."""
-        prev, self._prev = self._prev, t
-        if self._odd:  # judged against the tempo before the odd ticks (the estimator may be thrown for a while)
-            period = self._steady[2] if self._steady is not None else math.nan
-        else:
-            period = 60.0 / state.bpm / PPQN if state.bpm else math.nan
-        ordinary = state.advanced == 1 and not state.note and prev is not None and abs((t - prev) / period - 1) < 0.25
-        if not ordinary:  # (NaN period: not ordinary either)
-            self._calm, self._odd = 0, self._steady is not None
-            return
-        if self._calm == 0:
-            self._calm_from = prev
-        self._calm += 1
-        if not self._odd:
-            self._steady = (t, self.ticks, period)
-            return
-        if self._calm < CALM_TICKS:
-            return
-        t0, n0, p0 = self._steady  # type: ignore[misc]
-        now_period = (t - self._calm_from) / self._calm
-        if t - t0 <= RECOUNT_MAX_S and abs(now_period / p0 - 1.0) <= 0.01:
-            n = n0 + round((t - t0) / ((p0 + now_period) / 2))
-            if n != self.ticks:
-                logger.info("MIDI clock: odd ticks (a late or busy port) put the count %+d off; set from the clock's "
-                            "time", self.ticks - n)
-                self.ticks, self.recounts = n, self.recounts + 1
-                self.estimator.reset()  # its line was fitted through the miscounted ticks: start it afresh
-        self._odd = False
-        self._steady = (t, self.ticks, now_period)
 
     def handle(self, kind: str, t: float, pos: int | None = None) -> bool:
         """Dispatch by mido message type ("clock", "start", "continue", "stop", "songpos"); False if not ours."""

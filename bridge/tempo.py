@@ -44,7 +44,7 @@ from .tempo_ramp import MIN_SLOPE
 PPQN = 24
 FAST_STEP_TICKS = 4  # ticks that show a step at once (see ClockTempoEstimator._fast_step)
 FAST_STEP_S = 0.0015
-# the tempo after a fast step is told once its standard error is this small (relative), or a twentieth of the step
+# the tempo after a fast step is told once its standard error is this small (relative), or a fifth of the step
 FAST_STEP_PRECISION = 0.004
 HINGE_Z, HINGE_MIN, HINGE_AFTER = 6.0, 0.01, 6  # a kink this sure (steady: < 4), this big, this many ticks back
 RAMP_WIDE_JITTER = 0.03  # ticks this scattered (relative sd: 0.6 ms at 126 BPM) are fitted over a wider ramp window
@@ -64,8 +64,8 @@ class TempoState:
     (0 = duplicate dropped, 1 = normal, k > 1 = k-1 ticks lost). step: the long window was cut at this tick
     (tempo step or ramp). jitter_ms: robust spread of tick times around the fit. window: ticks in the long fit.
     tick_time: de-jittered time of the latest tick (from the fit). note: "", "duplicate", "lost", "gap",
-    "restart", "out of range", "backwards". slope: BPM per second while a ramp is followed (then ``bpm`` is the
-    tempo at the latest tick, not the window's average), else 0.
+    "restart", "out of range", "backwards", "not a time". slope: BPM per second while a ramp is followed (then
+    ``bpm`` is the tempo at the latest tick, not the window's average), else 0.
     """
 
     bpm: float | None
@@ -157,6 +157,8 @@ class ClockTempoEstimator:
 
     def feed(self, t: float) -> TempoState:
         """Add the tick that arrived at time ``t`` (seconds); returns the updated :class:`TempoState`."""
+        if not math.isfinite(t):  # a broken stamp: the tick is not counted, nothing is lost
+            return self._reject("not a time")
         if self._raw_last is not None and t > self._raw_last:
             self._raw_dts.append(t - self._raw_last)
             q = arrival_quantum(self._raw_dts)

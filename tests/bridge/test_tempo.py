@@ -182,6 +182,17 @@ def test_garbage_timestamps_never_crash() -> None:
         assert 0.0 <= s.confidence <= 1.0
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_broken_stamp_is_dropped_and_costs_nothing(bad: float) -> None:
+    """A tick stamped NaN or infinity (a broken clock read) is not counted and does not poison the fit."""
+    times = scattered(tick_times([126.0] * 8 * BAR), 0.004, seed=1)
+    est = ClockTempoEstimator()
+    states = [est.feed(bad if i in (300, 301, 550) else t) for i, t in enumerate(times)]
+    assert [s.note for s in states].count("not a time") == 3
+    assert all(s.advanced == 0 for i, s in enumerate(states) if i in (300, 301, 550))
+    assert states[-1].bpm == pytest.approx(126.0, abs=0.35)
+
+
 def test_hysteresis() -> None:
     h = TempoHysteresis(threshold_bpm=0.3)
     assert h.update(120.0) == 120.0

@@ -435,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep the daemon's log (-v) here, and every clock tick beside it (.ticks.npz)")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
+    if a.log and not Path(a.log).resolve().parent.is_dir():  # (found out before the run, not after it)
+        p.error(f"--log {a.log}: its folder {Path(a.log).resolve().parent} does not exist; make it first")
     for tool in ("jackd", "jack_transport", *(["jack_midi_clock"] if a.sync == "midi" else [])):
         if shutil.which(tool) is None:
             print(f"live_phase: {tool} is not installed (apt install jackd2 jack-midi-clock)", file=sys.stderr)

@@ -124,3 +124,10 @@ def test_beats_sit_on_the_jack_transports_grid_and_land_on_it_after_a_locate(rig
     after = np.asarray(errors[-12:])  # the last 12 beats: from about 4 s after the locate
     assert np.median(np.abs(after)) <= 10.0, msg
     assert abs(out["daemon_phase_error_ms"] - out["signed_median_ms"]) <= 10.0, msg
+
+
+def test_a_log_path_whose_folder_is_missing_is_refused_before_the_run(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _live_phase().main(["--seconds", "1", "--log", str(tmp_path / "no" / "such" / "run.log")])
+    assert exc.value.code == 2
+    assert "does not exist; make it first" in capsys.readouterr().err

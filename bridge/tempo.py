@@ -371,8 +371,9 @@ class ClockTempoEstimator:
         return (4 if self._jitter > RAMP_WIDE_JITTER * p else 2) * self.short_window
 
     def _bend(self, xs: list[int], ys: list[float]) -> None:
-        """Count the ticks in a row whose last two beats bend one way (a ramp seen by its curvature: sooner than
-        by the short fit drifting from the long one, which takes a beat of drift after the drift shows)."""
+        """Count the ticks in a row whose last beats bend one way (two beats' curvature; where the ticks scatter, six
+        beats bending away from the line before a kink): a ramp seen sooner than by the short fit drifting from the
+        long one, which takes a beat of drift after the drift shows."""
         m = self._ramp_window()
         self._z = z = curvature_z(xs[-m:], ys[-m:]) if len(xs) >= m else 0.0
         if self._cap < self.max_window or len(xs) < m:

@@ -58,22 +58,22 @@ class DaemonCore:
     """Applies events to ``live`` (a LiveStream: play/cont/stop/locate/set_tempo/set_control/set_seed/set_preset,
     telemetry(), play_head_beat(), perf.current, output_latency_s, sync_source).
 
-    mode/timeout_s: sync arbitration (bridge.sync). bpm/meter: the internal clock's start. specs: the controls
-    that exist (bridge.controls.control_specs). presets: names accepted by PresetEvent. relocate_beats: a playing
-    source whose position (PositionEvent) differs from what is heard by more than this (exact sources; coarse
-    ones 4x) re-anchors the stream; not within ``relocate_every_s`` of a transport change or another re-anchor.
-    Smaller errors of exact sources are nudged away (LiveStream.sync). The internal clock states no positions, so
-    while it drives, :meth:`tick` checks what is heard against it every ``internal_check_s``: audio delayed by
-    an underrun or an xrun comes back onto the grid instead of staying late. It counts the device's time, not the
-    host's, so a device clock that runs slower or faster than the host's leaves the beats alone.
+    mode/timeout_s: sync arbitration (bridge.sync). bpm/meter: the internal clock's start. specs: the controls that
+    exist (bridge.controls.control_specs). presets: names accepted by PresetEvent. relocate_beats: a playing source
+    whose position (PositionEvent) differs from what is heard by more than this (exact sources; coarse ones 4x)
+    re-anchors the stream; not within ``relocate_every_s`` of a transport change or another re-anchor. Smaller
+    errors of exact sources are nudged away (LiveStream.sync). The internal clock states no positions, so while it
+    drives, :meth:`tick` checks what is heard against it every ``internal_check_s``: audio delayed by an underrun or
+    an xrun comes back onto the grid instead of staying late. It counts the device's time, not the host's, so a
+    device clock that runs slower or faster than the host's leaves the beats alone.
     ``ports`` (:class:`DaemonPorts`): what the core drives besides the live stream, given at construction.
     """
 
     def __init__(self, live: LiveStreamPort, *, ports: DaemonPorts | None = None, mode: str = "auto",
-                 timeout_s: float = 2.0, bpm: float = 128.0,
-                 meter: tuple[int, int] = (4, 4), specs: dict[str, ControlSpec] | None = None,
-                 presets: Callable[[], Sequence[str]] = tuple, clock: Callable[[], float] = time.monotonic,
-                 relocate_beats: float = 0.5, relocate_every_s: float = 4.0):
+                 timeout_s: float = 2.0, bpm: float = 128.0, meter: tuple[int, int] = (4, 4),
+                 specs: dict[str, ControlSpec] | None = None, presets: Callable[[], Sequence[str]] = tuple,
+                 clock: Callable[[], float] = time.monotonic, relocate_beats: float = 0.5,
+                 relocate_every_s: float = 4.0):
         self.live, self.clock, self.presets = live, clock, presets
         self.ports = ports or DaemonPorts()
         self.arbiter = SyncArbiter(mode, timeout_s)
@@ -233,11 +233,8 @@ class DaemonCore:
         elif action == "locate":
             if self.playing:
                 self.live.locate(beat, at_time=t, now=now)
-        elif action == "play":
-            self.live.play(beat, at_time=t, now=now)
-            self.playing = True
-        else:
-            self.live.cont(beat, at_time=t, now=now)
+        else:  # play, continue
+            (self.live.play if action == "play" else self.live.cont)(beat, at_time=t, now=now)
             self.playing = True
 
     def _handover(self, source: str, now: float) -> None:
@@ -255,6 +252,8 @@ class DaemonCore:
                 logger.log(NOTICE, "%s: stopped, on the internal clock at %.1f BPM", why, self.bpm)
             return
         joining = tr.playing and self.playing
+        if not tr.playing and self.playing:  # first: a stopped host's tempo is for its Start, not the last bar
+            self.live.stop_at_bar(now=now)
         if source in self.tempo_known and tr.bpm != self.bpm:
             self.bpm = tr.bpm
             if not joining:  # a join carries the host's tempo itself
@@ -270,7 +269,6 @@ class DaemonCore:
                 logger.log(NOTICE, "following %s: playing from beat %.1f", why, beat)
             self.playing = True
         elif self.playing:
-            self.live.stop_at_bar(now=now)
             self.playing = False
             logger.log(NOTICE, "following %s: the host is stopped, so the music stops at the next bar line and "
                        "starts with the host", why)

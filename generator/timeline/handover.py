@@ -4,7 +4,9 @@ While music plays on one clock (e.g. the internal one) another sync source can t
 playing, what plays goes on until the host's first bar line that can still be rendered in time; the host's run
 starts exactly there, its lead-in crossfaded with the last samples before it (the same equal-power join as
 between any two pieces), so there is no silence and the host's downbeat sounds at full gain. If the host is
-stopped, the run ends at its own next bar line, faded out, and waits for the host's Start.
+stopped, the run ends at its own next bar line, faded out, and waits for the host's Start; it plays that bar at its
+own tempo (the tempo a stopped host states is for its Start: its first beat of clock read 112-123 BPM at 120, and
+following each reading bent the last bar twenty times and once ran the ring dry).
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ class HostJoin:
 
 @dataclass(frozen=True)
 class BarStop:
-    """End the run at its own next bar line that can still be rendered (the host that took over is stopped)."""
+    """End the run at its own next bar line that can still be rendered (the host that took over is stopped);
+    ``bpm``: the tempo that host stated meanwhile, for what follows the stop (None: none)."""
+
+    bpm: float | None = None
 
     def first_line(self, grid: BarGrid, earliest_beat: float) -> float:
         return grid.quantise(earliest_beat, "bar", earliest_beat)

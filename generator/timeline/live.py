@@ -1,25 +1,24 @@
 """The live stream: a render worker that keeps a beat-keyed audio stream filled just ahead of the play head.
 
-Control side (any thread; the daemon's asyncio loop; :mod:`generator.timeline.live_control`): ``play``, ``stop``,
-``cont``, ``locate``, ``join``, ``stop_at_bar``, ``set_tempo``, ``sync``, ``set_meter``, ``set_control``,
-``set_seed``, ``set_preset`` only queue a request (generator.timeline.requests). The worker thread applies requests
-(placing each against the real play head, logging it as a ControlRecord with the beat at which it becomes audible),
-renders the next piece through the same planner/renderer as :func:`generator.timeline.stream.render_offline`, and
-writes it to the ring through a :class:`~generator.timeline.playout.Playout`. The audio callback only reads the
-ring. Time arrives as an argument (`now`, seconds on the daemon's monotonic clock) or from `clock`.
+Control side (any thread; the daemon's asyncio loop): the methods of :mod:`generator.timeline.live_control` only
+queue a request (generator.timeline.requests). The worker thread applies requests (placing each against the real
+play head, logging it as a ControlRecord with the beat at which it becomes audible), renders the next piece through
+the same planner/renderer as :func:`generator.timeline.stream.render_offline`, and writes it to the ring through a
+:class:`~generator.timeline.playout.Playout`. The audio callback only reads the ring. Time arrives as an argument
+(`now`, seconds on the daemon's monotonic clock) or from `clock`.
 
 Timing: a run's beat-to-sample map is anchored when its first sample is written, from the real play head (the
-device's progress, the queued depth and the sink's latency) at that moment, so a busy worker or the fade of a
-jump does not shift it. Changes are placed a safety margin (twice the playing preset's longest recent render,
-generator.timeline.render_times) ahead of
-the play head: bar-bound ones and tempo at the first piece boundary (bar line, beat) after it, "now" ones right
-there (cutting the piece they fall in short). Audio rendered past that point is
-dropped from the ring and rendered again, as the offline replay renders it: the look-ahead delays no change. A tempo
-change follows the host from the beat it is at: the beats between the change point and the host's grid are played
-slightly faster or slower (at most 6 %, a few beats) until they land on the host's beats again; while the host
-ramps (a tempo request with a slope) the beats after that are planned one by one along the ramp
-(generator.timeline.host_line), so what is rendered ahead is heard where the host plays it. A join (another
-sync source takes over) and a bar stop wait for their bar line (generator.timeline.handover).
+device's progress, the queued depth and the sink's latency) at that moment, so a busy worker or the fade of a jump
+does not shift it. Changes are placed a safety margin (twice the playing preset's longest recent render,
+generator.timeline.render_times) ahead of the play head: bar-bound ones and tempo at the first piece boundary (bar
+line, beat) after it, "now" ones and a host's tempo step right there, cutting the piece they fall in short (at least
+a tenth of a second ahead). Audio rendered past that point is dropped from the ring and rendered again, as the
+offline replay renders it: the look-ahead delays no change. A tempo change follows the host from the beat it is at:
+the beats between the change point and the host's grid are played slightly faster or slower (at most 6 %, a few
+beats) until they land on the host's beats again; while the host ramps (a tempo request with a slope) the beats
+after that are planned one by one along the ramp (generator.timeline.host_line), so what is rendered ahead is heard
+where the host plays it. A join (another sync source takes over) and a bar stop wait for their bar line
+(generator.timeline.handover).
 """
 
 from __future__ import annotations
@@ -100,9 +99,7 @@ class LiveStream(LiveControl, RenderWorker):
         self.latencies_ms: deque[float] = deque(maxlen=256)  # arrival -> audible, ms
         self.late_ms: deque[float] = deque(maxlen=256)  # audible - the quantisation target (0 = on time), ms
         self.phase_errors_s: deque[float] = deque(maxlen=512)
-        self.stretch = 1.0
-        self.errors = 0
-        self.bpm_confidence = 1.0
+        self.stretch, self.errors, self.bpm_confidence = 1.0, 0, 1.0
         self.phase_tolerance_s = 0.002  # sync/set_tempo leave a smaller phase error alone
         self._nudges: list[tuple[float, float, float]] = []  # (from, to, host bpm): beats played nudged
         self._trend: HostLine | None = None  # the last tempo request's: a sync follows its ramp
@@ -141,9 +138,9 @@ class LiveStream(LiveControl, RenderWorker):
             return self.perf.position
         return self.cur.beat_at(max(self.cur.frame0, self.playout.head()))
 
-    def _margin(self, new_epoch: bool) -> float:
+    def _margin(self, new_epoch: bool, cut: bool = False) -> float:
         """Seconds ahead of the play head a change must be placed so the re-render is done in time."""
-        return self.render_times.margin(self.perf.preset, new_epoch, self.min_lookahead_s)
+        return self.render_times.margin(self.perf.preset, new_epoch, self.min_lookahead_s, cut)
 
     def _record(self, rec: ControlRecord) -> None:
         self.perf.apply(rec)
@@ -157,6 +154,8 @@ class LiveStream(LiveControl, RenderWorker):
                 self._change(request, t_req, now)
             case Tempo() if isinstance(self._handover, HostJoin):  # the host's run is not playing yet
                 self._handover = self._handover.retimed(request.bpm, request.beat, request.at_time, t_req)
+            case Tempo() if isinstance(self._handover, BarStop) and request.bpm is not None:  # for the host's Start
+                self._handover = BarStop(float(request.bpm))
             case Tempo():
                 self._tempo(request, t_req=t_req, now=now)
             case Meter():
@@ -170,15 +169,13 @@ class LiveStream(LiveControl, RenderWorker):
                 if run is not None:
                     self._handover = BarStop()
             case Transport("stop"):
-                self._handover = None
                 if run is not None:
-                    self._end_run()
+                    self._end_run()  # (a handover waits only while a run plays; the run's end clears it)
             case Transport():
                 self._start(request, run, t_req, now)
 
     def _start(self, request: Transport, run: Any, t_req: float, now: float) -> None:
         """play, continue, locate: end what plays, anchor a new run at the host's beat."""
-        self._handover = None
         beat = self.perf.position if request.beat is None else request.beat
         if run is not None:
             self._end_run()
@@ -205,7 +202,7 @@ class LiveStream(LiveControl, RenderWorker):
         grid = self.perf.grid
         head = self.play_head_beat()
         ideal = grid.quantise(head, q, head, self.phrase_bars)  # with nothing rendered yet; a bad mode fails here
-        margin = self._margin(name not in OUTPUT_ONLY)
+        margin = self._margin(name not in OUTPUT_ONLY, cut=q == "now")
         beat = (self.cur.soonest(margin) if q == "now"
                 else grid.quantise(head, q, self.cur.earliest(margin), self.phrase_bars))
         value = float(glide(self.cur.heard(beat, now))) if glide else value
@@ -240,7 +237,7 @@ class LiveStream(LiveControl, RenderWorker):
         recondition = abs(bpm - cond) > self.recondition * cond
         # a host's tempo step: caught up from the soonest point, inside a beat (not a beat more at the old tempo)
         step = new_tempo and abs(float(bpm) - run.tempo.bpm_at(self.cur.beat)) > RAMP_STEP * float(bpm)
-        c0 = (self.cur.soonest if step else self.cur.earliest)(self._margin(False))
+        c0 = self.cur.soonest(self._margin(False, cut=True)) if step else self.cur.earliest(self._margin(False))
         cx = max(c0, run.tempo.changes[-1][0])  # where the tempo plan in force settles
         off_tempo = abs(run.tempo.bpm_at(cx) - line.bpm_at(host(cx)))
         if (not recondition and off_tempo <= (GLIDE_TOLERANCE_BPM if gliding else 0.0)
@@ -302,10 +299,10 @@ class LiveStream(LiveControl, RenderWorker):
             x = self.cur.index(cut)
         if x > self.playout.end or not self.cur.rollback(cut):
             return  # not rendered that far yet, or the reader got there first: placed again at the next step
-        self._handover = None
         if isinstance(h, BarStop):
             self._finish_run(self.cur.joiner.tail, cut)
             return
+        self._handover = None
         tail, head = self.cur.joiner.tail, round(self.play_head_beat(), 6)
         if h.bpm != self.perf.bpm:
             self._record(ControlRecord(cut, "tempo", "bpm", h.bpm, at=head))
@@ -334,6 +331,9 @@ class LiveStream(LiveControl, RenderWorker):
         self.playout.silence(pad)
         self._stop_silence_until = self.playout.end - pad // 2
         self._record(ControlRecord(beat, "transport", "stop"))
+        h, self._handover = self._handover, None
+        if isinstance(h, BarStop) and h.bpm is not None and h.bpm != self.perf.bpm:  # the stopped host's tempo
+            self._record(ControlRecord(self.perf.position, "tempo", "bpm", h.bpm))
         self.cur.joiner.reset()
         self.renderer.release(())
 

@@ -14,6 +14,11 @@ from collections import deque
 PIECES_KEPT = 16  # render times of pieces of an epoch already running, per preset
 EPOCHS_KEPT = 8  # render times of an epoch's first piece (its decode warm-up and grid), per preset
 MARGIN_EXTRA_S = 0.02
+# a cut inside a piece (a host's tempo step, a "now" change) re-renders from right there, so little is left in the
+# ring: a light preset's pieces render in 0.3 ms (latents decoded before) to 47 ms (a decode), and with only the cheap
+# ones timed its margin was 21 ms; a worker kept from its core that long on a busy two-core machine ran the ring dry
+# (2 ms of silence at a stopped MIDI host's first beats, in about one run of five)
+CUT_MARGIN_MIN_S = 0.1
 
 
 class RenderTimes:
@@ -34,11 +39,12 @@ class RenderTimes:
         times = [t for kind in kinds for name, kept in kind.items() if preset in (None, name) for t in kept]
         return max(times) if times else None
 
-    def margin(self, preset: str, new_epoch: bool, fallback_s: float) -> float:
+    def margin(self, preset: str, new_epoch: bool, fallback_s: float, cut: bool = False) -> float:
         """Seconds ahead of the play head a change in ``preset`` must start (``new_epoch``: the change starts an
-        epoch, whose first piece costs more). A preset not timed yet: the longest render of any preset, else
-        ``fallback_s``."""
+        epoch, whose first piece costs more; ``cut``: it cuts the piece it falls in, and is at least
+        CUT_MARGIN_MIN_S away). A preset not timed yet: the longest render of any preset, else ``fallback_s``."""
         worst = self.worst(preset, epochs=new_epoch)
         if worst is None:
             worst = self.worst()
-        return (2.0 * worst if worst is not None else fallback_s) + MARGIN_EXTRA_S
+        margin = (2.0 * worst if worst is not None else fallback_s) + MARGIN_EXTRA_S
+        return max(margin, CUT_MARGIN_MIN_S) if cut else margin

@@ -328,9 +328,12 @@ def test_a_stopped_host_stops_the_music_at_the_next_bar_line(rig) -> None:
     rig.handle(TempoEvent(124.0, "midi", rig.t, 0.9))  # clock without Start: the DAW is there, stopped
     assert rig.core.arbiter.current == "midi" and not rig.core.playing
     heard: list[np.ndarray] = []
+    n = len(rig.records())
     play_device(rig, 3.0, heard=heard)
-    stop = rig.records()[-1]
+    stop, tempo = rig.records()[-2:]
     assert (stop["type"], stop["name"]) == ("transport", "stop") and stop["beat"] % 4.0 == 0.0
+    assert len(rig.records()) == n + 2  # the last bar at its own tempo: the host's tempo is for its Start
+    assert (tempo["type"], tempo["name"], tempo["value"]) == ("tempo", "bpm", 124.0)
     rms = windowed_rms(heard)
     assert rms[:10].min() > 1e-4 and rms[-20:].max() == 0.0  # played on to the bar line, then silence
     rig.handle(TransportEvent("play", "midi", rig.t, 0.0))  # the DAW's Start

@@ -15,6 +15,7 @@ from generator.timeline.control_log import SessionHeader, parse_lines
 from generator.timeline.host_line import HostLine
 from generator.timeline.planner import Performance
 from generator.timeline.playout import Playout
+from generator.timeline.render_times import CUT_MARGIN_MIN_S
 from generator.timeline.requests import Meter
 from generator.timeline.stream import render_offline
 from tests.simulated_stream import PERIOD, SR, SimulatedStream
@@ -124,23 +125,46 @@ def test_a_join_starts_the_hosts_run_on_its_bar_line_without_a_gap(engine, host_
     assert sim.ring.underruns == 0
 
 
-@pytest.mark.parametrize("ticks", [170, 180, 190])
+def test_a_stopped_hosts_tempo_waits_for_its_start(engine):
+    """A host that takes over while stopped: the run plays on to its next bar line at its own tempo and stops there.
+    The tempos the host states meanwhile (a MIDI clock's first beat read 112-123 BPM at 120) are for its Start, not
+    a bend of the last bar at each reading; the run started by the Start plays at the last of them."""
+    sim = Sim(engine)
+    sim.live.play(0.0)
+    sim.tick(60)
+    sim.live.stop_at_bar(now=sim.t)
+    for bpm in (122.4, 118.3, 114.8, 120.7, 117.6):
+        sim.live.set_tempo(bpm, now=sim.t)
+        sim.tick(2)
+    sim.tick(150)
+    assert sim.live.perf.current is None and sim.live.perf.bpm == 117.6
+    sim.live.play(0.0, at_time=sim.t, now=sim.t)
+    sim.tick(100)
+    (last, _), (run, _) = sim.runs()
+    assert last.tempo.changes == [(last.start_beat, 128.0)] and last.end_beat % 4 == 0
+    assert run.tempo.changes == [(run.start_beat, 117.6)]
+    assert sim.ring.underruns == 0
+
+
+@pytest.mark.parametrize("ticks", [140, 170, 180])
 def test_a_tempo_step_is_caught_up_from_inside_a_beat(engine, ticks):
     """A host's tempo step (5 %) is followed from the soonest point the re-render allows, not from the next piece
-    boundary after it: each beat waited there plays 5 % off the host (23 ms at 126 BPM)."""
+    boundary after it: each beat waited there plays 5 % off the host (23 ms at 126 BPM). Never closer to the play
+    head than CUT_MARGIN_MIN_S, though: the re-render from the cut must be done before the reader gets there."""
     sim = Sim(engine, bpm=126.0)
     t_play = sim.t
     sim.live.play(0.0, at_time=t_play, now=t_play)
     sim.tick(ticks)
     t_step = sim.t
-    margin = sim.live._margin(False)
-    boundary = sim.live.cur.earliest(margin)  # where the change started before
+    margin = sim.live._margin(False, cut=True)
+    boundary = sim.live.cur.earliest(sim.live._margin(False))  # where the change started before
     sim.live.set_tempo(132.3, now=t_step, beat=(t_step - t_play) * 126 / 60, at_time=t_step)
     sim.tick(250)
     [(run, k)] = sim.runs()
     first = run.tempo.changes[1][0]
     assert first < boundary - 0.05
-    assert sim.heard(k + run.tempo.sample_at(first)) - t_step < margin + sim.live.renderer.xfade / SR + 0.02
+    heard = sim.heard(k + run.tempo.sample_at(first)) - t_step
+    assert CUT_MARGIN_MIN_S <= heard < margin + sim.live.renderer.xfade / SR + 0.02
     assert sim.ring.underruns == 0
 
 

@@ -11,7 +11,9 @@ least-squares line of tick *time* against tick *index*:
   interval. Otherwise, if the intervals so far vary by less than 30 %, only unmistakable cases count (an
   interval under 1/4 of the median is a duplicate, one of 1.8-2.5 medians is one lost tick); with more jitter
   than that a duplicate cannot be told from jitter and every tick counts as one. A pause of more than
-  ``gap_ratio`` intervals restarts the fit. So duplicated and lost ticks do not skew the slope.
+  ``gap_ratio`` intervals (8: a third of a beat) restarts the fit; a shorter one is lost ticks (a late port's burst
+  puts one tick a few periods late, and a restart there read the burst's ticks as 84 BPM at 140). So duplicated
+  and lost ticks do not skew the slope.
 - Two windows: a short one (``short_window`` ticks, one beat) and a long one that grows up to ``max_window``
   ticks (four 4/4 bars by default). The long fit is reported.
 - Two-speed follower: when the short fit differs from the long one by more than ``step_threshold`` (relative,
@@ -111,7 +113,7 @@ class ClockTempoEstimator:
         min_ticks: int = 6,
         min_bpm: float = 20.0,
         max_bpm: float = 300.0,
-        gap_ratio: float = 4.5,
+        gap_ratio: float = 8.0,
     ):
         if not 4 <= short_window <= max_window:
             raise ValueError(f"short_window must be in 4..max_window ({max_window}), got {short_window}")
@@ -192,7 +194,9 @@ class ClockTempoEstimator:
         r_fit = (t - self._anchor[0]) / self._anchor[1]
         if r_raw < 0.5 and r_fit < 0.5:
             self._recent.append(0)
-            if self._recent.count(0) >= 4:  # tempo more than doubled: the old grid no longer applies
+            # tempo more than doubled: the old grid no longer applies (not where ticks were lost among them: a late
+            # port's burst, which gives ticks twice and drops others, read as a doubling and restarted the fit)
+            if self._recent.count(0) >= 4 and max(self._recent) <= 1:
                 self.reset()
                 return self._accept(t, 0, "restart")
             return self._reject("duplicate")
@@ -204,8 +208,8 @@ class ClockTempoEstimator:
         # quantised, the fit puts a tick within +-quantum/2 of its place: lost ones read from 2 - quantum/(2 p) up
         lost_fit = 1.5 + self._quantum / (4 * self._anchor[1]) if self._quantum > 0 else 1.6
         advanced = max(2, round(r_fit)) if r_raw >= 1.7 and r_fit >= lost_fit else 1
-        if advanced > 1 and sum(1 for a in self._recent if a > 1) >= 3:  # a big slowdown, not lost ticks
-            self.reset()
+        if advanced > 1 and sum(1 for a in self._recent if a > 1) >= 3 and 0 not in self._recent:  # a big
+            self.reset()  # slowdown, not lost ticks (nor a late port's burst, with its ticks given twice)
             return self._accept(t, 0, "restart")
         return self._accept(t, advanced, "lost" if advanced > 1 else "")
 

@@ -51,7 +51,7 @@ async def in_phase(client, tries: int = 10) -> dict:
 # ---------------------------------------------------------------------------------------- the DAW stand-in
 def sender_main(port: str) -> int:
     """Clock at 120 BPM (stopped 1 beat), Start, 10 beats, step to 140 BPM for 12 beats, Stop, 1.5 s of clock,
-    Start, 6 beats, Stop. Prints "<mark> <time.monotonic()> <bpm>" when each part begins."""
+    Start, 10 beats, Stop. Prints "<mark> <time.monotonic()> <bpm>" when each part begins."""
     import mido
 
     backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK", load=True)
@@ -82,7 +82,7 @@ def sender_main(port: str) -> int:
         print("stop", time.monotonic(), 140, flush=True)
         clocks(1.5 * 140 / 60, 140)
         out.send(mido.Message("start"))
-        clocks(6, 140, "restart")
+        clocks(10, 140, "restart")  # (room for the status to settle after an xrun burst at the Start)
         out.send(mido.Message("stop"))
         print("end", time.monotonic(), 140, flush=True)
         time.sleep(0.1)

@@ -11,7 +11,7 @@ from bridge.errors import ConfigError
 from bridge.events import PositionEvent, TempoEvent, TransportEvent
 from bridge.jack_midi import FrameClock
 from bridge.transport import DeviceClockTransport, MidiClockTracker, Transport
-from tests.bridge.clockstreams import double, drop, late_port, scattered, tick_times
+from tests.bridge.clockstreams import double, drop, jack_quantised, late_port, scattered, tick_times
 
 
 def test_transport_beats_bars_offset_and_tempo_change() -> None:
@@ -261,6 +261,23 @@ def test_a_burst_of_ticks_from_a_late_port_is_recounted_from_the_clocks_time() -
     assert tr.recounts >= 1
     late = [e for e in events if isinstance(e, PositionEvent) and e.time > true[24 * 16]]
     assert late and all(e.time == pytest.approx(true[round(e.beat * 24)], abs=0.002) for e in late)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_late_port_burst_leaves_the_tempo_where_it_was(seed: int) -> None:
+    """A short burst of a late port (JACK MIDI through rtmidi, the JACK server missing deadlines: ticks given twice,
+    others dropped, one stamped periods late) is not a tempo change. Read as a doubling, or its late stamp as a pause
+    that restarted the fit, it set 140 BPM to 84-155 for a beat or more (in the end-to-end test too), and the model
+    was re-conditioned on it. What the step logic makes of the ticks it miscounts stays within 5 %."""
+    for at in (24 * 10 + 6, 24 * 10 + 12, 24 * 10 + 30, 24 * 20 + 3):
+        true = jack_quantised(tick_times([140.0] * (24 * 26), seed=seed), seed=seed)
+        tr, events = _tracker()
+        tr.start(true[0] - 0.01)
+        for t in late_port(true, start=at, ticks=12, seed=seed):
+            tr.clock(t)
+        after = [e.bpm for e in events if isinstance(e, TempoEvent) and e.time > true[at] - 0.01]
+        assert all(abs(b - 140.0) <= 7.0 for b in after), (at, after)
+        assert tr.transport.bpm == pytest.approx(140.0, abs=1.0)
 
 
 @pytest.mark.parametrize(("scatter", "ticks"), [(0.008, 60), (0.004, 150)])

@@ -43,7 +43,7 @@ from generator.timeline.cursor import RunCursor, host_bpm_at, phase_nudge
 from generator.timeline.handover import BarStop, Handover, HostJoin
 from generator.timeline.host_line import HostLine, follow
 from generator.timeline.live_control import LiveControl
-from generator.timeline.planner import OUTPUT_ONLY, Performance, bar_beats
+from generator.timeline.planner import OUTPUT_ONLY, Performance, bar_beats, check_bpm
 from generator.timeline.playout import Playout
 from generator.timeline.render_times import RenderTimes
 from generator.timeline.requests import Change, Join, Meter, Request, Tempo, Transport
@@ -77,9 +77,8 @@ class LiveStream(LiveControl, RenderWorker):
         self.ring, self.header, self.log, self.default_quantise = ring, header, log, quantise
         self.phrase_bars, self.recondition, self.clock = phrase_bars, recondition, clock
         self.render_timer = render_timer  # times each render (the look-ahead and the change margin follow it)
-        self.sync_source = sync_source
+        self.sync_source, self.sr = sync_source, header.sample_rate
         self.min_lookahead_s, self.max_lookahead_s = min_lookahead_s, max_lookahead_s
-        self.sr = header.sample_rate
         self.perf = Performance(header)
         settings = replace(settings or LockSettings(), snap_ms=header.snap_ms)  # the header's snap (replays too)
         self.renderer = Renderer(resolve_loader(engine_or_preset, threads), self.perf.bar, self.sr, xfade_ms,
@@ -93,8 +92,7 @@ class LiveStream(LiveControl, RenderWorker):
         self._handover: Handover | None = None  # waiting for its bar line (generator.timeline.handover)
         self._placed: dict[str, tuple[float, Any, Any]] = {}  # each control's last change: beat, request, value
         RenderWorker.__init__(self)
-        self.lookahead_s = min_lookahead_s
-        self.rtf = math.nan
+        self.lookahead_s, self.rtf = min_lookahead_s, math.nan
         self.render_times = RenderTimes()  # per preset: the look-ahead and the margin of a change follow them
         self.latencies_ms: deque[float] = deque(maxlen=256)  # arrival -> audible, ms
         self.late_ms: deque[float] = deque(maxlen=256)  # audible - the quantisation target (0 = on time), ms
@@ -149,6 +147,8 @@ class LiveStream(LiveControl, RenderWorker):
 
     def _apply(self, request: Request, t_req: float, now: float) -> None:
         run = self.perf.current
+        if isinstance(request, Tempo | Join) and request.bpm is not None:
+            check_bpm(request.bpm)  # refused before anything changes (a NaN kept for a Start left nothing playable)
         match request:
             case Change():
                 self._change(request, t_req, now)

@@ -134,13 +134,13 @@ class TempoTrack:
     changes: list[tuple[float, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _check_bpm(self.bpm)
+        check_bpm(self.bpm)
         self.changes = [(self.start_beat, self.bpm)]
 
     def set(self, beat: float, bpm: float) -> None:
         """Tempo `bpm` from `beat` on. Changes planned after `beat` are dropped (a later record replaces what an
         earlier one planned ahead, e.g. a phase nudge); one at the same beat is replaced."""
-        _check_bpm(bpm)
+        check_bpm(bpm)
         if beat < self.start_beat - EPS:
             raise PlanError(f"tempo change at beat {beat:.3f} is before the run's start ({self.start_beat:.3f})")
         self.changes = [c for c in self.changes if c[0] < beat - EPS] or [(self.start_beat, bpm)]
@@ -180,7 +180,8 @@ class TempoTrack:
         return [x for x, _ in self.changes if a + EPS < x < b - EPS]
 
 
-def _check_bpm(bpm: float) -> None:
+def check_bpm(bpm: float) -> None:
+    """Raise PlanError unless ``bpm`` is a finite tempo in 20..400."""
     if not (isinstance(bpm, int | float) and math.isfinite(bpm) and 20.0 <= bpm <= 400.0):
         raise PlanError(f"tempo {bpm!r} BPM is not valid; use 20..400")
 
@@ -247,7 +248,7 @@ class Performance:
         self.preset = header.preset
         self.seed = int(header.seed)
         self.bpm = float(header.bpm)
-        _check_bpm(self.bpm)
+        check_bpm(self.bpm)
         self.controls: dict[str, float] = {"tempo": self.bpm, **dict(defaults or {}), **header.controls}
         self.runs: list[Run] = []
         self.playing = False

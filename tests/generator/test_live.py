@@ -146,6 +146,25 @@ def test_a_stopped_hosts_tempo_waits_for_its_start(engine):
     assert sim.ring.underruns == 0
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -5.0, 0.0, 1000.0])
+def test_a_tempo_out_of_range_is_refused_and_changes_nothing(engine, bad):
+    """Counted and logged, playing or in a bar stop, and nothing changes: a NaN while playing stopped the render
+    worker; kept for a Start, it left the stream stopped for good (every later play refused)."""
+    sim = Sim(engine)
+    sim.live.play(0.0)
+    sim.tick(60)
+    sim.live.set_tempo(bad, now=sim.t)
+    sim.tick(5)
+    sim.live.stop_at_bar(now=sim.t)
+    sim.live.set_tempo(bad, now=sim.t)
+    sim.live.join(0.0, bad, at_time=sim.t, now=sim.t)
+    sim.tick(150)
+    sim.live.play(0.0, at_time=sim.t, now=sim.t)
+    sim.tick(100)
+    assert sim.live.errors == 3 and sim.live.perf.bpm == 128.0 and sim.live.telemetry().state == "playing"
+    assert len(sim.runs()) == 2 and sim.ring.underruns == 0
+
+
 @pytest.mark.parametrize("ticks", [140, 170, 180])
 def test_a_tempo_step_is_caught_up_from_inside_a_beat(engine, ticks):
     """A host's tempo step (5 %) is followed from the soonest point the re-render allows, not from the next piece
